@@ -1,0 +1,183 @@
+"""Structured configs: the schema under `conf/`, so a typo fails when the config is composed.
+
+The YAML files in `conf/` hold values; these dataclasses hold the fields, their types and what
+they mean. Task configs are per task (see `irpo.tasks`), checked by `validate` before any work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+@dataclass
+class TinyModelConfig:
+    """Architecture of the embedded tiny Llama and the short SFT that makes it the seed model M0."""
+
+    hidden_size: int = 128
+    intermediate_size: int = 512
+    num_layers: int = 4
+    num_heads: int = 2  # head_dim = hidden_size / num_heads = 64, which vLLM's CPU build accepts
+    max_position_embeddings: int = 512
+    init_seed: int = 0
+    seed_sft_steps: int = 400
+    seed_sft_lr: float = 2e-3
+    seed_sft_batch_size: int = 32
+    seed_sft_schedule: str = "cosine"
+    cache_dir: str = "${oc.env:IRPO_CACHE,${oc.env:HOME}/.cache/irpo}"
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    # Local directory or hub id; null builds the tiny model from `tiny` (cached by its settings).
+    name_or_path: Optional[str] = None
+    tiny: Optional[TinyModelConfig] = None
+    dtype: str = "float32"  # float32 | bfloat16 | float16
+    max_length: int = 512  # prompt + response tokens; longer pairs are dropped
+    use_chat_template: bool = False  # wrap prompts with the tokenizer's chat template
+
+
+@dataclass
+class LossConfig:
+    name: str = "dpo_nll"  # dpo_nll | sft
+    alpha: float = 1.0  # weight of the length-normalised NLL term; 0 = standard DPO
+    beta: float = 0.1  # DPO temperature
+
+
+@dataclass
+class GenerationConfig:
+    """How samples are drawn; every sampler backend reads these same values."""
+
+    num_samples: int = 30  # N samples per training prompt
+    temperatures: list[float] = field(default_factory=lambda: [0.8, 0.8, 1.3, 1.3])  # per iteration; last repeats
+    top_p: float = 1.0
+    max_new_tokens: int = 512
+
+
+@dataclass
+class SamplerConfig:
+    name: str = "hf"  # hf (transformers generate)
+    batch_size: int = 256  # sequences per generate call
+    device: str = "auto"
+
+
+@dataclass
+class TrainerConfig:
+    name: str = "torch"
+    lr: float = 7e-7
+    batch_size: int = 16  # pairs per optimizer step
+    micro_batch_size: int = 16  # pairs per forward pass; gradients accumulate up to batch_size
+    max_steps: int = 5000
+    epochs: float = 1.0  # passes over the pairs; training stops at whichever of epochs / max_steps comes first
+    warmup_steps: int = 0
+    lr_schedule: str = "constant"  # constant | cosine (decays to 0 at the last step), after linear warmup
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    # Checkpoint selection (paper, Section 3.1): every eval_every steps, greedy accuracy on the held-out
+    # split (its first select_examples questions); the best step's weights become M_t. 0 = keep the last.
+    eval_every: int = 0
+    select_examples: Optional[int] = 200
+    retrain_with_heldout: bool = False  # then retrain from M_{t-1} on train + held-out pairs for that many steps
+    device: str = "auto"
+
+
+@dataclass
+class PairsConfig:
+    builder: str = "preference"  # preference | gold_sft | self_sft
+    pairs_per_prompt: int = 10  # K
+    data_multiplier: int = 1  # K x this: the paper's "twice as much data" rows use 2
+    include_gold: bool = True  # the task's gold CoT joins the winners
+    dedupe: bool = True  # identical sampled texts count once in the winner/loser sets
+    max_pairs: Optional[int] = None  # cap on the total, by seeded random subsample
+    seed: int = "${seed}"  # type: ignore[assignment]
+
+
+@dataclass
+class EvalConfig:
+    split: str = "test"
+    majority_k: int = 32  # samples per question for the majority vote; 0 turns it off
+    temperature: float = 0.8
+    max_examples: Optional[int] = None  # evaluate on the first n examples of the split
+
+
+@dataclass
+class ClusterConfig:
+    name: str = "local"
+
+
+@dataclass
+class Config:
+    task: Any = MISSING
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    experiment: Optional[str] = None
+    method: str = "irpo"  # a label for tables; the behaviour comes from the fields above
+    # The model iteration 1 starts from: null = the seed model M0; a model dir; a run dir (its last
+    # finished iteration); or run:<name>, the run dir <name> beside this one (e.g. a sweep's star job).
+    init_from: Optional[str] = None
+    iterations: int = 3
+    seed: int = 0
+    run_dir: str = "${hydra:runtime.output_dir}"
+    log_level: str = "INFO"
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="irpo_schema", node=Config)
+
+
+def task_config(task_cfg: DictConfig | dict) -> Any:
+    """The task's typed config object; unknown or mistyped fields fail naming the task and field."""
+    from irpo.tasks import TASKS
+
+    name = task_cfg.get("name") if task_cfg is not None else None
+    if name is None:
+        raise ValueError("the config has no task.name; pick one with task=<name>")
+    entry = TASKS.get(name)
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(entry.config_class), task_cfg)
+        return OmegaConf.to_object(merged)
+    except Exception as e:  # omegaconf's errors name the key; add which task they belong to
+        raise ValueError(f"invalid config for task '{name}': {e}".split("\n    full_key")[0]) from None
+
+
+def validate(cfg: DictConfig) -> None:
+    """Checks that need more than types: registered names, consistent sizes, a seed model given."""
+    from irpo.loss import LOSSES
+    from irpo.pairs import PAIR_BUILDERS
+    from irpo.sampling import SAMPLERS
+    from irpo.training import TRAINERS
+
+    task_config(cfg.task)
+    LOSSES.get(cfg.loss.name)
+    PAIR_BUILDERS.get(cfg.pairs.builder)
+    SAMPLERS.get(cfg.sampler.name)
+    TRAINERS.get(cfg.trainer.name)
+    if cfg.model.name_or_path is None and cfg.model.tiny is None:
+        raise ValueError("model.name_or_path is not set: give a local model directory or hub id")
+    if cfg.model.tiny is None:
+        from irpo.models.loading import check_model_source
+
+        check_model_source(cfg.model.name_or_path)
+    if cfg.trainer.batch_size % cfg.trainer.micro_batch_size:
+        raise ValueError(f"trainer.batch_size ({cfg.trainer.batch_size}) must be a multiple of "
+                         f"trainer.micro_batch_size ({cfg.trainer.micro_batch_size})")
+    if not cfg.generation.temperatures:
+        raise ValueError("generation.temperatures needs at least one value")
+    if cfg.iterations < 0:
+        raise ValueError("iterations must be >= 0")
+
+
+def temperature_for(cfg: DictConfig, iteration: int) -> float:
+    """Iteration t (1-based) samples at temperatures[t-1]; the last value repeats."""
+    temperatures = list(cfg.generation.temperatures)
+    return float(temperatures[min(iteration, len(temperatures)) - 1])

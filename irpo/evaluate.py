@@ -1,0 +1,64 @@
+"""Step 5 of Figure 1: greedy exact match on the test split, and majority vote over k samples."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from irpo.rundir import IterationDir, read_json, write_json, write_jsonl
+from irpo.sampling import SamplingRequest
+
+log = logging.getLogger(__name__)
+
+
+def greedy_request(generation_cfg, seed: int) -> SamplingRequest:
+    return SamplingRequest(1, 0.0, 1.0, generation_cfg.max_new_tokens, seed)
+
+
+def judge_greedy(task, example, completion: str) -> dict:
+    completion = task.finish(completion)
+    answer = task.extract_answer(example, completion)
+    return {"greedy": completion, "greedy_answer": answer, "greedy_correct": task.is_correct(example, answer)}
+
+
+def evaluate(it: IterationDir, model_dir, examples: list, prompts: dict[str, str], sampler, task, eval_cfg,
+             generation_cfg, seed: int) -> dict:
+    """Writes eval.jsonl (per question) and eval.json (accuracies) for the model in `model_dir`."""
+    if it.eval_metrics.exists():
+        return read_json(it.eval_metrics)
+    batch = [prompts[e.id] for e in examples]
+    greedy = sampler.generate(model_dir, batch, greedy_request(generation_cfg, seed), desc=f"iter {it.t} eval greedy")
+    votes = [[] for _ in examples]
+    if eval_cfg.majority_k > 0:
+        vote_request = SamplingRequest(eval_cfg.majority_k, eval_cfg.temperature, generation_cfg.top_p,
+                                       generation_cfg.max_new_tokens, seed)
+        votes = sampler.generate(model_dir, batch, vote_request, desc=f"iter {it.t} eval majority@{eval_cfg.majority_k}")
+    rows = []
+    for example, greedy_out, samples in zip(examples, greedy, votes):
+        majority = task.majority_vote(example, [task.finish(s) for s in samples]) if samples else None
+        rows.append({"id": example.id, "gold": example.gold_answer, **judge_greedy(task, example, greedy_out[0]),
+                     "majority_answer": majority, "majority_correct": task.is_correct(example, majority)})
+    n = max(len(rows), 1)
+    metrics = {"split": eval_cfg.split, "examples": len(rows),
+               "greedy_accuracy": round(sum(r["greedy_correct"] for r in rows) / n, 4),
+               "majority_accuracy": round(sum(r["majority_correct"] for r in rows) / n, 4)
+               if eval_cfg.majority_k > 0 else None,
+               "majority_k": eval_cfg.majority_k,
+               "greedy_no_answer": sum(r["greedy_answer"] is None for r in rows)}
+    log.info("iter %d: greedy accuracy %.3f, majority@%d %s on %d %s examples", it.t, metrics["greedy_accuracy"],
+             eval_cfg.majority_k, metrics["majority_accuracy"], len(rows), eval_cfg.split)
+    write_jsonl(it.eval_predictions, rows)
+    write_json(it.eval_metrics, metrics)
+    return metrics
+
+
+def held_out_scorer(examples: list, prompts: dict[str, str], sampler, task, generation_cfg,
+                    seed: int) -> Callable:
+    """score(model, tokenizer) -> greedy accuracy on held-out examples, for checkpoint selection."""
+    batch = [prompts[e.id] for e in examples]
+
+    def score(model, tokenizer) -> float:
+        outputs = sampler.generate_with(model, tokenizer, batch, greedy_request(generation_cfg, seed), desc="select")
+        return sum(judge_greedy(task, e, out[0])["greedy_correct"] for e, out in zip(examples, outputs)) / len(examples)
+
+    return score

@@ -1,0 +1,147 @@
+"""Iterative RPO (Figure 1 of Pang et al., 2024), top to bottom.
+
+For t = 1..T, starting from the seed model M0:
+  1. generate  N chains of thought per training prompt from M_{t-1}
+  2. reward    1 if a sample's final answer matches the gold answer, else 0
+  3. pairs     (winner, loser) pairs per prompt
+  4. train     M_t from M_{t-1} with DPO + α·NLL, M_{t-1} as the frozen reference
+  5. evaluate  M_t on the test split (greedy and majority vote)
+
+Baselines are the same loop with other settings (pair builder, loss, iterations); see conf/.
+Each stage skips itself when its artifact exists in the run directory, so a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from irpo.config import temperature_for, validate
+from irpo.evaluate import evaluate, held_out_scorer
+from irpo.generate import generate
+from irpo.models.loading import load_tokenizer
+from irpo.models.seed import prepare_seed_model
+from irpo.pairs import PAIR_BUILDERS, ScoredQuestion, build_pairs
+from irpo.results import write_results
+from irpo.reward import reward, reward_stats
+from irpo.rundir import RunDir, read_json, write_json
+from irpo.sampling import SamplingRequest, build_sampler
+from irpo.tasks import build_task
+from irpo.train import train, train_summary
+from irpo.training import build_trainer
+from irpo.training.data import encode
+
+log = logging.getLogger("irpo")
+
+
+def run(cfg: DictConfig) -> list[dict]:
+    """Runs (or resumes) every iteration in cfg.run_dir and returns the results table's rows."""
+    validate(cfg)
+    run_dir = RunDir(cfg.run_dir)
+    record_config(run_dir, cfg)
+    task = build_task(cfg.task)
+    splits = task.load_splits()
+    train_examples = {e.id: e for e in splits.train}
+    test_examples = splits.get(cfg.eval.split)[: cfg.eval.max_examples]
+    held_out = splits.valid[: cfg.trainer.select_examples] if cfg.trainer.eval_every > 0 else []
+    # Retraining with the held-out prompts needs their samples and pairs too.
+    pair_examples = dict(train_examples, **{e.id: e for e in held_out}) if cfg.trainer.retrain_with_heldout \
+        else train_examples
+    sampler = build_sampler(cfg.sampler, cfg.model)
+    trainer = build_trainer(cfg.trainer, cfg.model)
+    builder = PAIR_BUILDERS.get(cfg.pairs.builder)
+
+    model_dir = resolve_init_model(cfg, task, run_dir)  # M0, or the model a baseline starts from
+    tokenizer = load_tokenizer(model_dir)
+    prompts = {e.id: render_prompt(task, e, tokenizer, cfg.model.use_chat_template)
+               for e in list(train_examples.values()) + held_out + test_examples}
+
+    def fits(prompt: str, response: str) -> bool:
+        return len(encode(tokenizer, prompt, response).input_ids) <= cfg.model.max_length
+
+    def evaluate_model(it, directory):
+        return evaluate(it, directory, test_examples, prompts, sampler, task, cfg.eval, cfg.generation,
+                        seed=cfg.seed + 7919 * it.t)
+
+    m0 = run_dir.iteration(0)
+    write_json(m0.metrics, {"iteration": 0, "model": str(model_dir), "eval": evaluate_model(m0, model_dir)})
+
+    for t in range(1, cfg.iterations + 1):
+        it = run_dir.iteration(t)
+        if it.metrics.exists():
+            model_dir = str(it.model)
+            continue
+        questions = [ScoredQuestion(e.id, prompts[e.id], e.gold_solution, [], [], split="train" if e.id in
+                                    train_examples else "valid") for e in pair_examples.values()]
+        if builder.needs_samples:
+            request = SamplingRequest(cfg.generation.num_samples, temperature_for(cfg, t), cfg.generation.top_p,
+                                      cfg.generation.max_new_tokens, seed=cfg.seed + 1000 * t)
+            generations = generate(it, model_dir, {q.id: q.prompt for q in questions}, sampler, request, task)  # 1
+            rewards = reward(it, generations, pair_examples, task)  # 2
+            for q, gen, rew in zip(questions, generations, rewards):
+                q.samples, q.rewards = gen["samples"], rew["rewards"]
+        pairs = build_pairs(it, builder, questions, cfg.pairs, fits)  # 3
+        select = held_out_scorer(held_out, prompts, sampler, task, cfg.generation, cfg.seed) if held_out else None
+        model_dir = train(it, model_dir, pairs, trainer, cfg.loss, seed=cfg.seed + t, select=select,  # 4
+                          retrain_with_heldout=cfg.trainer.retrain_with_heldout)
+        metrics = evaluate_model(it, model_dir)  # 5
+        write_json(it.metrics, {"iteration": t, "model": model_dir, "temperature": temperature_for(cfg, t),
+                                "rewards": reward_stats(it), "pairs": read_json(it.pairs_stats),
+                                "train": train_summary(it), "eval": metrics})
+
+    return write_results(run_dir, title=f"{cfg.method} on {cfg.task.name} ({run_dir.root})")
+
+
+def resolve_init_model(cfg: DictConfig, task, run_dir: RunDir) -> str:
+    """The model iteration 1 starts from (see `init_from` in irpo/config.py)."""
+    if cfg.init_from is None:
+        return prepare_seed_model(cfg, task)
+    spec = str(cfg.init_from)
+    path = run_dir.root.parent / spec[len("run:"):] if spec.startswith("run:") else Path(spec).expanduser()
+    if (path / "config.json").exists():
+        return str(path)
+    finished = [it for it in RunDir(path).iterations() if it.metrics.exists()] if path.is_dir() else []
+    if finished:
+        last = finished[-1]
+        return str(last.model) if last.t > 0 else read_json(last.metrics)["model"]
+    raise FileNotFoundError(f"init_from={spec}: {path} is neither a model directory nor a run directory with a "
+                            "finished iteration (run that baseline first; in a sweep it must come earlier)")
+
+
+def render_prompt(task, example, tokenizer, use_chat_template: bool) -> str:
+    text = task.prompt(example)
+    if not use_chat_template:
+        return text
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("model.use_chat_template=true but the tokenizer has no chat template")
+    return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+# Changing these on a resumed run cannot invalidate finished work.
+RESUMABLE_KEYS = {"iterations", "run_dir", "log_level", "sampler.batch_size", "sampler.device", "trainer.device"}
+
+
+def record_config(run_dir: RunDir, cfg: DictConfig) -> None:
+    """Writes config.yaml; on resume, refuses a config that would make finished work inconsistent."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    if run_dir.config.exists():
+        previous = OmegaConf.to_container(OmegaConf.load(run_dir.config))
+        changed = sorted(k for k in _flat_diff(previous, resolved) if k not in RESUMABLE_KEYS)
+        if changed:
+            raise ValueError(f"{run_dir.root} was started with a different config ({', '.join(changed)} changed); "
+                             "use a new run directory, or restore those values to resume")
+    tmp = run_dir.config.with_suffix(".tmp")
+    tmp.write_text(OmegaConf.to_yaml(resolved))
+    tmp.replace(run_dir.config)
+
+
+def _flat_diff(a, b, prefix: str = "") -> set[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = set()
+        for key in set(a) | set(b):
+            out |= _flat_diff(a.get(key), b.get(key), f"{prefix}{key}.")
+        return out
+    return set() if a == b else {prefix.rstrip(".")}

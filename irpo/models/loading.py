@@ -1,0 +1,59 @@
+"""Loading models and tokenizers from a local directory or a hub id, with errors that say what is wrong."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
+
+hf_logging.disable_progress_bar()
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def looks_like_path(name_or_path: str) -> bool:
+    return name_or_path.startswith(("/", "./", "../", "~")) or os.sep in name_or_path and Path(name_or_path).parent.exists()
+
+
+def check_model_source(name_or_path: str) -> None:
+    """Fail early, naming the problem, for a local model directory that is missing or incomplete."""
+    path = Path(os.path.expanduser(name_or_path))
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"model directory {path} has no config.json; is it a save_pretrained directory?")
+    elif looks_like_path(name_or_path):
+        raise FileNotFoundError(f"model directory {path} does not exist (model.name_or_path={name_or_path!r})")
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def load_tokenizer(name_or_path: str | Path, padding_side: str = "right") -> PreTrainedTokenizerBase:
+    check_model_source(str(name_or_path))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(os.path.expanduser(str(name_or_path)))
+    except OSError as e:
+        raise OSError(f"could not load a tokenizer from {name_or_path!r}: not a local directory, and the hub "
+                      f"could not provide it (offline?): {e}") from None
+    if tokenizer.pad_token_id is None:  # Llama tokenizers ship without one; padding is always masked
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = padding_side
+    return tokenizer
+
+
+def load_model(name_or_path: str | Path, dtype: str = "float32", device: str = "cpu"):
+    check_model_source(str(name_or_path))
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown model.dtype '{dtype}'; valid dtypes: {', '.join(DTYPES)}")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(os.path.expanduser(str(name_or_path)), dtype=DTYPES[dtype])
+    except OSError as e:
+        raise OSError(f"could not load a model from {name_or_path!r}: not a local directory, and the hub "
+                      f"could not provide it (offline?): {e}") from None
+    return model.to(pick_device(device))

@@ -1,0 +1,58 @@
+"""The seed model M0: a given checkpoint, or the tiny model built and SFT'd here (and cached)."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from irpo.config import LossConfig, TrainerConfig
+from irpo.models.loading import check_model_source
+from irpo.models.tiny import save_untrained
+from irpo.training import TorchTrainer
+
+log = logging.getLogger(__name__)
+
+
+def prepare_seed_model(cfg, task) -> str:
+    """The path or hub id of M0. A tiny model is built once per (architecture, task, SFT) and reused."""
+    if cfg.model.tiny is None:
+        check_model_source(cfg.model.name_or_path)
+        return cfg.model.name_or_path
+    spec = cfg.model.tiny
+    if not task.seed_examples():
+        raise ValueError(f"model=tiny is made by SFT on gold solutions, and task '{task.name}' has none; "
+                         "pick a pretrained model (model=<name> or model.name_or_path=<dir>)")
+    recipe = {"tiny": OmegaConf.to_container(spec, resolve=True), "task": OmegaConf.to_container(cfg.task, resolve=True),
+              "dtype": cfg.model.dtype}
+    recipe["tiny"].pop("cache_dir")
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+    cache_root = Path(spec.cache_dir).expanduser()
+    cache_root.mkdir(parents=True, exist_ok=True)
+    target = cache_root / f"tiny-{task.name}-{key}"
+    # Parallel sweep jobs share the cache: one builds, the others wait on the lock and reuse it.
+    with open(cache_root / f"{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / "train_summary.json").exists():
+            log.info("seed model M0: reusing %s", target)
+            return str(target)
+        log.info("seed model M0: building the tiny model and SFT-ing it on %d gold solutions -> %s",
+                 len(task.seed_examples()), target)
+        untrained = cache_root / f"{target.name}.untrained"
+        shutil.rmtree(untrained, ignore_errors=True)
+        save_untrained(spec, untrained, spec.init_seed)
+        rows = [{"prompt": task.prompt(e), "chosen": e.gold_solution} for e in task.seed_examples() if e.gold_solution]
+        sft = TrainerConfig(lr=spec.seed_sft_lr, batch_size=spec.seed_sft_batch_size,
+                            micro_batch_size=spec.seed_sft_batch_size, max_steps=spec.seed_sft_steps,
+                            epochs=1e9, warmup_steps=min(20, spec.seed_sft_steps // 10), lr_schedule=spec.seed_sft_schedule,
+                            device=cfg.trainer.device)
+        TorchTrainer(sft, cfg.model).train(untrained, rows, target, LossConfig(name="sft"), seed=spec.init_seed,
+                                           desc="seed SFT (M0)")
+        (target / "recipe.json").write_text(json.dumps(recipe, indent=2))
+        shutil.rmtree(untrained, ignore_errors=True)
+        return str(target)

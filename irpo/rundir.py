@@ -1,0 +1,105 @@
+"""The run directory is the record: every stage reads its inputs from it and writes its outputs to it.
+
+Layout::
+
+    <run>/config.yaml                 resolved config
+    <run>/iter_0/metrics.json         evaluation of the seed model M0
+    <run>/iter_t/generations.jsonl    N samples per training prompt from M_{t-1}
+    <run>/iter_t/rewards.jsonl        extracted answer and 0/1 reward per sample
+    <run>/iter_t/pairs.jsonl          (prompt, chosen, rejected) training pairs
+    <run>/iter_t/pairs_stats.json     pairs made, prompts skipped and why
+    <run>/iter_t/model/               M_t (save_pretrained, safetensors) + train_log.jsonl
+    <run>/iter_t/eval.jsonl, eval.json  test predictions and accuracies of M_t
+    <run>/iter_t/metrics.json         everything above summarised
+    <run>/results.md, results.json    the Table-1-shaped summary
+
+Every file is written under a temporary name and renamed into place, so a file that exists is
+complete and a killed run resumes at the first missing artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
+    tmp = path.with_name(path.name + ".tmp")
+    count = 0
+    with tmp.open("w") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    os.replace(tmp, path)
+    return count
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return list(iter_jsonl(path))
+
+
+def iter_jsonl(path: Path) -> Iterator[dict]:
+    with Path(path).open() as f:
+        for line_number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{line_number}: not valid JSON ({e.msg})") from None
+
+
+def publish_dir(tmp_dir: Path, final_dir: Path) -> None:
+    """Atomically move a fully written directory into place."""
+    if final_dir.exists():
+        shutil.rmtree(final_dir)
+    os.replace(tmp_dir, final_dir)
+
+
+class RunDir:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def iteration(self, t: int) -> "IterationDir":
+        return IterationDir(self.root / f"iter_{t}", t)
+
+    def iterations(self) -> list["IterationDir"]:
+        found = [IterationDir(p, int(p.name.split("_")[1])) for p in self.root.glob("iter_*") if p.is_dir()]
+        return sorted(found, key=lambda it: it.t)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+
+class IterationDir:
+    def __init__(self, path: Path, t: int):
+        self.path = path
+        self.t = t
+        path.mkdir(parents=True, exist_ok=True)
+
+    generations = property(lambda self: self.path / "generations.jsonl")
+    rewards = property(lambda self: self.path / "rewards.jsonl")
+    pairs = property(lambda self: self.path / "pairs.jsonl")
+    pairs_stats = property(lambda self: self.path / "pairs_stats.json")
+    model = property(lambda self: self.path / "model")
+    eval_predictions = property(lambda self: self.path / "eval.jsonl")
+    eval_metrics = property(lambda self: self.path / "eval.json")
+    metrics = property(lambda self: self.path / "metrics.json")
+
+    def has_model(self) -> bool:
+        return (self.model / "config.json").exists() and (self.model / "train_summary.json").exists()

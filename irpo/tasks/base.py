@@ -1,0 +1,106 @@
+"""What a task is: examples with gold answers, a prompt, and a binary reward on the final answer."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+FINAL_ANSWER = "Final answer:"
+_FINAL_ANSWER_RE = re.compile(r"final answer\s*:", re.IGNORECASE)
+
+
+@dataclass
+class Example:
+    id: str
+    question: str
+    gold_answer: str
+    # Chain of thought in the prompt's answer format (ends with "Final answer: ..."), or None.
+    gold_solution: Optional[str] = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Splits:
+    train: list[Example]
+    valid: list[Example]
+    test: list[Example]
+    # Rows dropped while loading (no usable gold answer, ...), by reason.
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def get(self, name: str) -> list[Example]:
+        if name not in ("train", "valid", "test"):
+            raise KeyError(f"unknown split '{name}'; valid splits: train, valid, test")
+        return getattr(self, name)
+
+
+def extract_after_final_answer(text: str) -> Optional[str]:
+    """The text after the last "Final answer:" up to the end of its line, or None if absent/empty."""
+    matches = list(_FINAL_ANSWER_RE.finditer(text))
+    if not matches:
+        return None
+    answer = text[matches[-1].end():].split("\n", 1)[0].strip()
+    return answer or None
+
+
+def cut_after_answer_line(completion: str) -> str:
+    """Drop whatever a model wrote after the line holding its first "Final answer:"."""
+    match = _FINAL_ANSWER_RE.search(completion)
+    if not match:
+        return completion
+    end = completion.find("\n", match.end())
+    return completion if end == -1 else completion[:end]
+
+
+class Task:
+    """A task turns examples into prompts and judges completions.
+
+    Subclasses implement `load_splits`, `prompt_body`, `extract_answer` and `is_correct`.
+    """
+
+    name: str = "task"
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.instruction: str = getattr(cfg, "instruction", "") or ""
+
+    def load_splits(self) -> Splits:
+        raise NotImplementedError
+
+    def seed_examples(self) -> list[Example]:
+        """Gold solutions the embedded tiny model is SFT'd on to become M0 (by default the train split's)."""
+        return [e for e in self.load_splits().train if e.gold_solution]
+
+    def prompt_body(self, example: Example) -> str:
+        return f"Question: {example.question}\nSolution:"
+
+    def prompt(self, example: Example) -> str:
+        return self.instruction + self.prompt_body(example)
+
+    def extract_answer(self, example: Example, completion: str) -> Optional[str]:
+        raise NotImplementedError
+
+    def is_correct(self, example: Example, answer: Optional[str]) -> bool:
+        raise NotImplementedError
+
+    def canonical(self, answer: str) -> str:
+        """A key under which equivalent answers are counted together in a majority vote."""
+        return answer.strip()
+
+    def finish(self, completion: str) -> str:
+        """The part of a raw sample that counts as the response (everything up to the answer line)."""
+        return cut_after_answer_line(completion)
+
+    def reward(self, example: Example, completion: str) -> tuple[Optional[str], float]:
+        answer = self.extract_answer(example, completion)
+        return answer, float(answer is not None and self.is_correct(example, answer))
+
+    def majority_vote(self, example: Example, completions: list[str]) -> Optional[str]:
+        """The most common extracted answer (ties go to the one seen first); None if none extracted."""
+        answers = [a for a in (self.extract_answer(example, c) for c in completions) if a is not None]
+        if not answers:
+            return None
+        counts = Counter(self.canonical(a) for a in answers)
+        best = max(counts.values())
+        return next(a for a in answers if counts[self.canonical(a)] == best)

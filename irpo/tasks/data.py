@@ -1,0 +1,45 @@
+"""Reading a task's rows: local JSONL files (the official releases) or the hub through `datasets`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+
+def read_rows(path: Path) -> list[tuple[int, dict]]:
+    """(line number, row) for each non-empty line; a missing file or bad JSON names file and line."""
+    path = Path(os.path.expanduser(str(path)))
+    if not path.exists():
+        raise FileNotFoundError(f"data file {path} does not exist (check task.data_dir)")
+    rows = []
+    with path.open() as f:
+        for line_number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{line_number}: malformed JSON row ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
+            rows.append((line_number, row))
+    return rows
+
+
+def require_fields(row: dict, fields: tuple[str, ...], where: str) -> None:
+    missing = [f for f in fields if not isinstance(row.get(f), (str, dict, list))]
+    if missing:
+        raise ValueError(f"{where}: row lacks field(s) {', '.join(missing)}")
+
+
+def load_hub_split(hub_id: str, config: Optional[str], split: str) -> list[tuple[int, dict]]:
+    """Rows of a hub dataset split, numbered like file lines; needs `pip install irpo[hub]` and a network."""
+    try:
+        import datasets
+    except ImportError:
+        raise ImportError(f"loading {hub_id} from the hub needs the `datasets` package (pip install -e '.[hub]'); "
+                          "or set task.data_dir to a local copy of the official files") from None
+    data = datasets.load_dataset(hub_id, config, split=split)
+    return [(i + 1, dict(row)) for i, row in enumerate(data)]

@@ -1,0 +1,47 @@
+"""Step 4 of Figure 1: train M_t from M_{t-1} on the iteration's pairs (M_{t-1} is the reference).
+
+With checkpoint selection (trainer.eval_every > 0) the held-out score picks the step; with
+trainer.retrain_with_heldout the iteration then retrains from M_{t-1} on the train and held-out
+pairs together for the selected number of steps (paper, Section 3.1).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Optional
+
+from irpo.rundir import IterationDir, read_json
+
+log = logging.getLogger(__name__)
+
+
+def train(it: IterationDir, model_dir, pairs: list[dict], trainer, loss_cfg, seed: int,
+          select: Optional[Callable] = None, retrain_with_heldout: bool = False) -> str:
+    if it.has_model():
+        log.info("iter %d: model exists, skipping training", it.t)
+        return str(it.model)
+    train_rows = [p for p in pairs if p.get("split", "train") == "train"]
+    log.info("iter %d: training on %d rows with loss=%s (alpha=%s, beta=%s) from %s", it.t, len(train_rows),
+             loss_cfg.name, loss_cfg.alpha, loss_cfg.beta, model_dir)
+    if not retrain_with_heldout:
+        trainer.train(model_dir, train_rows, it.model, loss_cfg, seed=seed, desc=f"iter {it.t} train", select=select)
+        return str(it.model)
+    selection_dir = it.path / "model_selection"
+    if not (selection_dir / "train_summary.json").exists():
+        trainer.train(model_dir, train_rows, selection_dir, loss_cfg, seed=seed, desc=f"iter {it.t} select",
+                      select=select)
+    steps = read_json(selection_dir / "train_summary.json")["selected_step"]
+    log.info("iter %d: retraining on train + held-out pairs (%d rows) for the selected %d steps", it.t,
+             len(pairs), steps)
+    trainer.train(model_dir, pairs, it.model, loss_cfg, seed=seed, desc=f"iter {it.t} retrain", max_steps=steps)
+    (selection_dir / "model.safetensors").unlink(missing_ok=True)  # only its summary and log are kept
+    return str(it.model)
+
+
+def train_summary(it: IterationDir) -> dict:
+    summary = read_json(it.model / "train_summary.json") if (it.model / "train_summary.json").exists() else {}
+    selection = it.path / "model_selection" / "train_summary.json"
+    if selection.exists():  # the retrained model's step count came from this selection run
+        chosen = read_json(selection)
+        summary.update(selected_step=chosen["selected_step"], held_out_accuracy=chosen["held_out_accuracy"])
+    return summary

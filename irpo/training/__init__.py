@@ -1,0 +1,16 @@
+"""Trainers by name: each turns pairs and a model directory into a new model directory."""
+
+from __future__ import annotations
+
+from irpo.registry import Registry
+from irpo.training.torch_trainer import TorchTrainer
+
+TRAINERS: Registry[type] = Registry("trainer")
+TRAINERS.register("torch")(TorchTrainer)
+
+
+def build_trainer(trainer_cfg, model_cfg):
+    return TRAINERS.get(trainer_cfg.name)(trainer_cfg, model_cfg)
+
+
+__all__ = ["TRAINERS", "build_trainer"]

@@ -1,0 +1,45 @@
+"""Shared fixtures: the real config composed as `python -m irpo` would, and the ../shared material."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from irpo.config import register_configs
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+register_configs()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory):
+    """One tiny-M0 cache for the whole session, so each test does not re-run the seed SFT."""
+    cache = os.environ.get("IRPO_TEST_CACHE") or str(tmp_path_factory.mktemp("irpo_cache"))
+    os.environ["IRPO_CACHE"] = cache
+    return Path(cache)
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """compose(overrides) -> the config `python -m irpo <overrides>` would run, with run_dir in tmp_path."""
+
+    def make(*overrides: str, run_dir: Path | None = None):
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            return compose("config", overrides=[f"run_dir={run_dir or tmp_path / 'run'}", *overrides])
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """../shared (datasets, stories260K), found through IRPO_SHARED_DIR; tests skip when it is absent."""
+    value = os.environ.get("IRPO_SHARED_DIR")
+    if not value:
+        pytest.skip("IRPO_SHARED_DIR is not set; point it at the shared/ folder (datasets, models) to run this test")
+    path = Path(value)
+    if not (path / "datasets").is_dir():
+        pytest.skip(f"IRPO_SHARED_DIR={value} has no datasets/ folder")
+    return path

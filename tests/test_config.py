@@ -1,0 +1,54 @@
+"""Bad configs fail at compose or validation time with a message that names the problem."""
+
+import subprocess
+import sys
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError
+
+from irpo.config import validate
+
+
+def test_every_group_option_composes(make_config):
+    from pathlib import Path
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    for group in ("model", "loss", "sampler", "trainer", "cluster", "task", "method", "experiment"):
+        for option in sorted((conf / group).glob("*.yaml")):
+            cfg = make_config(f"{group}={option.stem}")
+            assert cfg is not None
+
+
+def test_unknown_group_option_lists_the_available_ones(make_config):
+    with pytest.raises(ConfigCompositionException, match="arithmetic"):
+        make_config("task=nope")
+
+
+def test_typo_in_a_field_fails_at_compose_time(make_config):
+    with pytest.raises(ConfigCompositionException) as info:
+        make_config("loss.alhpa=1")
+    assert "alhpa" in str(info.value.__cause__ or info.value)
+
+
+def test_typo_in_a_task_field_names_the_task(make_config):
+    cfg = make_config("+task.num_trian=3")
+    with pytest.raises(ValueError, match="task 'arithmetic'.*num_trian"):
+        validate(cfg)
+
+
+def test_unknown_registered_name_lists_valid_names(make_config):
+    with pytest.raises(KeyError, match="valid losss?: dpo_nll, sft"):
+        validate(make_config("loss.name=ipo"))
+
+
+def test_missing_model_directory_is_named(make_config, tmp_path):
+    missing = tmp_path / "no_such_model"
+    with pytest.raises(FileNotFoundError, match="no_such_model"):
+        validate(make_config(f"model.name_or_path={missing}", "model.tiny=null"))
+
+
+def test_command_line_errors_are_one_line_not_a_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "irpo", f"hydra.run.dir={tmp_path}", "model.tiny=null",
+                             f"model.name_or_path={tmp_path}/missing_model"], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "missing_model does not exist" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,89 @@
+from types import SimpleNamespace
+
+import pytest
+
+from irpo.pairs import PAIR_BUILDERS, ScoredQuestion, build_gold_sft, build_preference_pairs, build_self_sft, cap
+
+
+def pairs_cfg(**overrides):
+    values = dict(pairs_per_prompt=4, data_multiplier=1, include_gold=False, dedupe=True, max_pairs=None, seed=0)
+    values.update(overrides)
+    return SimpleNamespace(**values)
+
+
+def fits_all(prompt, response):
+    return True
+
+
+def question(qid, samples, rewards, gold=None):
+    return ScoredQuestion(qid, f"prompt {qid}", gold, samples, rewards)
+
+
+def test_walks_both_lists_together_restarting_each_at_its_end():
+    q = question("q", ["w1", "l1", "w2", "l2", "l3"], [1, 0, 1, 0, 0])
+    pairs, stats = build_preference_pairs([q], pairs_cfg(pairs_per_prompt=5), fits_all)
+    assert [(p["chosen"], p["rejected"]) for p in pairs] == [
+        ("w1", "l1"), ("w2", "l2"), ("w1", "l3"), ("w2", "l1"), ("w1", "l2")]
+    assert stats["pairs_made"] == 5 and stats["prompts_used"] == 1
+
+
+def test_gold_solution_joins_the_winners_when_included():
+    q = question("q", ["l1", "l2"], [0, 0], gold="gold")
+    assert build_preference_pairs([q], pairs_cfg(include_gold=False), fits_all)[1]["skipped_no_winner"] == 1
+    pairs, _ = build_preference_pairs([q], pairs_cfg(include_gold=True, pairs_per_prompt=3), fits_all)
+    assert [(p["chosen"], p["rejected"]) for p in pairs] == [("gold", "l1"), ("gold", "l2"), ("gold", "l1")]
+
+
+def test_questions_with_an_empty_side_are_skipped_and_counted():
+    all_right = question("a", ["w", "w2"], [1, 1])
+    all_wrong = question("b", ["l", "l2"], [0, 0])
+    mixed = question("c", ["w", "l"], [1, 0])
+    pairs, stats = build_preference_pairs([all_right, all_wrong, mixed], pairs_cfg(pairs_per_prompt=2), fits_all)
+    assert {p["id"] for p in pairs} == {"c"}
+    assert (stats["skipped_no_loser"], stats["skipped_no_winner"], stats["prompts_skipped"]) == (1, 1, 2)
+
+
+def test_duplicate_samples_count_once_unless_dedupe_is_off():
+    q = question("q", ["w", "w", "l"], [1, 1, 0])
+    deduped, _ = build_preference_pairs([q], pairs_cfg(pairs_per_prompt=2), fits_all)
+    kept, _ = build_preference_pairs([q], pairs_cfg(pairs_per_prompt=2, dedupe=False), fits_all)
+    assert [p["chosen"] for p in deduped] == ["w", "w"] and [p["chosen"] for p in kept] == ["w", "w"]
+    q2 = question("q", ["w", "w", "v", "l"], [1, 1, 1, 0])
+    assert [p["chosen"] for p in build_preference_pairs([q2], pairs_cfg(pairs_per_prompt=3), fits_all)[0]] == \
+        ["w", "v", "w"]
+
+
+def test_pairs_that_overflow_the_context_are_dropped():
+    q = question("q", ["short win", "a very long losing answer", "short loss"], [1, 0, 0])
+    pairs, stats = build_preference_pairs([q], pairs_cfg(pairs_per_prompt=2), lambda p, r: len(r) < 15)
+    assert [(p["chosen"], p["rejected"]) for p in pairs] == [("short win", "short loss")]
+    assert stats["dropped_too_long"] == 1
+
+
+def test_cap_is_a_seeded_subsample_in_original_order():
+    rows = [{"i": i} for i in range(100)]
+    first, again, other = cap(rows, 10, seed=1), cap(rows, 10, seed=1), cap(rows, 10, seed=2)
+    assert first == again and first != other
+    assert len(first) == 10 and [r["i"] for r in first] == sorted(r["i"] for r in first)
+    assert cap(rows, None, seed=1) == rows and cap(rows, 500, seed=1) == rows
+
+
+def test_cap_applies_to_the_built_pairs_and_is_reported():
+    questions = [question(str(i), ["w", "l"], [1, 0]) for i in range(20)]
+    pairs, stats = build_preference_pairs(questions, pairs_cfg(pairs_per_prompt=3, max_pairs=7, seed=3), fits_all)
+    assert (len(pairs), stats["pairs_made"], stats["pairs_kept"]) == (7, 60, 7)
+    assert pairs == build_preference_pairs(questions, pairs_cfg(pairs_per_prompt=3, max_pairs=7, seed=3), fits_all)[0]
+
+
+def test_sft_builders_for_the_baselines():
+    q = question("q", ["w1", "l1", "w2"], [1, 0, 1], gold="gold")
+    star, _ = build_self_sft([q], pairs_cfg(pairs_per_prompt=3), fits_all)
+    assert [r["chosen"] for r in star] == ["w1", "w2", "w1"] and "rejected" not in star[0]
+    gold, stats = build_gold_sft([q, question("n", [], [])], pairs_cfg(), fits_all)
+    assert [r["chosen"] for r in gold] == ["gold"] and stats["skipped_no_gold"] == 1
+    assert not PAIR_BUILDERS.get("gold_sft").needs_samples and PAIR_BUILDERS.get("preference").needs_samples
+
+
+def test_unknown_builder_lists_the_valid_ones():
+    with pytest.raises(KeyError, match="gold_sft, preference, self_sft"):
+        PAIR_BUILDERS.get("random")
