@@ -1,0 +1,108 @@
+"""ARC-Challenge (Clark et al., 2018): multiple choice, options as letters, no gold chain of thought.
+
+As in the paper, training uses the ARC-Easy and ARC-Challenge train sets together, checkpoint
+selection the Challenge dev set, and testing the Challenge test set (1172 questions).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import string
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from irpo.tasks.base import Example, Splits, Task, extract_after_final_answer
+from irpo.tasks.data import load_hub_split, read_rows, require_fields
+
+log = logging.getLogger(__name__)
+
+INSTRUCTION = ("Your task is to answer the question below. Give step by step reasoning before you answer, and "
+               "when you're ready to answer, conclude your response with \"Final answer: (X)\" where X is the "
+               "letter of the correct option.\n")
+LETTERS = string.ascii_uppercase
+
+
+@dataclass
+class ARCTaskConfig:
+    name: str = "arc_challenge"
+    data_dir: Optional[str] = None  # holds ARC-Challenge/ and ARC-Easy/ with *-{Train,Dev,Test}.jsonl
+    hub_id: str = "allenai/ai2_arc"
+    instruction: str = INSTRUCTION
+    train_on_easy: bool = True  # the paper trains on Easy + Challenge train
+    max_train: Optional[int] = None
+
+
+def letter_key(choices: list[dict], answer_key: str) -> Optional[str]:
+    """The letter under which the answer is shown: answer keys ("C" or "3") map through the choice labels."""
+    labels = [str(c["label"]).strip() for c in choices]
+    key = str(answer_key).strip()
+    return LETTERS[labels.index(key)] if key in labels else None
+
+
+_LETTER_AT_START = re.compile(r"^\W*?\(?([A-Z])\)?(?=$|[\s.,:;)\]])")
+
+
+class ARCTask(Task):
+    name = "arc_challenge"
+
+    def __init__(self, cfg: ARCTaskConfig):
+        super().__init__(cfg)
+
+    def _rows(self, subset: str, split: str) -> list[tuple[str, int, dict]]:
+        if self.cfg.data_dir:
+            path = Path(self.cfg.data_dir).expanduser() / subset / f"{subset}-{split}.jsonl"
+            return [(str(path), n, row) for n, row in read_rows(path)]
+        hub_split = {"Train": "train", "Dev": "validation", "Test": "test"}[split]
+        rows = load_hub_split(self.cfg.hub_id, subset, hub_split)
+        # The hub stores choices as {"text": [...], "label": [...]}; the release files as a list of dicts.
+        for _, row in rows:
+            if isinstance(row.get("choices"), dict):
+                row["question"] = {"stem": row["question"], "choices": [
+                    {"text": t, "label": lab} for t, lab in zip(row["choices"]["text"], row["choices"]["label"])]}
+                row["answerKey"] = row.get("answerKey")
+        return [(f"{self.cfg.hub_id}/{subset}[{hub_split}]", n, row) for n, row in rows]
+
+    def _examples(self, subset: str, split: str, skipped: Counter) -> list[Example]:
+        examples = []
+        for source, line, row in self._rows(subset, split):
+            require_fields(row, ("question", "answerKey"), f"{source}:{line}")
+            question = row["question"]
+            if not isinstance(question, dict) or not question.get("choices") or not question.get("stem"):
+                raise ValueError(f"{source}:{line}: question must have a stem and choices")
+            choices = question["choices"]
+            gold = letter_key(choices, row["answerKey"])
+            if gold is None:
+                skipped["answer_key_not_a_choice"] += 1
+                log.warning("%s:%d: answer key %r is not among the choice labels; row skipped", source, line,
+                            row["answerKey"])
+                continue
+            options = [(LETTERS[i], str(c["text"]).strip()) for i, c in enumerate(choices)]
+            examples.append(Example(id=str(row.get("id") or f"{subset}-{split}-{line}"), question=question["stem"],
+                                    gold_answer=gold, gold_solution=None, meta={"options": options}))
+        return examples
+
+    def load_splits(self) -> Splits:
+        skipped: Counter = Counter()
+        train = self._examples("ARC-Challenge", "Train", skipped)
+        if self.cfg.train_on_easy:
+            train += self._examples("ARC-Easy", "Train", skipped)
+        return Splits(train=train[: self.cfg.max_train], valid=self._examples("ARC-Challenge", "Dev", skipped),
+                      test=self._examples("ARC-Challenge", "Test", skipped), skipped=dict(skipped))
+
+    def prompt_body(self, example: Example) -> str:
+        options = "\n".join(f"({letter}) {text}" for letter, text in example.meta["options"])
+        return f"Question: {example.question}\n{options}\nSolution:"
+
+    def extract_answer(self, example: Example, completion: str) -> Optional[str]:
+        final = extract_after_final_answer(completion)
+        if final is None:
+            return None
+        match = _LETTER_AT_START.match(final)
+        return match.group(1) if match else None
+
+    def is_correct(self, example: Example, answer: Optional[str]) -> bool:
+        labels = {letter for letter, _ in example.meta["options"]}
+        return answer is not None and answer in labels and answer == example.gold_answer

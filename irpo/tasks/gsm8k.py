@@ -1,0 +1,101 @@
+"""GSM8K (Cobbe et al., 2021) with the paper's zero-shot prompt (Appendix B.1) and numeric answer checking."""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from irpo.tasks.base import FINAL_ANSWER, Example, Splits, Task, extract_after_final_answer
+from irpo.tasks.data import load_hub_split, read_rows, require_fields
+from irpo.tasks.numbers import first_number, format_number, last_number, parse_number
+
+log = logging.getLogger(__name__)
+
+INSTRUCTION = ("Your task is to answer the question below. Give step by step reasoning before you answer, and "
+               "when you're ready to answer, please use the format \"Final answer: ...\"\n")
+
+
+@dataclass
+class GSM8KTaskConfig:
+    name: str = "gsm8k"
+    data_dir: Optional[str] = None  # holds train.jsonl and test.jsonl; null loads `hub_id` through `datasets`
+    hub_id: str = "openai/gsm8k"
+    instruction: str = INSTRUCTION
+    num_valid: int = 1000  # held out of train (seeded) for checkpoint selection
+    valid_seed: int = 0
+    answer_fallback_last_number: bool = False  # use a sample's last number when it has no "Final answer:"
+    max_train: Optional[int] = None  # first n training questions (after the held-out split); null = all
+
+
+_CALCULATOR = re.compile(r"<<[^>]*>>")
+
+
+def gold_solution(answer_field: str) -> tuple[str, str]:
+    """(chain of thought in the prompt's format, final answer) from a GSM8K answer field."""
+    body, final = answer_field.rsplit("####", 1)
+    final = final.strip()
+    steps = _CALCULATOR.sub("", body).strip()
+    return f" {steps}\n{FINAL_ANSWER} {final}", final
+
+
+class GSM8KTask(Task):
+    name = "gsm8k"
+
+    def __init__(self, cfg: GSM8KTaskConfig):
+        super().__init__(cfg)
+
+    def _rows(self, split: str) -> list[tuple[str, int, dict]]:
+        if self.cfg.data_dir:
+            path = Path(self.cfg.data_dir).expanduser() / f"{split}.jsonl"
+            return [(str(path), n, row) for n, row in read_rows(path)]
+        return [(f"{self.cfg.hub_id}[{split}]", n, row) for n, row in load_hub_split(self.cfg.hub_id, "main", split)]
+
+    def _examples(self, split: str, skipped: Counter) -> list[Example]:
+        examples = []
+        for source, line, row in self._rows(split):
+            require_fields(row, ("question", "answer"), f"{source}:{line}")
+            if "####" not in row["answer"] or parse_number(row["answer"].rsplit("####", 1)[1]) is None:
+                skipped["no_gold_answer"] += 1
+                log.warning("%s:%d: no usable '#### N' gold answer; row skipped", source, line)
+                continue
+            solution, final = gold_solution(row["answer"])
+            examples.append(Example(id=f"{split}-{line}", question=row["question"].strip(), gold_answer=final,
+                                    gold_solution=solution))
+        return examples
+
+    def load_splits(self) -> Splits:
+        skipped: Counter = Counter()
+        train = self._examples("train", skipped)
+        test = self._examples("test", skipped)
+        order = list(range(len(train)))
+        random.Random(self.cfg.valid_seed).shuffle(order)
+        held_out = set(order[: self.cfg.num_valid])
+        valid = [e for i, e in enumerate(train) if i in held_out]
+        train = [e for i, e in enumerate(train) if i not in held_out][: self.cfg.max_train]
+        return Splits(train=train, valid=valid, test=test, skipped=dict(skipped))
+
+    def extract_answer(self, example: Example, completion: str) -> Optional[str]:
+        answer = extract_after_final_answer(completion)
+        if answer is None and self.cfg.answer_fallback_last_number:
+            value = last_number(completion)
+            return format_number(value) if value is not None else None
+        return answer
+
+    def _value(self, answer: str):
+        # "Final answer: $18." and "Final answer: 18 dollars per day" both mean 18.
+        return parse_number(answer) if parse_number(answer) is not None else first_number(answer)
+
+    def is_correct(self, example: Example, answer: Optional[str]) -> bool:
+        if answer is None:
+            return False
+        value = self._value(answer)
+        return value is not None and value == parse_number(example.gold_answer)
+
+    def canonical(self, answer: str) -> str:
+        value = self._value(answer)
+        return format_number(value) if value is not None else answer.strip()

@@ -1,0 +1,169 @@
+"""The paper's tasks on the real release files in ../shared/datasets (skipped where absent).
+
+Answer checking decides every reward and accuracy, so the gold solutions, rewritten into the
+prompt's format, must be judged correct by the task's own reward, and perturbed answers wrong.
+"""
+
+import json
+import random
+
+import pytest
+
+from irpo.tasks import build_task
+
+pytestmark = pytest.mark.shared_data
+
+
+@pytest.fixture(scope="module")
+def gsm8k(shared_dir):
+    return build_task({"name": "gsm8k", "data_dir": str(shared_dir / "datasets/gsm8k")})
+
+
+@pytest.fixture(scope="module")
+def math_task(shared_dir):
+    return build_task({"name": "math", "data_dir": str(shared_dir / "datasets/math")})
+
+
+@pytest.fixture(scope="module")
+def arc(shared_dir):
+    return build_task({"name": "arc_challenge", "data_dir": str(shared_dir / "datasets/arc")})
+
+
+def test_gsm8k_splits_and_every_gold_solution_is_rewarded(gsm8k):
+    splits = gsm8k.load_splits()
+    assert (len(splits.train), len(splits.valid), len(splits.test)) == (7473 - 1000, 1000, 1319)
+    assert not {e.id for e in splits.train} & {e.id for e in splits.valid}
+    for e in splits.train + splits.valid + splits.test:
+        assert "<<" not in e.gold_solution and "####" not in e.gold_solution
+        assert gsm8k.reward(e, e.gold_solution) == (e.gold_answer, 1.0), e.id
+
+
+def test_gsm8k_perturbed_answers_are_wrong(gsm8k):
+    for e in gsm8k.load_splits().test:
+        changed = e.gold_solution.rsplit("Final answer:", 1)[0] + f"Final answer: {e.gold_answer}1"
+        assert gsm8k.reward(e, changed)[1] == 0.0, e.id
+
+
+def test_gsm8k_number_formats(gsm8k):
+    e = next(x for x in gsm8k.load_splits().test if x.gold_answer == "18")
+    for text in ["Final answer: 18", "Final answer: $18", "Final answer: 18.00", "Final answer: 18 dollars",
+                 "Final answer: $18 per day.", "Final answer: 18.", "x\nFinal answer: 5\nFinal answer: 18"]:
+        assert gsm8k.reward(e, text)[1] == 1.0, text
+    for text in ["Final answer: 17", "Final answer: -18", "The answer is 18", "Final answer: eighteen"]:
+        assert gsm8k.reward(e, text)[1] == 0.0, text
+    big = type(e)(id="b", question="q", gold_answer="1,000")
+    assert gsm8k.reward(big, "Final answer: 1000.00")[1] == 1.0 and gsm8k.reward(big, "Final answer: 1,000")[1] == 1.0
+    negative = type(e)(id="n", question="q", gold_answer="-3")
+    assert gsm8k.reward(negative, "Final answer: -3")[1] == 1.0 and gsm8k.reward(negative, "Final answer: 3")[1] == 0
+
+
+def test_gsm8k_last_number_fallback_only_when_configured(shared_dir):
+    e = type(build_task({"name": "gsm8k", "data_dir": str(shared_dir / "datasets/gsm8k")}).load_splits().test[0])
+    ex = e(id="x", question="q", gold_answer="42")
+    strict = build_task({"name": "gsm8k", "data_dir": str(shared_dir / "datasets/gsm8k")})
+    lenient = build_task({"name": "gsm8k", "data_dir": str(shared_dir / "datasets/gsm8k"),
+                          "answer_fallback_last_number": True})
+    assert strict.reward(ex, "so she has 42 left")[1] == 0.0
+    assert lenient.reward(ex, "so she has 42 left")[1] == 1.0
+
+
+def test_math_splits_fewshot_and_every_gold_solution_is_rewarded(math_task):
+    splits = math_task.load_splits()
+    assert splits.skipped == {"no_gold_answer": 2}  # two train solutions have no \boxed answer
+    assert len(splits.train) + len(splits.valid) == 7500 - 2 - 4 and len(splits.test) == 5000
+    fewshot_ids = {e.id for e in math_task.fewshot}
+    assert len(fewshot_ids) == 4 and not fewshot_ids & {e.id for e in splits.train + splits.valid}
+    wrong = [e.id for e in splits.train + splits.valid + splits.test if math_task.reward(e, e.gold_solution)[1] != 1.0]
+    assert wrong == []
+
+
+def test_math500_test_set(shared_dir):
+    task = build_task({"name": "math", "data_dir": str(shared_dir / "datasets/math"), "test_set": "math500"})
+    test = task.load_splits().test
+    assert len(test) == 500 and all(task.reward(e, e.gold_solution)[1] == 1.0 for e in test)
+
+
+def test_math_perturbed_answers_are_wrong(math_task):
+    sample = random.Random(0).sample(math_task.load_splits().test, 150)
+    for e in sample:
+        perturbed = f"{e.gold_answer}+1"
+        assert math_task.reward(e, f"Final answer: \\boxed{{{perturbed}}}")[1] == 0.0, e.id
+
+
+def test_math_equivalent_forms_and_extraction(math_task):
+    e = type(math_task.load_splits().test[0])
+    half = e(id="h", question="q", gold_answer="\\frac{1}{2}")
+    for text in ["Final answer: \\boxed{\\frac12}", "Final answer: \\boxed{0.5}", "so \\boxed{\\dfrac{1}{2}}.",
+                 "Final answer: $\\frac{1}{2}$", "Final answer: \\boxed{\\frac{1}{2}}"]:
+        assert math_task.reward(half, text)[1] == 1.0, text
+    assert math_task.reward(half, "Final answer: \\boxed{\\frac{1}{3}}")[1] == 0.0
+    assert math_task.reward(half, "no answer here")[1] == 0.0
+    nested = e(id="n", question="q", gold_answer="\\sqrt{\\frac{3}{4}}")
+    assert math_task.extract_answer(nested, "x \\boxed{\\sqrt{\\frac{3}{4}}} y") == "\\sqrt{\\frac{3}{4}}"
+    assert math_task.reward(nested, "Final answer: \\boxed{\\frac{\\sqrt{3}}{2}}")[1] == 1.0
+    complex_answer = e(id="c", question="q", gold_answer="-1 + i")
+    assert math_task.reward(complex_answer, "Final answer: \\boxed{i - 1}")[1] == 1.0
+
+
+def test_math_prompt_holds_exactly_four_examples(math_task):
+    e = math_task.load_splits().test[0]
+    prompt = math_task.prompt(e)
+    assert prompt.startswith(math_task.instruction)
+    shots = prompt[len(math_task.instruction):]
+    assert shots.count("Question:") == 5 and shots.count("Final answer: \\boxed{") == 4
+    assert prompt.endswith(f"Question: {e.question}\nSolution:") and "\\boxed" in math_task.instruction
+
+
+def test_arc_splits_and_every_answer_key_maps_to_a_choice(arc, shared_dir):
+    splits = arc.load_splits()
+    assert (len(splits.train), len(splits.valid), len(splits.test)) == (1119 + 2251, 299, 1172)
+    assert splits.skipped == {}
+    for e in splits.train + splits.valid + splits.test:
+        letters = [letter for letter, _ in e.meta["options"]]
+        assert e.gold_answer in letters and e.gold_solution is None
+        assert arc.reward(e, f"Reasoning.\nFinal answer: ({e.gold_answer})")[1] == 1.0
+        wrong = next(letter for letter in letters if letter != e.gold_answer)
+        assert arc.reward(e, f"Final answer: ({wrong})")[1] == 0.0
+    # Digit keys ("1"-"4") are shown and judged as letters.
+    raw = [json.loads(line) for line in (shared_dir / "datasets/arc/ARC-Challenge/ARC-Challenge-Test.jsonl").open()]
+    digit = next(r for r in raw if r["answerKey"].isdigit())
+    example = next(e for e in splits.test if e.id == digit["id"])
+    assert example.gold_answer == "ABCDE"[int(digit["answerKey"]) - 1]
+    assert "(A) " in arc.prompt(example) and "(1) " not in arc.prompt(example)
+
+
+def test_arc_prompts_with_three_and_five_options(arc):
+    splits = arc.load_splits()
+    for n in (3, 5):
+        e = next(x for x in splits.train + splits.valid + splits.test if len(x.meta["options"]) == n)
+        prompt = arc.prompt(e)
+        assert [f"({letter})" in prompt for letter in "ABCDE"] == [True] * n + [False] * (5 - n)
+        assert prompt.endswith("\nSolution:")
+
+
+@pytest.mark.parametrize("text, letter", [("Final answer: (B)", "B"), ("Final answer: B", "B"),
+                                          ("Final answer: B)", "B"), ("Final answer: (B) mitochondria", "B"),
+                                          ("Final answer: Because of heat", None), ("no final line (B)", None)])
+def test_arc_letter_extraction(arc, text, letter):
+    e = arc.load_splits().test[0]
+    assert arc.extract_answer(e, text) == letter
+
+
+def test_arc_letters_outside_the_options_are_wrong(arc):
+    e = next(x for x in arc.load_splits().test if len(x.meta["options"]) == 4)
+    assert arc.reward(e, "Final answer: (E)") == ("E", 0.0)
+
+
+def test_malformed_rows_and_missing_files_name_the_place(tmp_path):
+    (tmp_path / "train.jsonl").write_text('{"question": "q", "answer": "x\\n#### 3"}\n{not json\n')
+    (tmp_path / "test.jsonl").write_text('{"question": "q", "answer": "x\\n#### 3"}\n')
+    with pytest.raises(ValueError, match=r"train.jsonl:2: malformed JSON"):
+        build_task({"name": "gsm8k", "data_dir": str(tmp_path), "num_valid": 0}).load_splits()
+    (tmp_path / "train.jsonl").write_text('{"question": "q", "answer": "no final line"}\n{"question": "q2"}\n')
+    with pytest.raises(ValueError, match=r"train.jsonl:2: row lacks field\(s\) answer"):
+        build_task({"name": "gsm8k", "data_dir": str(tmp_path), "num_valid": 0}).load_splits()
+    (tmp_path / "train.jsonl").write_text('{"question": "q", "answer": "no final line"}\n')
+    splits = build_task({"name": "gsm8k", "data_dir": str(tmp_path), "num_valid": 0}).load_splits()
+    assert splits.train == [] and splits.skipped == {"no_gold_answer": 1}
+    with pytest.raises(FileNotFoundError, match="nowhere/train.jsonl does not exist"):
+        build_task({"name": "gsm8k", "data_dir": str(tmp_path / "nowhere"), "num_valid": 0}).load_splits()
