@@ -1,0 +1,216 @@
+"""`python -m irpo.report <run or sweep dir>`: the paper's tables and figures, rebuilt from run directories.
+
+Reads only what the runs wrote (config.yaml, iter_t/metrics.json, train_log.jsonl, pairs_stats.json);
+nothing is recomputed. Writes, into the directory given:
+  report.md / report.csv    one row per method and iteration (the layout of Tables 1 and 2)
+  accuracy.png              test accuracy per iteration for each method
+  logprobs_*.png            chosen and rejected log-probs over training steps (Figures 2-4)
+  pairs.txt                 pair statistics per iteration
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from hydra.experimental.callback import Callback  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from irpo.rundir import RunDir, read_json  # noqa: E402
+
+LABELS = {
+    "zero_shot": "Zero-shot CoT",
+    "sft_gold": "SFT on gold CoT",
+    "star": "STaR (SFT on chosen, 1 iteration)",
+    "star_2x": "STaR, twice the data",
+    "sft_chosen": "SFT on chosen of the pairs",
+    "dpo": "DPO, from M0",
+    "dpo_from_star": "DPO, from SFT on chosen",
+    "irpo": "Iterative RPO",
+    "irpo_from_star": "Iterative RPO, from SFT on chosen",
+    "irpo_2x": "Iterative RPO, twice the data (1 iteration)",
+}
+# Table order: baselines first, then the method, as in the paper.
+ORDER = list(LABELS)
+
+
+@dataclass
+class Run:
+    path: Path
+    name: str  # what distinguishes it in a sweep: the dir name
+    method: str
+    config: dict
+
+    @property
+    def label(self) -> str:
+        base = LABELS.get(self.method, self.method)
+        return base if self.name in (self.method, "") or self.name.startswith(f"{self.method}-") else \
+            f"{base} [{self.name}]"
+
+
+def find_runs(root: Path) -> list[Run]:
+    """Every run directory at or below `root` (a run is a dir with config.yaml and iter_0/)."""
+    runs = []
+    for config_path in sorted(root.rglob("config.yaml")):
+        path = config_path.parent
+        if path.name == ".hydra" or not (path / "iter_0").is_dir():
+            continue
+        config = OmegaConf.to_container(OmegaConf.load(config_path))
+        runs.append(Run(path, path.name, config.get("method", "irpo"), config))
+    return sorted(runs, key=lambda r: (ORDER.index(r.method) if r.method in ORDER else len(ORDER), r.name))
+
+
+def table_rows(runs: list[Run]) -> list[dict]:
+    rows = []
+    for run in runs:
+        for it in RunDir(run.path).iterations():
+            if not it.metrics.exists():
+                continue
+            m = read_json(it.metrics)
+            if it.t == 0 and run.method not in ("zero_shot",) and len(runs) > 1 and run.config.get("init_from") is None:
+                continue  # every run evaluates its M0; the zero-shot row reports it once
+            rows.append({
+                "method": run.label, "run": run.name, "iteration": it.t,
+                "greedy_accuracy": m.get("eval", {}).get("greedy_accuracy"),
+                "majority_accuracy": m.get("eval", {}).get("majority_accuracy"),
+                "majority_k": m.get("eval", {}).get("majority_k"),
+                "pairs": m.get("pairs", {}).get("pairs_kept"),
+                "selected_step": m.get("train", {}).get("selected_step"),
+                "alpha": run.config.get("loss", {}).get("alpha"), "beta": run.config.get("loss", {}).get("beta"),
+            })
+    return rows
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def write_table(rows: list[dict], out: Path) -> str:
+    header = "| Method | Iteration | Test acc, greedy (%) | Test acc, maj@k (%) | k | Pairs | Selected step |\n" \
+             "|---|---|---|---|---|---|---|\n"
+    body = "".join(f"| {r['method']} | {r['iteration']} | {_pct(r['greedy_accuracy'])} | "
+                   f"{_pct(r['majority_accuracy'])} | {r['majority_k'] or '-'} | {r['pairs'] if r['pairs'] is not None else '-'} | "
+                   f"{r['selected_step'] if r['selected_step'] is not None else '-'} |\n" for r in rows)
+    markdown = header + body
+    (out / "report.md").write_text(markdown)
+    with (out / "report.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["method"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return markdown
+
+
+def plot_accuracy(runs: list[Run], out: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for run in runs:
+        its = [it for it in RunDir(run.path).iterations() if it.metrics.exists()]
+        xs = [it.t for it in its]
+        greedy = [100 * (read_json(it.metrics)["eval"]["greedy_accuracy"] or 0) for it in its]
+        line, = ax.plot(xs, greedy, marker="o", label=run.label)
+        majority = [read_json(it.metrics)["eval"].get("majority_accuracy") for it in its]
+        if any(v is not None for v in majority):
+            ax.plot(xs, [100 * (v or 0) for v in majority], marker="x", linestyle="--", color=line.get_color(),
+                    alpha=0.6)
+    ax.set_xlabel("iteration (0 = the model the method starts from)")
+    ax.set_ylabel("test accuracy (%)  — solid: greedy, dashed: majority vote")
+    ax.set_title("Test accuracy per iteration")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    path = out / "accuracy.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _train_log(run: Run, t: int = 1) -> list[dict]:
+    path = run.path / f"iter_{t}" / "model" / "train_log.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_logprobs(runs: list[Run], out: Path) -> list[Path]:
+    """Chosen (solid) and rejected (dashed) sequence log-probs over iteration 1's training steps."""
+    with_logs = {run.method: run for run in runs if "rejected_logps" in (_train_log(run)[:1] or [{}])[0]}
+    comparisons = [("sft_chosen", "irpo", "SFT vs DPO+NLL (Figure 2)"), ("dpo", "irpo", "DPO vs DPO+NLL (Figure 3)")]
+    made = []
+    for left, right, title in comparisons:
+        if left in with_logs and right in with_logs:
+            made.append(_logprob_figure([with_logs[left], with_logs[right]], title,
+                                        out / f"logprobs_{left}_vs_{right}.png"))
+    if not made and with_logs:
+        made.append(_logprob_figure(list(with_logs.values()), "chosen vs rejected log-probs", out / "logprobs.png"))
+    return made
+
+
+def _logprob_figure(runs: list[Run], title: str, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for run in runs:
+        log = _train_log(run)
+        steps = [e["step"] for e in log]
+        line, = ax.plot(steps, [e["chosen_logps"] for e in log], label=f"{run.label}: chosen")
+        ax.plot(steps, [e["rejected_logps"] for e in log], linestyle="--", color=line.get_color(),
+                label=f"{run.label}: rejected")
+    ax.set_xlabel("training step (iteration 1)")
+    ax.set_ylabel("sequence log-probability (mean over batch)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def pair_summary(runs: list[Run]) -> str:
+    lines = []
+    for run in runs:
+        for it in RunDir(run.path).iterations():
+            if not it.pairs_stats.exists():
+                continue
+            s = read_json(it.pairs_stats)
+            lines.append(f"{run.label}, iteration {it.t}: {s['pairs_kept']} pairs kept of {s['pairs_made']} made from "
+                         f"{s['questions']} questions; skipped {s['skipped_no_winner']} with no winner, "
+                         f"{s['skipped_no_loser']} with no loser, {s['skipped_no_gold']} with no gold; "
+                         f"{s['dropped_too_long']} dropped as too long; mean chosen {s.get('mean_chosen_chars', '-')} "
+                         f"chars, rejected {s.get('mean_rejected_chars', '-')} chars")
+    return "\n".join(lines) + "\n"
+
+
+def build_report(root: str | Path, quiet: bool = False) -> dict:
+    root = Path(root)
+    runs = find_runs(root)
+    if not runs:
+        raise FileNotFoundError(f"no run directories (config.yaml + iter_0/) at or below {root}")
+    rows = table_rows(runs)
+    markdown = write_table(rows, root)
+    figures = [plot_accuracy(runs, root)] + plot_logprobs(runs, root)
+    (root / "pairs.txt").write_text(pair_summary(runs))
+    if not quiet:
+        print(markdown)
+        print("figures:", ", ".join(str(f) for f in figures))
+    return {"rows": rows, "figures": figures}
+
+
+class ReportCallback(Callback):
+    """Builds the report in the sweep directory when a multirun ends."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        try:
+            build_report(config.hydra.sweep.dir)
+        except FileNotFoundError as e:
+            print(f"irpo.report: {e}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m irpo.report <run or sweep dir>")
+    build_report(sys.argv[1])
