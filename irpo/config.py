@@ -23,10 +23,11 @@ class TinyModelConfig:
     num_heads: int = 2  # head_dim = hidden_size / num_heads = 64, which vLLM's CPU build accepts
     max_position_embeddings: int = 512
     init_seed: int = 0
-    seed_sft_steps: int = 400
+    # A short SFT that stops mid-learning (constant lr, no decay): M0 then has room the iterations can use.
+    seed_sft_steps: int = 200
     seed_sft_lr: float = 2e-3
     seed_sft_batch_size: int = 32
-    seed_sft_schedule: str = "cosine"
+    seed_sft_schedule: str = "constant"
     cache_dir: str = "${oc.env:IRPO_CACHE,${oc.env:HOME}/.cache/irpo}"
 
 
@@ -132,7 +133,13 @@ class Config:
 
 
 def register_configs() -> None:
-    ConfigStore.instance().store(name="irpo_schema", node=Config)
+    """The root schema, and each task's dataclass as `task_schema/<name>` for conf/task/<name>.yaml."""
+    from irpo.tasks import TASKS
+
+    store = ConfigStore.instance()
+    store.store(name="irpo_schema", node=Config)
+    for name in TASKS.names():
+        store.store(group="task_schema", name=name, node=TASKS.get(name).config_class)
 
 
 def task_config(task_cfg: DictConfig | dict) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -28,7 +29,8 @@ def prepare_seed_model(cfg, task) -> str:
     if not task.seed_examples():
         raise ValueError(f"model=tiny is made by SFT on gold solutions, and task '{task.name}' has none; "
                          "pick a pretrained model (model=<name> or model.name_or_path=<dir>)")
-    recipe = {"tiny": OmegaConf.to_container(spec, resolve=True), "task": OmegaConf.to_container(cfg.task, resolve=True),
+    # Keyed by the typed task config, so a changed task default is a new M0, never a stale one.
+    recipe = {"tiny": OmegaConf.to_container(spec, resolve=True), "task": dataclasses.asdict(task.cfg),
               "dtype": cfg.model.dtype}
     recipe["tiny"].pop("cache_dir")
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]

@@ -20,19 +20,22 @@ OBJECTS = ["apples", "books", "coins", "cards", "pens", "shells", "stamps", "mar
 
 @dataclass
 class ArithmeticTaskConfig:
+    """Defaults are the embedded default's: sized so M0 solves about a fifth of the test problems
+    and the whole default loop runs in minutes on 2 CPU cores (numbers in README)."""
+
     name: str = "arithmetic"
     instruction: str = ""  # prepended to every prompt; empty keeps prompts short for the tiny model
     seed: int = 1234
-    num_train: int = 128
+    num_train: int = 256
     num_valid: int = 64
     num_test: int = 200
     num_seed_sft: int = 2000  # gold solutions for making the tiny seed model M0, disjoint from the splits
     min_steps: int = 2
-    max_steps: int = 3
-    max_start: int = 20
-    max_operand: int = 20
-    max_value: int = 99
-    operations: list[str] = field(default_factory=lambda: ["add", "sub", "mul"])
+    max_steps: int = 2
+    max_start: int = 9
+    max_operand: int = 9
+    max_value: int = 40
+    operations: list[str] = field(default_factory=lambda: ["add", "sub"])
 
     def __post_init__(self):
         unknown = set(self.operations) - {"add", "sub", "mul"}
