@@ -71,7 +71,7 @@ def run(cfg: DictConfig) -> list[dict]:
     for t in range(1, cfg.iterations + 1):
         it = run_dir.iteration(t)
         if it.metrics.exists():
-            model_dir = str(it.model)
+            model_dir = read_json(it.metrics)["model"]
             continue
         questions = [ScoredQuestion(e.id, prompts[e.id], e.gold_solution, [], [], split="train" if e.id in
                                     train_examples else "valid") for e in pair_examples.values()]
@@ -104,8 +104,7 @@ def resolve_init_model(cfg: DictConfig, task, run_dir: RunDir) -> str:
         return str(path)
     finished = [it for it in RunDir(path).iterations() if it.metrics.exists()] if path.is_dir() else []
     if finished:
-        last = finished[-1]
-        return str(last.model) if last.t > 0 else read_json(last.metrics)["model"]
+        return read_json(finished[-1].metrics)["model"]
     raise FileNotFoundError(f"init_from={spec}: {path} is neither a model directory nor a run directory with a "
                             "finished iteration (run that baseline first; in a sweep it must come earlier)")
 

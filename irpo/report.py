@@ -68,16 +68,23 @@ def find_runs(root: Path) -> list[Run]:
 
 
 def table_rows(runs: list[Run]) -> list[dict]:
+    """One row per method and iteration. In a sweep every run evaluates the model it starts from as
+    iteration 0; M0 is shown once (the zero-shot row, or a seed-model row), starting points taken from
+    another run (init_from) not at all."""
     rows = []
+    m0_shown = len(runs) > 1 and any(run.method == "zero_shot" for run in runs)
     for run in runs:
         for it in RunDir(run.path).iterations():
             if not it.metrics.exists():
                 continue
+            label = run.label
+            if it.t == 0 and len(runs) > 1 and run.method != "zero_shot":
+                if m0_shown or run.config.get("init_from") is not None:
+                    continue
+                m0_shown, label = True, "Seed model M0"
             m = read_json(it.metrics)
-            if it.t == 0 and run.method not in ("zero_shot",) and len(runs) > 1 and run.config.get("init_from") is None:
-                continue  # every run evaluates its M0; the zero-shot row reports it once
             rows.append({
-                "method": run.label, "run": run.name, "iteration": it.t,
+                "method": label, "run": run.name, "iteration": it.t,
                 "greedy_accuracy": m.get("eval", {}).get("greedy_accuracy"),
                 "majority_accuracy": m.get("eval", {}).get("majority_accuracy"),
                 "majority_k": m.get("eval", {}).get("majority_k"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Callable, Optional
 
-from irpo.rundir import IterationDir, read_json
+from irpo.rundir import IterationDir, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,14 @@ def train(it: IterationDir, model_dir, pairs: list[dict], trainer, loss_cfg, see
     if it.has_model():
         log.info("iter %d: model exists, skipping training", it.t)
         return str(it.model)
+    skipped = it.path / "train_skipped.json"
+    if skipped.exists():
+        return read_json(skipped)["model"]
     train_rows = [p for p in pairs if p.get("split", "train") == "train"]
+    if not train_rows:  # e.g. STaR from a model with no correct sample: record it, keep the sweep going
+        log.warning("iter %d: no training pairs (see pairs_stats.json); M_%d is M_%d unchanged", it.t, it.t, it.t - 1)
+        write_json(skipped, {"model": str(model_dir), "reason": "no training pairs"})
+        return str(model_dir)
     log.info("iter %d: training on %d rows with loss=%s (alpha=%s, beta=%s) from %s", it.t, len(train_rows),
              loss_cfg.name, loss_cfg.alpha, loss_cfg.beta, model_dir)
     if not retrain_with_heldout:
@@ -39,6 +46,8 @@ def train(it: IterationDir, model_dir, pairs: list[dict], trainer, loss_cfg, see
 
 
 def train_summary(it: IterationDir) -> dict:
+    if (it.path / "train_skipped.json").exists():
+        return {"steps": 0, **read_json(it.path / "train_skipped.json")}
     summary = read_json(it.model / "train_summary.json") if (it.model / "train_summary.json").exists() else {}
     selection = it.path / "model_selection" / "train_summary.json"
     if selection.exists():  # the retrained model's step count came from this selection run

@@ -18,7 +18,7 @@ def weights(model_dir):
 
 
 def test_default_pipeline_writes_every_artifact(make_config, tmp_path):
-    cfg = make_config(*SMOKE)
+    cfg = make_config(*SMOKE, "iterations=2")
     rows = run(cfg)
     root = tmp_path / "run"
     assert (root / "config.yaml").exists() and (root / "results.md").exists()
@@ -85,3 +85,12 @@ def test_alpha_zero_takes_the_plain_dpo_path(make_config, tmp_path):
     assert all(entry["loss"] == pytest.approx(entry["dpo"], abs=1e-6) for entry in log)
     assert all(entry["nll"] > 0 for entry in log)  # still measured, just not in the loss
     assert read_json(tmp_path / "run/iter_1/model/train_summary.json")["alpha"] == 0.0
+
+
+def test_an_iteration_with_no_pairs_is_a_logged_skip_not_a_crash(make_config, tmp_path):
+    # The smoke model gets nothing right, so STaR (SFT on correct samples) has no data.
+    rows = run(make_config(*SMOKE, "method=star", "iterations=1"))
+    skipped = read_json(tmp_path / "run/iter_1/train_skipped.json")
+    assert skipped["reason"] == "no training pairs"
+    assert read_json(tmp_path / "run/iter_1/metrics.json")["train"]["steps"] == 0
+    assert [r["iteration"] for r in rows] == [0, 1]
