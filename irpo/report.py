@@ -20,6 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 from hydra.experimental.callback import Callback  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
@@ -126,8 +127,9 @@ def plot_accuracy(runs: list[Run], out: Path) -> Path:
             ax.plot(xs, [100 * (v or 0) for v in majority], marker="x", linestyle="--", color=line.get_color(),
                     alpha=0.6)
     ax.set_xlabel("iteration (0 = the model the method starts from)")
-    ax.set_ylabel("test accuracy (%)  — solid: greedy, dashed: majority vote")
-    ax.set_title("Test accuracy per iteration")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Test accuracy per iteration (solid: greedy, dashed: majority vote)", fontsize=10)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
@@ -158,16 +160,25 @@ def plot_logprobs(runs: list[Run], out: Path) -> list[Path]:
     return made
 
 
+def _smooth(values: list[float]) -> list[float]:
+    window = max(1, len(values) // 15)
+    return [sum(values[max(0, i - window + 1):i + 1]) / len(values[max(0, i - window + 1):i + 1])
+            for i in range(len(values))]
+
+
 def _logprob_figure(runs: list[Run], title: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for run in runs:
         log = _train_log(run)
         steps = [e["step"] for e in log]
-        line, = ax.plot(steps, [e["chosen_logps"] for e in log], label=f"{run.label}: chosen")
-        ax.plot(steps, [e["rejected_logps"] for e in log], linestyle="--", color=line.get_color(),
-                label=f"{run.label}: rejected")
+        chosen, rejected = [e["chosen_logps"] for e in log], [e["rejected_logps"] for e in log]
+        # Per-batch values are noisy: draw them faintly, and a moving average on top.
+        line, = ax.plot(steps, _smooth(chosen), label=f"{run.label}: chosen")
+        ax.plot(steps, _smooth(rejected), linestyle="--", color=line.get_color(), label=f"{run.label}: rejected")
+        ax.plot(steps, chosen, color=line.get_color(), alpha=0.2, linewidth=0.8)
+        ax.plot(steps, rejected, color=line.get_color(), alpha=0.2, linewidth=0.8, linestyle="--")
     ax.set_xlabel("training step (iteration 1)")
-    ax.set_ylabel("sequence log-probability (mean over batch)")
+    ax.set_ylabel("sequence log-probability (batch mean; faint: per step)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
