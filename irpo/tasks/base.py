@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -33,6 +34,14 @@ class Splits:
         if name not in ("train", "valid", "test"):
             raise KeyError(f"unknown split '{name}'; valid splits: train, valid, test")
         return getattr(self, name)
+
+
+def hold_out(train: list[Example], size: int, seed: int) -> tuple[list[Example], list[Example]]:
+    """(train without the held-out questions, the held-out questions): a seeded draw of `size`, order kept."""
+    order = list(range(len(train)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:size])
+    return [e for i, e in enumerate(train) if i not in held], [e for i, e in enumerate(train) if i in held]
 
 
 def extract_after_final_answer(text: str) -> Optional[str]:

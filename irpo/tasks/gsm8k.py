@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import random
 import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from irpo.tasks.base import FINAL_ANSWER, Example, Splits, Task, extract_after_final_answer
+from irpo.tasks.base import FINAL_ANSWER, Example, Splits, Task, extract_after_final_answer, hold_out
 from irpo.tasks.data import load_hub_split, read_rows, require_fields
 from irpo.tasks.numbers import first_number, format_number, last_number, parse_number
 
@@ -72,12 +71,8 @@ class GSM8KTask(Task):
         skipped: Counter = Counter()
         train = self._examples("train", skipped)
         test = self._examples("test", skipped)
-        order = list(range(len(train)))
-        random.Random(self.cfg.valid_seed).shuffle(order)
-        held_out = set(order[: self.cfg.num_valid])
-        valid = [e for i, e in enumerate(train) if i in held_out]
-        train = [e for i, e in enumerate(train) if i not in held_out][: self.cfg.max_train]
-        return Splits(train=train, valid=valid, test=test, skipped=dict(skipped))
+        train, valid = hold_out(train, self.cfg.num_valid, self.cfg.valid_seed)
+        return Splits(train=train[: self.cfg.max_train], valid=valid, test=test, skipped=dict(skipped))
 
     def extract_answer(self, example: Example, completion: str) -> Optional[str]:
         answer = extract_after_final_answer(completion)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from irpo.tasks.base import FINAL_ANSWER, Example, Splits, Task, extract_after_final_answer
+from irpo.tasks.base import FINAL_ANSWER, Example, Splits, Task, extract_after_final_answer, hold_out
 from irpo.tasks.data import load_hub_split, read_rows, require_fields
 
 log = logging.getLogger(__name__)
@@ -108,12 +107,8 @@ class MATHTask(Task):
             raise ValueError(f"task.fewshot_ids not found in the MATH train set: {', '.join(missing)}")
         self._fewshot = [by_id[i] for i in self.cfg.fewshot_ids]
         train = [e for e in train if e.id not in set(self.cfg.fewshot_ids)]
-        order = list(range(len(train)))
-        random.Random(self.cfg.valid_seed).shuffle(order)
-        held_out = set(order[: self.cfg.num_valid])
-        valid = [e for i, e in enumerate(train) if i in held_out]
-        train = [e for i, e in enumerate(train) if i not in held_out][: self.cfg.max_train]
-        return Splits(train=train, valid=valid, test=test, skipped=dict(skipped))
+        train, valid = hold_out(train, self.cfg.num_valid, self.cfg.valid_seed)
+        return Splits(train=train[: self.cfg.max_train], valid=valid, test=test, skipped=dict(skipped))
 
     @property
     def fewshot(self) -> list[Example]:
