@@ -25,7 +25,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._entries:
-            raise KeyError(f"unknown {self.kind} '{name}'; valid {self.kind}s: {', '.join(self.names())}")
+            raise KeyError(f"unknown {self.kind} '{name}'; valid choices: {', '.join(self.names())}")
         return self._entries[name]
 
     def names(self) -> list[str]:
