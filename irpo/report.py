@@ -2,7 +2,8 @@
 
 Reads only what the runs wrote (config.yaml, iter_t/metrics.json, train_log.jsonl, pairs_stats.json);
 nothing is recomputed. Writes, into the directory given:
-  report.md / report.csv    one row per method and iteration (the layout of Tables 1 and 2)
+  report.md / report.csv    one row per method and iteration (the layout of Tables 1 and 2); "train steps
+                            kept" is the checkpoint-selected step when trainer.eval_every > 0
   accuracy.png              test accuracy per iteration for each method
   logprobs_*.png            chosen and rejected log-probs over training steps (Figures 2-4)
   pairs.txt                 pair statistics per iteration
@@ -101,7 +102,7 @@ def _pct(value) -> str:
 
 
 def write_table(rows: list[dict], out: Path) -> str:
-    header = "| Method | Iteration | Test acc, greedy (%) | Test acc, maj@k (%) | k | Pairs | Selected step |\n" \
+    header = "| Method | Iteration | Test acc, greedy (%) | Test acc, maj@k (%) | k | Pairs | Train steps kept |\n" \
              "|---|---|---|---|---|---|---|\n"
     body = "".join(f"| {r['method']} | {r['iteration']} | {_pct(r['greedy_accuracy'])} | "
                    f"{_pct(r['majority_accuracy'])} | {r['majority_k'] or '-'} | {r['pairs'] if r['pairs'] is not None else '-'} | "
