@@ -178,6 +178,8 @@ def validate(cfg: DictConfig) -> None:
     if cfg.trainer.batch_size % cfg.trainer.micro_batch_size:
         raise ValueError(f"trainer.batch_size ({cfg.trainer.batch_size}) must be a multiple of "
                          f"trainer.micro_batch_size ({cfg.trainer.micro_batch_size})")
+    if cfg.trainer.retrain_with_heldout and cfg.trainer.eval_every <= 0:
+        raise ValueError("trainer.retrain_with_heldout needs checkpoint selection: set trainer.eval_every > 0")
     if not cfg.generation.temperatures:
         raise ValueError("generation.temperatures needs at least one value")
     if cfg.iterations < 0:

@@ -27,12 +27,13 @@ def evaluate(it: IterationDir, model_dir, examples: list, prompts: dict[str, str
     if it.eval_metrics.exists():
         return read_json(it.eval_metrics)
     batch = [prompts[e.id] for e in examples]
-    greedy = sampler.generate(model_dir, batch, greedy_request(generation_cfg, seed), desc=f"iter {it.t} eval greedy")
-    votes = [[] for _ in examples]
+    requests, descs = [greedy_request(generation_cfg, seed)], [f"iter {it.t} eval greedy"]
     if eval_cfg.majority_k > 0:
-        vote_request = SamplingRequest(eval_cfg.majority_k, eval_cfg.temperature, generation_cfg.top_p,
-                                       generation_cfg.max_new_tokens, seed)
-        votes = sampler.generate(model_dir, batch, vote_request, desc=f"iter {it.t} eval majority@{eval_cfg.majority_k}")
+        requests.append(SamplingRequest(eval_cfg.majority_k, eval_cfg.temperature, generation_cfg.top_p,
+                                        generation_cfg.max_new_tokens, seed))
+        descs.append(f"iter {it.t} eval majority@{eval_cfg.majority_k}")
+    greedy, *voted = sampler.generate_each(model_dir, batch, requests, descs)
+    votes = voted[0] if voted else [[] for _ in examples]
     rows = []
     for example, greedy_out, samples in zip(examples, greedy, votes):
         majority = task.majority_vote(example, [task.finish(s) for s in samples]) if samples else None

@@ -25,6 +25,7 @@ import matplotlib.ticker  # noqa: E402
 from hydra.experimental.callback import Callback  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from irpo.results import cell, collect_rows  # noqa: E402
 from irpo.rundir import RunDir, read_json  # noqa: E402
 
 LABELS = {
@@ -76,38 +77,26 @@ def table_rows(runs: list[Run]) -> list[dict]:
     rows = []
     m0_shown = len(runs) > 1 and any(run.method == "zero_shot" for run in runs)
     for run in runs:
-        for it in RunDir(run.path).iterations():
-            if not it.metrics.exists():
-                continue
+        for row in collect_rows(RunDir(run.path)):
             label = run.label
-            if it.t == 0 and len(runs) > 1 and run.method != "zero_shot":
+            if row["iteration"] == 0 and len(runs) > 1 and run.method != "zero_shot":
                 if m0_shown or run.config.get("init_from") is not None:
                     continue
                 m0_shown, label = True, "Seed model M0"
-            m = read_json(it.metrics)
-            rows.append({
-                "method": label, "run": run.name, "iteration": it.t,
-                "greedy_accuracy": m.get("eval", {}).get("greedy_accuracy"),
-                "majority_accuracy": m.get("eval", {}).get("majority_accuracy"),
-                "majority_k": m.get("eval", {}).get("majority_k"),
-                "pairs": m.get("pairs", {}).get("pairs_kept"),
-                "selected_step": m.get("train", {}).get("selected_step"),
-                "alpha": run.config.get("loss", {}).get("alpha"), "beta": run.config.get("loss", {}).get("beta"),
-            })
+            rows.append({"method": label, "run": run.name, **row,
+                         "alpha": run.config.get("loss", {}).get("alpha"),
+                         "beta": run.config.get("loss", {}).get("beta")})
     return rows
 
 
-def _pct(value) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
+TABLE = [("method", "Method"), ("iteration", "Iteration"), ("greedy_accuracy", "Test acc, greedy"),
+         ("majority_accuracy", "Test acc, maj@k"), ("majority_k", "k"), ("pairs", "Pairs"),
+         ("selected_step", "Train steps kept")]
 
 
 def write_table(rows: list[dict], out: Path) -> str:
-    header = "| Method | Iteration | Test acc, greedy (%) | Test acc, maj@k (%) | k | Pairs | Train steps kept |\n" \
-             "|---|---|---|---|---|---|---|\n"
-    body = "".join(f"| {r['method']} | {r['iteration']} | {_pct(r['greedy_accuracy'])} | "
-                   f"{_pct(r['majority_accuracy'])} | {r['majority_k'] or '-'} | {r['pairs'] if r['pairs'] is not None else '-'} | "
-                   f"{r['selected_step'] if r['selected_step'] is not None else '-'} |\n" for r in rows)
-    markdown = header + body
+    markdown = "| " + " | ".join(h for _, h in TABLE) + " |\n|" + "---|" * len(TABLE) + "\n"
+    markdown += "".join("| " + " | ".join(cell(r.get(k)) for k, _ in TABLE) + " |\n" for r in rows)
     (out / "report.md").write_text(markdown)
     with (out / "report.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["method"])

@@ -15,6 +15,7 @@ COLUMNS = [("iteration", "Iter"), ("model", "Model"), ("greedy_accuracy", "Test 
 
 
 def collect_rows(run_dir: RunDir) -> list[dict]:
+    """One row per finished iteration of a run, from its metrics.json files (the report builds on these)."""
     rows = []
     for it in run_dir.iterations():
         if not it.metrics.exists():
@@ -27,11 +28,12 @@ def collect_rows(run_dir: RunDir) -> list[dict]:
                      "pairs": m.get("pairs", {}).get("pairs_kept"),
                      "prompts_skipped": m.get("pairs", {}).get("prompts_skipped"),
                      "sample_accuracy": m.get("rewards", {}).get("sample_accuracy"),
-                     "train_steps": m.get("train", {}).get("steps")})
+                     "train_steps": m.get("train", {}).get("steps"),
+                     "selected_step": m.get("train", {}).get("selected_step")})
     return rows
 
 
-def _cell(value) -> str:
+def cell(value) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -42,7 +44,7 @@ def _cell(value) -> str:
 def to_markdown(rows: list[dict], title: str) -> str:
     lines = [f"# {title}", "", "| " + " | ".join(h for _, h in COLUMNS) + " |",
              "|" + "|".join("---" for _ in COLUMNS) + "|"]
-    lines += ["| " + " | ".join(_cell(r.get(k)) for k, _ in COLUMNS) + " |" for r in rows]
+    lines += ["| " + " | ".join(cell(r.get(k)) for k, _ in COLUMNS) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -54,7 +56,7 @@ def write_results(run_dir: RunDir, title: str, console: Console | None = None) -
     for _, header in COLUMNS:
         table.add_column(header, justify="right")
     for r in rows:
-        table.add_row(*(_cell(r.get(k)) for k, _ in COLUMNS))
+        table.add_row(*(cell(r.get(k)) for k, _ in COLUMNS))
     (console or Console()).print(table)
     return rows
 

@@ -53,3 +53,8 @@ def test_command_line_errors_are_one_line_not_a_traceback(tmp_path):
                              f"model.name_or_path={tmp_path}/missing_model"], capture_output=True, text=True)
     assert result.returncode != 0
     assert "missing_model does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_retraining_with_held_out_needs_checkpoint_selection(make_config):
+    with pytest.raises(ValueError, match="trainer.eval_every > 0"):
+        validate(make_config("trainer.retrain_with_heldout=true"))

@@ -26,7 +26,8 @@ def prepare_seed_model(cfg, task) -> str:
         check_model_source(cfg.model.name_or_path)
         return cfg.model.name_or_path
     spec = cfg.model.tiny
-    if not task.seed_examples():
+    seed_examples = task.seed_examples()
+    if not seed_examples:
         raise ValueError(f"model=tiny is made by SFT on gold solutions, and task '{task.name}' has none; "
                          "pick a pretrained model (model=<name> or model.name_or_path=<dir>)")
     # Keyed by the typed task config, so a changed task default is a new M0, never a stale one.
@@ -44,11 +45,11 @@ def prepare_seed_model(cfg, task) -> str:
             log.info("seed model M0: reusing %s", target)
             return str(target)
         log.info("seed model M0: building the tiny model and SFT-ing it on %d gold solutions -> %s",
-                 len(task.seed_examples()), target)
+                 len(seed_examples), target)
         untrained = cache_root / f"{target.name}.untrained"
         shutil.rmtree(untrained, ignore_errors=True)
         save_untrained(spec, untrained, spec.init_seed)
-        rows = [{"prompt": task.prompt(e), "chosen": e.gold_solution} for e in task.seed_examples() if e.gold_solution]
+        rows = [{"prompt": task.prompt(e), "chosen": e.gold_solution} for e in seed_examples]
         sft = TrainerConfig(lr=spec.seed_sft_lr, batch_size=spec.seed_sft_batch_size,
                             micro_batch_size=spec.seed_sft_batch_size, max_steps=spec.seed_sft_steps,
                             epochs=1e9, warmup_steps=min(20, spec.seed_sft_steps // 10), lr_schedule=spec.seed_sft_schedule,

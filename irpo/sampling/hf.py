@@ -41,9 +41,13 @@ class HFSampler:
 
     def generate(self, model_dir: str | Path, prompts: list[str], request, desc: str = "sample") -> list[list[str]]:
         """Returns, for each prompt, `request.num_samples` completions (text after the prompt)."""
+        return self.generate_each(model_dir, prompts, [request], [desc])[0]
+
+    def generate_each(self, model_dir: str | Path, prompts: list[str], requests: list, descs: list[str]) -> list:
+        """One result per request, from a single load of the model (evaluation draws greedy and voting samples)."""
         tokenizer = load_tokenizer(model_dir)
         model = load_model(model_dir, self.model_cfg.dtype, str(pick_device(self.cfg.device)))
-        return self.generate_with(model, tokenizer, prompts, request, desc)
+        return [self.generate_with(model, tokenizer, prompts, r, d) for r, d in zip(requests, descs)]
 
     @torch.no_grad()
     def generate_with(self, model, tokenizer, prompts: list[str], request, desc: str = "sample") -> list[list[str]]:
