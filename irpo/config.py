@@ -57,13 +57,24 @@ class GenerationConfig:
     temperatures: list[float] = field(default_factory=lambda: [0.8, 0.8, 1.3, 1.3])  # per iteration; last repeats
     top_p: float = 1.0
     max_new_tokens: int = 512
+    stop: list[str] = field(default_factory=list)  # stop strings (kept in the text), for every sampler
 
 
 @dataclass
 class SamplerConfig:
-    name: str = "hf"  # hf (transformers generate)
-    batch_size: int = 256  # sequences per generate call
-    device: str = "auto"
+    name: str = "hf"  # hf (transformers generate, in this process) | vllm (vLLM's engine, in a child process)
+    batch_size: int = 256  # sequences per generate call (hf; vLLM schedules its own batches)
+    device: str = "auto"  # hf only
+    # vllm only. Each generation stage starts a fresh engine on M_{t-1}'s directory in a child process,
+    # so its GPU memory is free again before training starts.
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9  # on vLLM's CPU build: the share of RAM for the KV cache
+    max_model_len: Optional[int] = None  # null = model.max_length
+    dtype: Optional[str] = None  # null = model.dtype
+    enforce_eager: bool = False
+    # The interpreter that runs vLLM; null = this one. vLLM pins its own torch/transformers, so it often
+    # lives in a venv of its own: sampler.python=/path/to/vllm-venv/bin/python.
+    python: Optional[str] = None
 
 
 @dataclass
@@ -83,7 +94,16 @@ class TrainerConfig:
     eval_every: int = 0
     select_examples: Optional[int] = 200
     retrain_with_heldout: bool = False  # then retrain from M_{t-1} on train + held-out pairs for that many steps
-    device: str = "auto"
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more compute
+    device: str = "auto"  # torch only
+    # deepspeed only. Ranks per node (GPUs, or CPU processes; 0 = one per visible GPU, or 1 without GPUs);
+    # nodes come from cluster.nodes. The effective batch stays batch_size whatever the number of ranks:
+    # accumulation steps = batch_size / (micro_batch_size x ranks).
+    num_processes: int = 0
+    zero_stage: int = 3  # 2: shard optimizer state and gradients; 3: also the parameters
+    bf16: str = "auto"  # auto (where the GPU supports it) | true | false
+    deepspeed_config: Optional[str] = None  # a JSON file merged over the generated DeepSpeed config (offload, ...)
+    master_port: Optional[int] = None  # null = a free port
 
 
 @dataclass
@@ -107,7 +127,36 @@ class EvalConfig:
 
 @dataclass
 class ClusterConfig:
+    """Where jobs run. A single run (`python -m irpo`) runs here; a multirun (`-m`) goes through Hydra's
+    submitit launcher: `local` (one process per job on this machine) or `slurm` (one Slurm job each)."""
+
     name: str = "local"
+    nodes: int = 1  # per job; trainer=deepspeed spans them with srun + torchrun
+    gpus_per_node: int = 0
+    cpus_per_task: int = 2
+    mem_gb: Optional[int] = None
+    timeout_min: int = 60 * 24
+    max_num_timeout: int = 3  # requeues after a timeout or preemption; the job resumes from its run dir
+    max_parallel_jobs: int = 1  # jobs running at once (local: more than the cores' worth only slows each)
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    constraint: Optional[str] = None
+    setup: list[str] = field(default_factory=list)  # shell lines run before each job: module loads, venv
+    additional_parameters: dict[str, Any] = field(default_factory=dict)  # any other sbatch option
+
+
+@dataclass
+class LoggerConfig:
+    """Dashboards. The run directory is always the full record; a logger mirrors it as the run goes."""
+
+    name: str = "none"  # none | wandb
+    mode: str = "offline"  # wandb: online | offline | disabled
+    project: str = "irpo"
+    entity: Optional[str] = None
+    group: Optional[str] = None  # null = the sweep directory's name (one group per sweep), or the method
+    tags: list[str] = field(default_factory=list)
+    sample_generations: int = 4  # sample generations shown per iteration
 
 
 @dataclass
@@ -121,6 +170,7 @@ class Config:
     pairs: PairsConfig = field(default_factory=PairsConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     experiment: Optional[str] = None
     method: str = "irpo"  # a label for tables; the behaviour comes from the fields above
     # The model iteration 1 starts from: null = the seed model M0; a model dir; a run dir (its last
@@ -162,6 +212,7 @@ def validate(cfg: DictConfig) -> None:
     from irpo.loss import LOSSES
     from irpo.pairs import PAIR_BUILDERS
     from irpo.sampling import SAMPLERS
+    from irpo.tracking import TRACKERS
     from irpo.training import TRAINERS
 
     task_config(cfg.task)
@@ -169,6 +220,7 @@ def validate(cfg: DictConfig) -> None:
     PAIR_BUILDERS.get(cfg.pairs.builder)
     SAMPLERS.get(cfg.sampler.name)
     TRAINERS.get(cfg.trainer.name)
+    TRACKERS.get(cfg.logger.name)
     if cfg.model.name_or_path is None and cfg.model.tiny is None:
         raise ValueError("model.name_or_path is not set: give a local model directory or hub id")
     if cfg.model.tiny is None:
@@ -180,6 +232,21 @@ def validate(cfg: DictConfig) -> None:
                          f"trainer.micro_batch_size ({cfg.trainer.micro_batch_size})")
     if cfg.trainer.retrain_with_heldout and cfg.trainer.eval_every <= 0:
         raise ValueError("trainer.retrain_with_heldout needs checkpoint selection: set trainer.eval_every > 0")
+    if cfg.trainer.name == "deepspeed":
+        ranks = max(cfg.trainer.num_processes, 1) * cfg.cluster.nodes
+        if cfg.trainer.batch_size % (cfg.trainer.micro_batch_size * ranks):
+            raise ValueError(f"trainer.batch_size ({cfg.trainer.batch_size}) must be a multiple of "
+                             f"trainer.micro_batch_size x ranks ({cfg.trainer.micro_batch_size} x {ranks}) "
+                             "so every rank accumulates the same number of micro-batches")
+        if cfg.trainer.eval_every > 0:
+            raise ValueError("trainer.eval_every (checkpoint selection) runs with trainer=torch only; "
+                             "set trainer.eval_every=0 with trainer=deepspeed")
+        if cfg.trainer.zero_stage not in (0, 1, 2, 3):
+            raise ValueError(f"trainer.zero_stage must be 0, 1, 2 or 3, not {cfg.trainer.zero_stage}")
+    if str(cfg.trainer.bf16) not in ("auto", "true", "false", "True", "False"):
+        raise ValueError(f"trainer.bf16 must be auto, true or false, not {cfg.trainer.bf16!r}")
+    if cfg.logger.mode not in ("online", "offline", "disabled"):
+        raise ValueError(f"unknown logger.mode '{cfg.logger.mode}'; valid choices: disabled, offline, online")
     if not cfg.generation.temperatures:
         raise ValueError("generation.temperatures needs at least one value")
     if cfg.iterations < 0:

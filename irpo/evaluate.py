@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 
 def greedy_request(generation_cfg, seed: int) -> SamplingRequest:
-    return SamplingRequest(1, 0.0, 1.0, generation_cfg.max_new_tokens, seed)
+    return SamplingRequest(1, 0.0, 1.0, generation_cfg.max_new_tokens, seed, stop=tuple(generation_cfg.stop))
 
 
 def judge_greedy(task, example, completion: str) -> dict:
@@ -30,7 +30,7 @@ def evaluate(it: IterationDir, model_dir, examples: list, prompts: dict[str, str
     requests, descs = [greedy_request(generation_cfg, seed)], [f"iter {it.t} eval greedy"]
     if eval_cfg.majority_k > 0:
         requests.append(SamplingRequest(eval_cfg.majority_k, eval_cfg.temperature, generation_cfg.top_p,
-                                        generation_cfg.max_new_tokens, seed))
+                                        generation_cfg.max_new_tokens, seed, stop=tuple(generation_cfg.stop)))
         descs.append(f"iter {it.t} eval majority@{eval_cfg.majority_k}")
     greedy, *voted = sampler.generate_each(model_dir, batch, requests, descs)
     votes = voted[0] if voted else [[] for _ in examples]

@@ -29,6 +29,7 @@ from irpo.reward import reward, reward_stats
 from irpo.rundir import RunDir, read_json, write_json
 from irpo.sampling import SamplingRequest, build_sampler
 from irpo.tasks import build_task
+from irpo.tracking import build_tracker
 from irpo.train import train, train_summary
 from irpo.training import build_trainer
 from irpo.training.data import encode
@@ -50,7 +51,7 @@ def run(cfg: DictConfig) -> list[dict]:
     pair_examples = dict(train_examples, **{e.id: e for e in held_out}) if cfg.trainer.retrain_with_heldout \
         else train_examples
     sampler = build_sampler(cfg.sampler, cfg.model)
-    trainer = build_trainer(cfg.trainer, cfg.model)
+    trainer = build_trainer(cfg.trainer, cfg.model, cfg.cluster)
     builder = PAIR_BUILDERS.get(cfg.pairs.builder)
 
     model_dir = resolve_init_model(cfg, task, run_dir)  # M0, or the model a baseline starts from
@@ -65,31 +66,37 @@ def run(cfg: DictConfig) -> list[dict]:
         return evaluate(it, directory, test_examples, prompts, sampler, task, cfg.eval, cfg.generation,
                         seed=cfg.seed + 7919 * it.t)
 
-    m0 = run_dir.iteration(0)
-    write_json(m0.metrics, {"iteration": 0, "model": str(model_dir), "eval": evaluate_model(m0, model_dir)})
+    with build_tracker(cfg, run_dir) as tracker:  # dashboards mirror each finished iteration (logger=...)
+        m0 = run_dir.iteration(0)
+        write_json(m0.metrics, {"iteration": 0, "model": str(model_dir), "eval": evaluate_model(m0, model_dir)})
+        tracker.log_iteration(m0)
 
-    for t in range(1, cfg.iterations + 1):
-        it = run_dir.iteration(t)
-        if it.metrics.exists():
-            model_dir = read_json(it.metrics)["model"]
-            continue
-        questions = [ScoredQuestion(e.id, prompts[e.id], e.gold_solution, [], [], split="train" if e.id in
-                                    train_examples else "valid") for e in pair_examples.values()]
-        if builder.needs_samples:
-            request = SamplingRequest(cfg.generation.num_samples, temperature_for(cfg, t), cfg.generation.top_p,
-                                      cfg.generation.max_new_tokens, seed=cfg.seed + 1000 * t)
-            generations = generate(it, model_dir, {q.id: q.prompt for q in questions}, sampler, request, task)  # 1
-            rewards = reward(it, generations, pair_examples, task)  # 2
-            for q, gen, rew in zip(questions, generations, rewards):
-                q.samples, q.rewards = gen["samples"], rew["rewards"]
-        pairs = build_pairs(it, builder, questions, cfg.pairs, fits)  # 3
-        select = held_out_scorer(held_out, prompts, sampler, task, cfg.generation, cfg.seed) if held_out else None
-        model_dir = train(it, model_dir, pairs, trainer, cfg.loss, seed=cfg.seed + t, select=select,  # 4
-                          retrain_with_heldout=cfg.trainer.retrain_with_heldout)
-        metrics = evaluate_model(it, model_dir)  # 5
-        write_json(it.metrics, {"iteration": t, "model": model_dir, "temperature": temperature_for(cfg, t),
-                                "rewards": reward_stats(it), "pairs": read_json(it.pairs_stats),
-                                "train": train_summary(it), "eval": metrics})
+        for t in range(1, cfg.iterations + 1):
+            it = run_dir.iteration(t)
+            if it.metrics.exists():
+                model_dir = read_json(it.metrics)["model"]
+                tracker.log_iteration(it)
+                continue
+            questions = [ScoredQuestion(e.id, prompts[e.id], e.gold_solution, [], [], split="train" if e.id in
+                                        train_examples else "valid") for e in pair_examples.values()]
+            if builder.needs_samples:
+                request = SamplingRequest(cfg.generation.num_samples, temperature_for(cfg, t), cfg.generation.top_p,
+                                          cfg.generation.max_new_tokens, seed=cfg.seed + 1000 * t,
+                                          stop=tuple(cfg.generation.stop))
+                generations = generate(it, model_dir, {q.id: q.prompt for q in questions}, sampler, request,  # 1
+                                       task)
+                rewards = reward(it, generations, pair_examples, task)  # 2
+                for q, gen, rew in zip(questions, generations, rewards):
+                    q.samples, q.rewards = gen["samples"], rew["rewards"]
+            pairs = build_pairs(it, builder, questions, cfg.pairs, fits)  # 3
+            select = held_out_scorer(held_out, prompts, sampler, task, cfg.generation, cfg.seed) if held_out else None
+            model_dir = train(it, model_dir, pairs, trainer, cfg.loss, seed=cfg.seed + t, select=select,  # 4
+                              retrain_with_heldout=cfg.trainer.retrain_with_heldout)
+            metrics = evaluate_model(it, model_dir)  # 5
+            write_json(it.metrics, {"iteration": t, "model": model_dir, "temperature": temperature_for(cfg, t),
+                                    "rewards": reward_stats(it), "pairs": read_json(it.pairs_stats),
+                                    "train": train_summary(it), "eval": metrics})
+            tracker.log_iteration(it)
 
     return write_results(run_dir, title=f"{cfg.method} on {cfg.task.name} ({run_dir.root})")
 
@@ -120,7 +127,8 @@ def render_prompt(task, example, tokenizer, use_chat_template: bool) -> str:
 
 
 # Changing these on a resumed run cannot invalidate finished work.
-RESUMABLE_KEYS = {"iterations", "run_dir", "log_level", "sampler.batch_size", "sampler.device", "trainer.device"}
+RESUMABLE_KEYS = {"iterations", "run_dir", "log_level", "sampler.batch_size", "sampler.device", "trainer.device",
+                  "trainer.num_processes", "cluster.*", "logger.*"}
 
 
 def record_config(run_dir: RunDir, cfg: DictConfig) -> None:
@@ -128,13 +136,17 @@ def record_config(run_dir: RunDir, cfg: DictConfig) -> None:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     if run_dir.config.exists():
         previous = OmegaConf.to_container(OmegaConf.load(run_dir.config))
-        changed = sorted(k for k in _flat_diff(previous, resolved) if k not in RESUMABLE_KEYS)
+        changed = sorted(k for k in _flat_diff(previous, resolved) if not _resumable(k))
         if changed:
             raise ValueError(f"{run_dir.root} was started with a different config ({', '.join(changed)} changed); "
                              "use a new run directory, or restore those values to resume")
     tmp = run_dir.config.with_suffix(".tmp")
     tmp.write_text(OmegaConf.to_yaml(resolved))
     tmp.replace(run_dir.config)
+
+
+def _resumable(key: str) -> bool:
+    return key in RESUMABLE_KEYS or any(k.endswith(".*") and key.startswith(k[:-1]) for k in RESUMABLE_KEYS)
 
 
 def _flat_diff(a, b, prefix: str = "") -> set[str]:

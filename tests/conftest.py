@@ -43,3 +43,28 @@ def shared_dir() -> Path:
     if not (path / "datasets").is_dir():
         pytest.skip(f"IRPO_SHARED_DIR={value} has no datasets/ folder")
     return path
+
+
+@pytest.fixture(scope="session")
+def untrained_tiny(tmp_path_factory) -> Path:
+    """The embedded tiny Llama and character tokenizer, freshly initialised (no seed SFT), as a model dir."""
+    from irpo.config import TinyModelConfig
+    from irpo.models.tiny import save_untrained
+
+    directory = tmp_path_factory.mktemp("tiny_untrained")
+    save_untrained(TinyModelConfig(), directory, seed=0)
+    return directory
+
+
+def arithmetic_pairs(count: int, seed: int = 0) -> list[dict]:
+    """(prompt, correct CoT, CoT with a wrong final answer) triples in the arithmetic task's format."""
+    import random
+
+    rng = random.Random(seed)
+    pairs = []
+    for _ in range(count):
+        a, b = rng.randint(1, 50), rng.randint(1, 50)
+        pairs.append({"prompt": f"Question: What is {a} + {b}?\nAnswer:",
+                      "chosen": f" {a} + {b} = {a + b}\nFinal answer: {a + b}",
+                      "rejected": f" {a} + {b} = {a + b + 1}\nFinal answer: {a + b + 1}"})
+    return pairs

@@ -7,9 +7,11 @@ from typing import Optional
 
 from irpo.registry import Registry
 from irpo.sampling.hf import HFSampler
+from irpo.sampling.vllm import VLLMSampler
 
 SAMPLERS: Registry[type] = Registry("sampler")
 SAMPLERS.register("hf")(HFSampler)
+SAMPLERS.register("vllm")(VLLMSampler)
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,8 @@ class SamplingRequest:
     top_p: float
     max_new_tokens: int
     seed: int
-    stop_after: Optional[str] = "Final answer:"  # stop at the end of the line holding this text
+    stop_after: Optional[str] = "Final answer:"  # hf: stop at the end of the line holding this text
+    stop: tuple[str, ...] = ()  # stop at any of these strings (kept in the output), every backend
 
 
 def build_sampler(sampler_cfg, model_cfg):

@@ -89,6 +89,7 @@ class HFSampler:
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
                 stopping_criteria=stopping,
+                **({"stop_strings": list(request.stop), "tokenizer": tokenizer} if request.stop else {}),
             )
             generated = output[:, width:]
             new_tokens += int((generated != tokenizer.pad_token_id).sum())

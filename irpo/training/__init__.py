@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from irpo.registry import Registry
+from irpo.training.deepspeed_trainer import DeepSpeedTrainer
 from irpo.training.torch_trainer import TorchTrainer
 
 TRAINERS: Registry[type] = Registry("trainer")
-TRAINERS.register("torch")(TorchTrainer)
+TRAINERS.register("torch")(TorchTrainer)  # this process, one device
+TRAINERS.register("deepspeed")(DeepSpeedTrainer)  # ZeRO-2/3 over trainer.num_processes ranks x cluster.nodes
 
 
-def build_trainer(trainer_cfg, model_cfg):
-    return TRAINERS.get(trainer_cfg.name)(trainer_cfg, model_cfg)
+def build_trainer(trainer_cfg, model_cfg, cluster_cfg):
+    return TRAINERS.get(trainer_cfg.name)(trainer_cfg, model_cfg, cluster_cfg)
 
 
 __all__ = ["TRAINERS", "build_trainer"]

@@ -1,0 +1,104 @@
+"""Sampling with vLLM's offline engine, in a child process that loads the iteration's model directory.
+
+The loop's config becomes vLLM's arguments here (`engine_args`, `sampling_args`, both plain dicts, so
+they are tested without vLLM installed); `irpo.sampling.vllm_worker` runs the engine. Prompts go in as
+token ids encoded exactly as the hf sampler and the trainers encode them, so every backend sees the
+same inputs. vLLM has no "stop after the answer line" rule: it stops at EOS, a `generation.stop`
+string or the token budget, and the task trims text after the answer line for both samplers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from irpo.child import project_pythonpath, run_child
+from irpo.models.loading import load_tokenizer
+from irpo.training.data import encode_prompt
+
+log = logging.getLogger(__name__)
+
+
+def engine_args(sampler_cfg, model_cfg, model_dir: str | Path) -> dict:
+    """Keyword arguments of `vllm.LLM` for one generation stage."""
+    return {
+        "model": str(model_dir),
+        "tokenizer": str(model_dir),
+        "dtype": sampler_cfg.dtype or model_cfg.dtype,
+        "max_model_len": sampler_cfg.max_model_len or model_cfg.max_length,
+        "tensor_parallel_size": sampler_cfg.tensor_parallel_size,
+        "gpu_memory_utilization": sampler_cfg.gpu_memory_utilization,
+        "enforce_eager": sampler_cfg.enforce_eager,
+        "seed": 0,  # sampling is seeded per request below; this only fixes the engine's own state
+        "skip_tokenizer_init": False,
+    }
+
+
+def sampling_args(request, prompt_index: int, prompt_tokens: int, max_model_len: int) -> dict:
+    """Keyword arguments of `vllm.SamplingParams` for one prompt of a request.
+
+    Each prompt gets its own seed, so its samples do not depend on which other prompts share the batch.
+    """
+    greedy = request.temperature == 0
+    return {
+        "n": request.num_samples,
+        "temperature": 0.0 if greedy else request.temperature,
+        "top_p": 1.0 if greedy else request.top_p,
+        "max_tokens": max(1, min(request.max_new_tokens, max_model_len - prompt_tokens)),
+        "stop": list(request.stop),
+        "include_stop_str_in_output": True,  # as transformers' stop_strings leave them in
+        "seed": request.seed * 1_000_003 + prompt_index,
+        "skip_special_tokens": True,
+    }
+
+
+class VLLMSampler:
+    def __init__(self, sampler_cfg, model_cfg):
+        self.cfg = sampler_cfg
+        self.model_cfg = model_cfg
+        self.last_stats: dict = {}
+
+    def generate(self, model_dir, prompts: list[str], request, desc: str = "sample") -> list[list[str]]:
+        return self.generate_each(model_dir, prompts, [request], [desc])[0]
+
+    def generate_each(self, model_dir, prompts: list[str], requests: list, descs: list[str]) -> list:
+        """One engine start for all requests (evaluation draws greedy and voting samples from one load)."""
+        tokenizer = load_tokenizer(model_dir)
+        max_len = self.cfg.max_model_len or self.model_cfg.max_length
+        token_ids = [encode_prompt(tokenizer, p) for p in prompts]
+        fits = [len(ids) < max_len for ids in token_ids]
+        if not all(fits):
+            log.warning("%d prompts are longer than %d tokens; their samples are empty", fits.count(False), max_len)
+        kept = [i for i, ok in enumerate(fits) if ok]
+        spec = {
+            "engine": engine_args(self.cfg, self.model_cfg, model_dir),
+            "prompt_token_ids": [token_ids[i] for i in kept],
+            "requests": [{"desc": desc, "params": [sampling_args(r, i, len(token_ids[i]), max_len) for i in kept]}
+                         for r, desc in zip(requests, descs)],
+        }
+        work = Path(tempfile.mkdtemp(prefix="irpo-vllm-"))  # kept if the child fails: its log is in there
+        spec_path, out_path = work / "spec.json", work / "out.json"
+        spec_path.write_text(json.dumps(spec))
+        env = dict(os.environ, PYTHONPATH=project_pythonpath(os.environ))
+        run_child([self.cfg.python or sys.executable, "-m", "irpo.sampling.vllm_worker", str(spec_path),
+                   str(out_path)], work / "vllm.log", what=f"vLLM sampler ({descs[0]})", env=env)
+        result = json.loads(out_path.read_text())
+        shutil.rmtree(work, ignore_errors=True)
+        results = []
+        for request, completions in zip(requests, result["completions"]):
+            by_prompt = iter(completions)
+            results.append([next(by_prompt) if ok else [""] * request.num_samples for ok in fits])
+        self.last_stats = {**result["stats"][0], "prompts_too_long": fits.count(False),
+                           "engine_start_seconds": result["engine_start_seconds"]}
+        return results
+
+    def generate_with(self, model, tokenizer, prompts: list[str], request, desc: str = "sample") -> list[list[str]]:
+        """Scoring a model still in the trainer's memory (checkpoint selection) uses transformers' generate."""
+        from irpo.sampling.hf import HFSampler
+
+        return HFSampler(self.cfg, self.model_cfg).generate_with(model, tokenizer, prompts, request, desc)

@@ -1,0 +1,129 @@
+"""The DeepSpeed trainer, launcher side: writes the job, starts the ranks with torchrun, waits, publishes.
+
+The ranks run `irpo.training.deepspeed_worker`, which takes the same steps as the torch trainer
+(irpo/training/step.py) under a ZeRO engine. The DeepSpeed config is generated here from
+`trainer.*` (`deepspeed_config`), so the effective batch is `trainer.batch_size` whatever the
+number of ranks; `trainer.deepspeed_config` names a JSON file merged over it for anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+from omegaconf import OmegaConf
+
+from irpo.child import project_pythonpath, run_child
+from irpo.rundir import publish_dir, read_json, write_jsonl
+
+log = logging.getLogger(__name__)
+
+
+def deepspeed_config(trainer_cfg, world_size: int, bf16: bool) -> dict:
+    """DeepSpeed's JSON config for `world_size` ranks; batch sizes count pairs."""
+    per_step = trainer_cfg.micro_batch_size * world_size
+    if trainer_cfg.batch_size % per_step:
+        raise ValueError(f"trainer.batch_size ({trainer_cfg.batch_size}) is not a multiple of micro_batch_size x "
+                         f"ranks ({trainer_cfg.micro_batch_size} x {world_size})")
+    config = {
+        "train_batch_size": trainer_cfg.batch_size,
+        "train_micro_batch_size_per_gpu": trainer_cfg.micro_batch_size,
+        "gradient_accumulation_steps": trainer_cfg.batch_size // per_step,
+        "gradient_clipping": trainer_cfg.max_grad_norm,
+        "zero_optimization": {"stage": trainer_cfg.zero_stage},
+        "bf16": {"enabled": bf16},
+        "zero_allow_untested_optimizer": True,  # torch's AdamW, as in the torch trainer
+        "steps_per_print": 10 ** 9,
+        "wall_clock_breakdown": False,
+    }
+    if trainer_cfg.zero_stage == 3:
+        # save_pretrained needs the full weights: gather the shards onto rank 0 at save time.
+        config["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] = True
+    if trainer_cfg.deepspeed_config:
+        config = _merge(config, json.loads(Path(trainer_cfg.deepspeed_config).expanduser().read_text()))
+    return config
+
+
+def ranks_per_node(trainer_cfg) -> int:
+    if trainer_cfg.num_processes > 0:
+        return trainer_cfg.num_processes
+    import torch
+
+    return max(1, torch.cuda.device_count())
+
+
+def launch_command(trainer_cfg, cluster_cfg, spec_path: Path, python: str = sys.executable,
+                   env: Optional[dict] = None) -> list[str]:
+    """torchrun on this node; across nodes, one torchrun per node started by srun inside the Slurm job."""
+    env = os.environ if env is None else env
+    worker = ["-m", "irpo.training.deepspeed_worker", str(spec_path)]
+    per_node = f"--nproc_per_node={ranks_per_node(trainer_cfg)}"
+    if cluster_cfg.nodes <= 1:
+        return [python, "-m", "torch.distributed.run", "--standalone", per_node, *worker]
+    if "SLURM_JOB_ID" not in env:
+        raise RuntimeError(f"cluster.nodes={cluster_cfg.nodes} needs a Slurm allocation of that many nodes "
+                           "(cluster=slurm); this process is not in one")
+    head = env.get("SLURMD_NODENAME") or socket.gethostname()  # the loop runs on the job's first node
+    port = trainer_cfg.master_port or 29500
+    return ["srun", f"--nodes={cluster_cfg.nodes}", "--ntasks-per-node=1", "--overlap", "--kill-on-bad-exit=1",
+            python, "-m", "torch.distributed.run", f"--nnodes={cluster_cfg.nodes}", per_node,
+            "--rdzv_backend=c10d", f"--rdzv_endpoint={head}:{port}", f"--rdzv_id=irpo-{env['SLURM_JOB_ID']}",
+            *worker]
+
+
+class DeepSpeedTrainer:
+    def __init__(self, trainer_cfg, model_cfg, cluster_cfg):
+        self.cfg = trainer_cfg
+        self.model_cfg = model_cfg
+        self.cluster_cfg = cluster_cfg
+
+    def train(self, init_model_dir, pairs: list[dict], output_dir: Path, loss_cfg, seed: int,
+              desc: str = "train", select: Optional[Callable] = None, max_steps: Optional[int] = None) -> dict:
+        if not pairs:
+            raise ValueError(f"{desc}: no training pairs; nothing to train on (see pairs_stats.json)")
+        if select is not None and self.cfg.eval_every > 0:
+            raise ValueError("checkpoint selection (trainer.eval_every) runs with trainer=torch only")
+        tmp_dir = output_dir.with_name(output_dir.name + ".tmp")
+        if tmp_dir.exists():
+            shutil.rmtree(tmp_dir)
+        job = tmp_dir / "job"
+        job.mkdir(parents=True)
+        write_jsonl(job / "pairs.jsonl", pairs)
+        spec = {"init_model_dir": str(init_model_dir), "output_dir": str(tmp_dir), "pairs": str(job / "pairs.jsonl"),
+                "trainer": OmegaConf.to_container(self.cfg, resolve=True),
+                "model": OmegaConf.to_container(self.model_cfg, resolve=True),
+                "loss": OmegaConf.to_container(loss_cfg, resolve=True),
+                "seed": seed, "max_steps": max_steps, "desc": desc}
+        (job / "spec.json").write_text(json.dumps(spec, indent=2))
+        env = dict(os.environ, PYTHONPATH=project_pythonpath(os.environ))
+        if not _has_cuda():
+            env.setdefault("DS_ACCELERATOR", "cpu")
+        ranks = ranks_per_node(self.cfg) * self.cluster_cfg.nodes
+        log.info("%s: DeepSpeed ZeRO-%d on %d rank(s)", desc, self.cfg.zero_stage, ranks)
+        run_child(launch_command(self.cfg, self.cluster_cfg, job / "spec.json", env=env), tmp_dir / "launch.log",
+                  what=f"DeepSpeed trainer ({desc})", env=env)
+        if not (tmp_dir / "train_summary.json").exists():
+            raise RuntimeError(f"DeepSpeed trainer ({desc}) exited cleanly but saved no model; see {tmp_dir}")
+        shutil.rmtree(job)
+        summary = read_json(tmp_dir / "train_summary.json")
+        publish_dir(tmp_dir, output_dir)
+        return summary
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

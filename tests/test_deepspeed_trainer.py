@@ -1,0 +1,115 @@
+"""trainer=deepspeed: its generated config and launch command, and a real 2-rank ZeRO run on the CPU
+that must reproduce trainer=torch's losses and weights on the same pairs and seed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from safetensors.torch import load_file
+
+from conftest import arithmetic_pairs
+from irpo.config import ClusterConfig, LossConfig, ModelConfig, TrainerConfig
+from irpo.models.loading import load_model, load_tokenizer
+from irpo.training import build_trainer
+from irpo.training.deepspeed_trainer import deepspeed_config, launch_command
+
+
+def trainer_cfg(**overrides):
+    return OmegaConf.structured(TrainerConfig(**{"lr": 1e-3, "batch_size": 16, "micro_batch_size": 4,
+                                                 "device": "cpu", **overrides}))
+
+
+@pytest.mark.parametrize("ranks, accumulation", [(1, 4), (2, 2), (4, 1)])
+def test_effective_batch_is_the_configured_batch_whatever_the_ranks(ranks, accumulation):
+    config = deepspeed_config(trainer_cfg(zero_stage=3), world_size=ranks, bf16=False)
+    assert config["train_batch_size"] == 16
+    assert config["gradient_accumulation_steps"] == accumulation
+    assert config["train_micro_batch_size_per_gpu"] * accumulation * ranks == 16
+    assert config["zero_optimization"] == {"stage": 3, "stage3_gather_16bit_weights_on_model_save": True}
+
+
+def test_batch_that_cannot_split_evenly_is_refused():
+    with pytest.raises(ValueError, match="not a multiple of micro_batch_size x ranks"):
+        deepspeed_config(trainer_cfg(), world_size=3, bf16=False)
+
+
+def test_user_json_is_merged_over_the_generated_config(tmp_path):
+    extra = tmp_path / "offload.json"
+    extra.write_text(json.dumps({"zero_optimization": {"offload_optimizer": {"device": "cpu"}}}))
+    config = deepspeed_config(trainer_cfg(zero_stage=2, deepspeed_config=str(extra)), world_size=2, bf16=True)
+    assert config["zero_optimization"] == {"stage": 2, "offload_optimizer": {"device": "cpu"}}
+    assert config["bf16"] == {"enabled": True}
+
+
+def test_launch_command_single_node_and_across_slurm_nodes(tmp_path):
+    spec = tmp_path / "spec.json"
+    one = launch_command(trainer_cfg(num_processes=2), OmegaConf.structured(ClusterConfig()), spec, python="py")
+    assert one == ["py", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                   "-m", "irpo.training.deepspeed_worker", str(spec)]
+    cluster = OmegaConf.structured(ClusterConfig(name="slurm", nodes=4))
+    with pytest.raises(RuntimeError, match="needs a Slurm allocation"):
+        launch_command(trainer_cfg(num_processes=8), cluster, spec, env={})
+    many = launch_command(trainer_cfg(num_processes=8, master_port=29511), cluster, spec, python="py",
+                          env={"SLURM_JOB_ID": "77", "SLURMD_NODENAME": "gpu001"})
+    assert many[:4] == ["srun", "--nodes=4", "--ntasks-per-node=1", "--overlap"]
+    assert "--nnodes=4" in many and "--nproc_per_node=8" in many
+    assert "--rdzv_endpoint=gpu001:29511" in many and "--rdzv_id=irpo-77" in many
+
+
+needs_deepspeed = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None,
+                                     reason="deepspeed is not installed (pip install -e '.[deepspeed]')")
+
+
+@needs_deepspeed
+@pytest.mark.distributed
+@pytest.mark.parametrize("zero_stage", [2, 3])
+def test_two_rank_deepspeed_matches_torch_trainer(untrained_tiny, tmp_path, zero_stage):
+    pairs = arithmetic_pairs(48)
+    loss = OmegaConf.structured(LossConfig(name="dpo_nll", alpha=1.0, beta=0.1))
+    model_cfg = OmegaConf.structured(ModelConfig(name="tiny"))
+    cluster = OmegaConf.structured(ClusterConfig())
+    runs = {}
+    for name in ("torch", "deepspeed"):
+        cfg = trainer_cfg(name=name, num_processes=2, zero_stage=zero_stage, epochs=1.0, warmup_steps=1,
+                          lr_schedule="cosine")
+        out = tmp_path / name
+        summary = build_trainer(cfg, model_cfg, cluster).train(untrained_tiny, pairs, out, loss, seed=3)
+        runs[name] = (summary, [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()],
+                      load_file(out / "model.safetensors"))
+
+    (torch_summary, torch_log, torch_weights), (ds_summary, ds_log, ds_weights) = runs["torch"], runs["deepspeed"]
+    assert ds_summary["steps"] == torch_summary["steps"] == 3 and ds_summary["world_size"] == 2
+    assert [r["step"] for r in ds_log] == [1, 2, 3]
+    for torch_row, ds_row in zip(torch_log, ds_log):
+        assert set(ds_row) == set(torch_row)  # same keys logged
+        for key in ("loss", "dpo", "nll", "chosen_logps", "rejected_logps", "reward_accuracy", "lr", "grad_norm"):
+            assert ds_row[key] == pytest.approx(torch_row[key], rel=1e-4, abs=1e-5), key
+    assert torch_log[-1]["loss"] < torch_log[0]["loss"]  # it trained
+    initial = load_file(untrained_tiny / "model.safetensors")
+    assert set(ds_weights) == set(torch_weights)
+    for key in torch_weights:
+        moved = (torch_weights[key] - initial[key]).abs().max()
+        assert (ds_weights[key] - torch_weights[key]).abs().max() <= 1e-3 * max(float(moved), 1e-6) + 1e-5, key
+
+    # The saved model is an ordinary save_pretrained directory: the next iteration's sampler loads it.
+    model, tokenizer = load_model(tmp_path / "deepspeed"), load_tokenizer(tmp_path / "deepspeed")
+    ids = tokenizer(pairs[0]["prompt"], return_tensors="pt").input_ids
+    assert model.generate(ids, max_new_tokens=4, do_sample=False).shape == (1, ids.shape[1] + 4)
+
+
+@needs_deepspeed
+@pytest.mark.distributed
+def test_failing_rank_surfaces_the_childs_error(untrained_tiny, tmp_path):
+    cfg = trainer_cfg(name="deepspeed", num_processes=2)
+    trainer = build_trainer(cfg, OmegaConf.structured(ModelConfig(name="tiny")), OmegaConf.structured(ClusterConfig()))
+    with pytest.raises(RuntimeError, match="DeepSpeed trainer .* failed") as failure:
+        trainer.train(tmp_path / "no_such_model", arithmetic_pairs(16), tmp_path / "out",
+                      OmegaConf.structured(LossConfig()), seed=0)
+    assert "no_such_model" in str(failure.value)  # the child's own error is in the message
+    assert not (tmp_path / "out").exists()  # nothing half-written is published
