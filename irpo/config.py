@@ -72,6 +72,9 @@ class SamplerConfig:
     max_model_len: Optional[int] = None  # null = model.max_length
     dtype: Optional[str] = None  # null = model.dtype
     enforce_eager: bool = False
+    # null = vLLM's default on GPUs, off on CPUs: vLLM 0.32's CPU build fails on seeded requests whose
+    # prefill is chunked ("CPU Generator does not use offset").
+    chunked_prefill: Optional[bool] = None
     # The interpreter that runs vLLM; null = this one. vLLM pins its own torch/transformers, so it often
     # lives in a venv of its own: sampler.python=/path/to/vllm-venv/bin/python.
     python: Optional[str] = None

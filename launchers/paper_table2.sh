@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Table 2 (ARC-Challenge and MATH): the rows as one multirun per task.
+# Table 2 (ARC-Challenge and MATH): the rows, one sweep dir per task, report at the end.
 #   bash launchers/paper_table2.sh task=arc_challenge task.data_dir=/path/to/arc model=llama2_70b_chat
-#   bash launchers/paper_table2.sh task=math task.data_dir=/path/to/math model=llama2_70b_chat
+#   bash launchers/paper_table2.sh task=math task.data_dir=/path/to/math model=llama2_70b_chat cluster=slurm
+# As in paper_table1.sh, dpo_from_star runs after the star job has finished (ARC has no gold CoT, so
+# there is no SFT-on-gold row).
 set -euo pipefail
-python -m irpo experiment=paper_arc_math "$@"
+sweep="outputs/sweeps/paper_arc_math-\${task.name}-$(date +%Y%m%d-%H%M%S)"
+python -m irpo experiment=paper_arc_math "hydra.sweep.dir=$sweep" method=zero_shot,star,sft_chosen,dpo,irpo "$@"
+python -m irpo experiment=paper_arc_math "hydra.sweep.dir=$sweep" method=dpo_from_star "$@"

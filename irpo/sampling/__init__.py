@@ -7,7 +7,7 @@ from typing import Optional
 
 from irpo.registry import Registry
 from irpo.sampling.hf import HFSampler
-from irpo.sampling.vllm import VLLMSampler
+from irpo.sampling.vllm_sampler import VLLMSampler
 
 SAMPLERS: Registry[type] = Registry("sampler")
 SAMPLERS.register("hf")(HFSampler)

@@ -1,8 +1,8 @@
-"""The vLLM sampler's child process: `python -m irpo.sampling.vllm_worker spec.json out.json`.
+"""The vLLM sampler's child process: `python <this file> spec.json out.json`.
 
-It may run under another interpreter (`sampler.python`, a venv with vLLM's own torch and transformers):
-it needs only those, which vLLM brings, and this checkout on PYTHONPATH. The spec comes from
-`irpo.sampling.vllm.VLLMSampler`.
+A standalone script that imports only vLLM and the standard library, so it runs under any interpreter
+that has vLLM (`sampler.python`, e.g. a venv with vLLM's own torch and transformers), irpo or not.
+The spec comes from `irpo.sampling.vllm_sampler.VLLMSampler`.
 """
 
 from __future__ import annotations
@@ -14,11 +14,21 @@ import time
 
 
 def main(spec_path: str, out_path: str) -> None:
+    # Run as a script, this file's folder heads sys.path; nothing there may shadow vLLM's own modules.
+    sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
     from vllm import LLM, SamplingParams
 
     spec = json.loads(open(spec_path).read())
+    engine = spec["engine"]
+    if engine.get("enable_chunked_prefill") is None:
+        import torch
+
+        if torch.cuda.is_available():
+            engine.pop("enable_chunked_prefill")
+        else:  # seeded requests with a chunked prefill crash vLLM 0.32's CPU build
+            engine["enable_chunked_prefill"] = False
     started = time.perf_counter()
-    llm = LLM(**spec["engine"])
+    llm = LLM(**engine)
     engine_seconds = time.perf_counter() - started
     prompts = [{"prompt_token_ids": ids} for ids in spec["prompt_token_ids"]]
     completions, stats = [], []

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from irpo.child import project_pythonpath, run_child
+from irpo.child import run_child
 from irpo.models.loading import load_tokenizer
 from irpo.training.data import encode_prompt
 
@@ -34,6 +34,7 @@ def engine_args(sampler_cfg, model_cfg, model_dir: str | Path) -> dict:
         "tensor_parallel_size": sampler_cfg.tensor_parallel_size,
         "gpu_memory_utilization": sampler_cfg.gpu_memory_utilization,
         "enforce_eager": sampler_cfg.enforce_eager,
+        "enable_chunked_prefill": sampler_cfg.chunked_prefill,  # None: decided by the worker's platform
         "seed": 0,  # sampling is seeded per request below; this only fixes the engine's own state
         "skip_tokenizer_init": False,
     }
@@ -84,9 +85,10 @@ class VLLMSampler:
         work = Path(tempfile.mkdtemp(prefix="irpo-vllm-"))  # kept if the child fails: its log is in there
         spec_path, out_path = work / "spec.json", work / "out.json"
         spec_path.write_text(json.dumps(spec))
-        env = dict(os.environ, PYTHONPATH=project_pythonpath(os.environ))
-        run_child([self.cfg.python or sys.executable, "-m", "irpo.sampling.vllm_worker", str(spec_path),
-                   str(out_path)], work / "vllm.log", what=f"vLLM sampler ({descs[0]})", env=env)
+        # Run by path, not as irpo.sampling.vllm_worker: the worker's interpreter needs vLLM only, not irpo.
+        python = os.path.expanduser(self.cfg.python) if self.cfg.python else sys.executable
+        run_child([python, str(Path(__file__).with_name("vllm_worker.py")),
+                   str(spec_path), str(out_path)], work / "vllm.log", what=f"vLLM sampler ({descs[0]})")
         result = json.loads(out_path.read_text())
         shutil.rmtree(work, ignore_errors=True)
         results = []

@@ -1,0 +1,106 @@
+"""Sweeps: a 2x2 alpha/beta multirun through submitit's local executor, resumed in place, and the
+Slurm launcher config that cluster=slurm composes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from omegaconf import OmegaConf
+
+from irpo.rundir import read_json
+
+pytestmark = [pytest.mark.slow, pytest.mark.distributed]
+GRID = ["loss.alpha=0.5,2", "loss.beta=0.1,0.5"]
+
+
+def irpo(*args, env):
+    return subprocess.run([sys.executable, "-m", "irpo", *args], capture_output=True, text=True, env=env,
+                          timeout=900)
+
+
+def test_alpha_beta_sweep_through_submitit_local_then_resumes_in_place(tmp_path, model_cache):
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "IRPO_CACHE": str(model_cache)}
+    args = ["-m", "experiment=smoke", "iterations=1", "cluster=submitit_local", *GRID, f"hydra.sweep.dir={sweep}"]
+    result = irpo(*args, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    # Named by the overrides that change results; cluster= and experiment= say only where and how big.
+    jobs = {f"iterations=1,loss.alpha={a},loss.beta={b}": (a, b) for a in (0.5, 2) for b in (0.1, 0.5)}
+    assert {p.name for p in sweep.iterdir() if (p / "config.yaml").exists()} == set(jobs)
+    for name, (alpha, beta) in jobs.items():
+        run_dir = sweep / name
+        config = OmegaConf.load(run_dir / "config.yaml")
+        assert (config.loss.alpha, config.loss.beta) == (alpha, beta)
+        summary = read_json(run_dir / "iter_1" / "model" / "train_summary.json")
+        assert (summary["alpha"], summary["beta"]) == (alpha, beta)
+        assert len(read_json(run_dir / "results.json")["rows"]) == 2
+    assert list(sweep.glob(".submitit/*/*_log.out")), "each job ran as a submitit job"
+    assert (sweep / "report.md").exists()
+
+    # An interrupted job (here: its last evaluation lost) reruns into the same directory, as a requeued
+    # Slurm job does, and redoes only what is missing.
+    interrupted = sweep / "iterations=1,loss.alpha=2,loss.beta=0.5"
+    generations = interrupted / "iter_1" / "generations.jsonl"
+    stamp = generations.stat().st_mtime_ns
+    for name in ("metrics.json", "eval.json", "eval.jsonl"):
+        (interrupted / "iter_1" / name).unlink()
+    result = irpo(*args, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (interrupted / "iter_1" / "metrics.json").exists()
+    assert generations.stat().st_mtime_ns == stamp  # finished stages were not redone
+
+
+def test_cluster_slurm_composes_the_sbatch_parameters(make_config):
+    from hydra import compose, initialize_config_dir
+
+    from conftest import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", return_hydra_config=True, overrides=[
+            "cluster=slurm", "cluster.partition=gpu", "cluster.account=lab", "cluster.nodes=2",
+            "cluster.gpus_per_node=4", "cluster.mem_gb=400", "cluster.timeout_min=600", "cluster.max_num_timeout=5",
+            "cluster.setup=[module load cuda,source venv/bin/activate]", "+cluster.additional_parameters.mail_type=END",
+            "hydra.sweep.dir=/tmp/sweep"])
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert launcher["_target_"].endswith("SlurmLauncher")
+    assert {k: launcher[k] for k in ("partition", "account", "nodes", "gpus_per_node", "mem_gb", "timeout_min",
+                                     "max_num_timeout", "tasks_per_node")} == {
+        "partition": "gpu", "account": "lab", "nodes": 2, "gpus_per_node": 4, "mem_gb": 400, "timeout_min": 600,
+        "max_num_timeout": 5, "tasks_per_node": 1}
+    assert launcher["setup"] == ["module load cuda", "source venv/bin/activate"]
+    assert launcher["additional_parameters"] == {"mail_type": "END"}
+    assert launcher["submitit_folder"] == "/tmp/sweep/.submitit/%j"
+
+
+def slurm_cluster_running() -> bool:
+    try:
+        return subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
+                              timeout=10).stdout.strip() not in ("", "down")
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.slurm
+@pytest.mark.skipif(not slurm_cluster_running(), reason="no Slurm cluster answers sinfo here (.ci/slurm-up starts a "
+                    "one-node cluster as root)")
+def test_two_job_sweep_on_a_real_slurm_cluster(tmp_path, model_cache):
+    sweep = tmp_path / "sweep"
+    result = irpo("-m", "experiment=smoke", "iterations=1", "cluster=slurm", "cluster.gpus_per_node=0",
+                  "cluster.cpus_per_task=1", "cluster.mem_gb=2", "cluster.timeout_min=10", "loss.alpha=0.5,2",
+                  "cluster.setup=[echo irpo-setup-ran]", f"hydra.sweep.dir={sweep}", env={**os.environ, "IRPO_CACHE": str(model_cache)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    for alpha in (0.5, 2):
+        run_dir = sweep / f"iterations=1,loss.alpha={alpha}"  # cluster.* settings do not name the run
+        assert read_json(run_dir / "iter_1" / "model" / "train_summary.json")["alpha"] == alpha
+        assert (run_dir / "results.json").exists()
+    (script,) = sweep.glob(".submitit/*/*_submission.sh")
+    text = script.read_text()
+    for line in ("#SBATCH --cpus-per-task=1", "#SBATCH --mem=2GB", "#SBATCH --time=10", "#SBATCH --array=0-1%",
+                 "#SBATCH --signal=USR2@", "echo irpo-setup-ran"):
+        assert line in text, line
+    assert all("irpo-setup-ran" in log.read_text() for log in sweep.glob(".submitit/*_*/*_log.out"))
+    assert (sweep / "report.md").exists()

@@ -1,0 +1,98 @@
+"""sampler=vllm: the translation from irpo's config to vLLM's arguments, and (where vLLM is installed)
+real sampling of the tiny model through vLLM's engine in a child process."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+import pytest
+from omegaconf import OmegaConf
+
+from irpo.config import ModelConfig, SamplerConfig
+from irpo.sampling import SamplingRequest, build_sampler
+from irpo.sampling.vllm_sampler import engine_args, sampling_args
+
+
+def configs(**sampler):
+    return (OmegaConf.structured(SamplerConfig(name="vllm", **sampler)),
+            OmegaConf.structured(ModelConfig(name="m", name_or_path="/m", dtype="bfloat16", max_length=1024)))
+
+
+def test_engine_arguments_default_to_the_model_config():
+    sampler_cfg, model_cfg = configs(tensor_parallel_size=8, gpu_memory_utilization=0.5)
+    args = engine_args(sampler_cfg, model_cfg, "/runs/x/iter_1/model")
+    assert args["model"] == args["tokenizer"] == "/runs/x/iter_1/model"
+    assert (args["dtype"], args["max_model_len"]) == ("bfloat16", 1024)
+    assert (args["tensor_parallel_size"], args["gpu_memory_utilization"]) == (8, 0.5)
+    assert args["enable_chunked_prefill"] is None  # the worker decides by platform (off on CPUs)
+    sampler_cfg, model_cfg = configs(dtype="float16", max_model_len=4096)
+    assert (engine_args(sampler_cfg, model_cfg, "/m")["dtype"], engine_args(sampler_cfg, model_cfg, "/m")["max_model_len"]) \
+        == ("float16", 4096)
+
+
+def test_sampling_arguments_carry_the_shared_generation_settings():
+    request = SamplingRequest(num_samples=30, temperature=0.8, top_p=0.95, max_new_tokens=512, seed=7,
+                              stop=("\n\nProblem:",))
+    args = sampling_args(request, prompt_index=3, prompt_tokens=100, max_model_len=1024)
+    assert (args["n"], args["temperature"], args["top_p"], args["max_tokens"]) == (30, 0.8, 0.95, 512)
+    assert args["stop"] == ["\n\nProblem:"] and args["include_stop_str_in_output"]
+    # Seeds: a function of (request seed, prompt), so a prompt's samples do not depend on its batch.
+    assert args["seed"] == sampling_args(request, 3, 5, 1024)["seed"]
+    assert len({sampling_args(request, i, 100, 1024)["seed"] for i in range(100)}) == 100
+    # The context caps the budget; greedy decoding ignores top_p.
+    assert sampling_args(request, 0, prompt_tokens=900, max_model_len=1024)["max_tokens"] == 124
+    greedy = sampling_args(SamplingRequest(1, 0.0, 0.9, 64, seed=0), 0, 10, 1024)
+    assert (greedy["n"], greedy["temperature"], greedy["top_p"]) == (1, 0.0, 1.0)
+
+
+def vllm_python() -> str | None:
+    """IRPO_VLLM_PYTHON (an interpreter whose environment has vLLM), or this one if it has vLLM."""
+    if os.environ.get("IRPO_VLLM_PYTHON"):
+        return os.environ["IRPO_VLLM_PYTHON"]
+    return sys.executable if importlib.util.find_spec("vllm") else None
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(vllm_python() is None, reason="vLLM is not installed here; set IRPO_VLLM_PYTHON to an interpreter "
+                    "that has it (README, 'Scaling out') to run this test")
+def test_vllm_samples_the_tiny_model_repeatably(untrained_tiny):
+    sampler_cfg, _ = configs(python=vllm_python(), gpu_memory_utilization=0.3)
+    model_cfg = OmegaConf.structured(ModelConfig(name="tiny", max_length=512))
+    sampler = build_sampler(sampler_cfg, model_cfg)
+    # 40 prompts of ~300 tokens overflow one scheduler step, so prefills are split across steps.
+    prompts = ["Question: What is 1 + 2?\nAnswer:", "Question: What is 30 + 4?\nAnswer:", "9" * 600] + \
+        [f"{i} " * 150 for i in range(40)]
+    requests = [SamplingRequest(4, 1.0, 1.0, 24, seed=5), SamplingRequest(4, 1.0, 1.0, 24, seed=6),
+                SamplingRequest(1, 0.0, 1.0, 24, seed=5)]
+    first = sampler.generate_each(untrained_tiny, prompts, requests, ["seed 5", "seed 6", "greedy"])
+    stats = sampler.last_stats
+    again = sampler.generate(untrained_tiny, prompts, requests[0])
+
+    sampled, other_seed, greedy = first
+    assert [len(s) for s in sampled] == [4] * 43 and [len(s) for s in greedy] == [1] * 43
+    assert all(text for text in sampled[0] + sampled[1]) and sampled[2] == [""] * 4  # the over-long prompt
+    assert again == sampled  # same seed, fresh engine: the same samples
+    assert other_seed[:2] != sampled[:2]
+    assert len(set(sampled[0])) > 1  # n samples of one prompt differ from each other
+    assert stats["prompts_too_long"] == 1 and stats["sequences"] == 42 * 4 and stats["new_tokens"] > 0
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+@pytest.mark.skipif(vllm_python() is None, reason="vLLM is not installed here; set IRPO_VLLM_PYTHON to an interpreter "
+                    "that has it (README, 'Scaling out') to run this test")
+def test_loop_runs_an_iteration_with_sampler_vllm(make_config, tmp_path):
+    from irpo.loop import run
+    from irpo.rundir import read_json, read_jsonl
+
+    cfg = make_config("experiment=smoke", "iterations=1", "sampler=vllm", f"sampler.python={vllm_python()}",
+                      "sampler.gpu_memory_utilization=0.3")
+    rows = run(cfg)
+    assert [r["iteration"] for r in rows] == [0, 1]
+    generations = read_jsonl(tmp_path / "run" / "iter_1" / "generations.jsonl")
+    assert len(generations) == cfg.task.num_train
+    assert all(len(g["samples"]) == cfg.generation.num_samples for g in generations)
+    stats = read_json(tmp_path / "run" / "iter_1" / "generation_stats.json")
+    assert stats["engine_start_seconds"] > 0 and stats["sequences"] == cfg.task.num_train * cfg.generation.num_samples
