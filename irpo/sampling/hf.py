@@ -17,19 +17,32 @@ log = logging.getLogger(__name__)
 
 
 class AnswerLineDone(StoppingCriteria):
-    """Per sequence: done once the text after the prompt holds `marker` and then a newline."""
+    """Per sequence: done once the text after the prompt holds `marker` and then a newline.
 
-    def __init__(self, tokenizer, prompt_width: int, marker: str):
+    Decodes only the last `window` tokens at each step, so a long completion costs linear, not
+    quadratic, decoding; a marker that has slid out of the window is remembered.
+    """
+
+    def __init__(self, tokenizer, prompt_width: int, marker: str, window: int = 48):
         self.tokenizer = tokenizer
         self.prompt_width = prompt_width
         self.marker = marker.lower()
+        self.window = window
+        self.marker_seen: list[bool] | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_width:], skip_special_tokens=True)
+        start = max(self.prompt_width, input_ids.shape[1] - self.window)
+        texts = self.tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
+        if self.marker_seen is None:
+            self.marker_seen = [False] * len(texts)
         done = []
-        for text in texts:
+        for row, text in enumerate(texts):
             at = text.lower().find(self.marker)
-            done.append(at != -1 and "\n" in text[at + len(self.marker):])
+            if at != -1:
+                self.marker_seen[row] = True
+                done.append("\n" in text[at + len(self.marker):])
+            else:  # the marker, if seen, lies before this window: every newline here comes after it
+                done.append(self.marker_seen[row] and "\n" in text)
         return torch.tensor(done, device=input_ids.device)
 
 

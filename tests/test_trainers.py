@@ -1,5 +1,6 @@
-"""trainer=deepspeed: its generated config and launch command, and a real 2-rank ZeRO run on the CPU
-that must reproduce trainer=torch's losses and weights on the same pairs and seed."""
+"""Trainers: trainer=deepspeed's generated config and launch command, a real 2-rank ZeRO run on the CPU
+that must reproduce trainer=torch's losses and weights on the same pairs and seed, and gradient
+checkpointing, which must not change what is learned."""
 
 from __future__ import annotations
 
@@ -60,6 +61,20 @@ def test_launch_command_single_node_and_across_slurm_nodes(tmp_path):
     assert many[:4] == ["srun", "--nodes=4", "--ntasks-per-node=1", "--overlap"]
     assert "--nnodes=4" in many and "--nproc_per_node=8" in many
     assert "--rdzv_endpoint=gpu001:29511" in many and "--rdzv_id=irpo-77" in many
+
+
+def test_gradient_checkpointing_changes_memory_not_results(untrained_tiny, tmp_path):
+    pairs = arithmetic_pairs(16)
+    logs = {}
+    for flag in (False, True):
+        trainer = build_trainer(trainer_cfg(gradient_checkpointing=flag, max_steps=2, epochs=2.0),
+                                OmegaConf.structured(ModelConfig(name="tiny")), OmegaConf.structured(ClusterConfig()))
+        out = tmp_path / str(flag)
+        trainer.train(untrained_tiny, pairs, out, OmegaConf.structured(LossConfig()), seed=1)
+        logs[flag] = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    for plain, checkpointed in zip(logs[False], logs[True]):
+        assert checkpointed["loss"] == pytest.approx(plain["loss"], rel=1e-5)
+        assert checkpointed["grad_norm"] == pytest.approx(plain["grad_norm"], rel=1e-4)
 
 
 needs_deepspeed = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None,
