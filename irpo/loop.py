@@ -90,8 +90,9 @@ def run(cfg: DictConfig) -> list[dict]:
                     q.samples, q.rewards = gen["samples"], rew["rewards"]
             pairs = build_pairs(it, builder, questions, cfg.pairs, fits)  # 3
             select = held_out_scorer(held_out, prompts, sampler, task, cfg.generation, cfg.seed) if held_out else None
-            model_dir = train(it, model_dir, pairs, trainer, cfg.loss, seed=cfg.seed + t, select=select,  # 4
-                              retrain_with_heldout=cfg.trainer.retrain_with_heldout)
+            with tracker.watch_training(it):
+                model_dir = train(it, model_dir, pairs, trainer, cfg.loss, seed=cfg.seed + t, select=select,  # 4
+                                  retrain_with_heldout=cfg.trainer.retrain_with_heldout)
             metrics = evaluate_model(it, model_dir)  # 5
             write_json(it.metrics, {"iteration": t, "model": model_dir, "temperature": temperature_for(cfg, t),
                                     "rewards": reward_stats(it), "pairs": read_json(it.pairs_stats),

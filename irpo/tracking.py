@@ -1,15 +1,20 @@
-"""Dashboards (`logger=none|wandb`): each finished iteration of the run directory, mirrored to a tracker.
+"""Dashboards (`logger=none|wandb`): the run directory, mirrored to a tracker as it is written.
 
-The run directory stays the record; a tracker reads what each iteration wrote (train_log.jsonl,
-metrics.json, eval.jsonl) once the iteration is finished, so every trainer logs the same way, the
-DeepSpeed ranks never touch it (only the loop's process, rank 0, logs), and a resumed run, or one
-that turns the logger on later, logs exactly the iterations its dashboard has not seen yet.
+The run directory stays the record; a tracker reads what the stages wrote: training steps from
+train_log.jsonl while training runs (`watch_training`, polled), and each iteration's metrics.json
+and eval.jsonl once it is finished. So every trainer logs the same way, the DeepSpeed ranks never
+touch the tracker (only the loop's process, rank 0, logs), and a resumed run, or one that turns the
+logger on later, logs exactly the iterations its dashboard has not seen yet.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import re
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +42,10 @@ def redact(config: Any) -> Any:
 class Tracker:
     """Used as `with build_tracker(cfg, run_dir) as tracker:`, so the dashboard is closed on any exit."""
 
+    def watch_training(self, it: IterationDir):
+        """Context for the training stage: its steps reach the dashboard while it runs."""
+        return contextlib.nullcontext()
+
     def __enter__(self):
         return self
 
@@ -60,11 +69,15 @@ class NoTracker(Tracker):
 class WandbTracker(Tracker):
     """One W&B run per run directory (so per Hydra job), grouped by sweep; resumed with the run dir."""
 
+    poll_seconds = 10.0
+
     def __init__(self, cfg: DictConfig, run_dir: RunDir):
         import wandb
 
         self.wandb = wandb
         self.cfg = cfg
+        self.lock = threading.Lock()
+        self.train_rows_logged: dict[int, int] = {}  # per iteration, in this process
         self.state_path = run_dir.root / "wandb_state.json"  # run id and iterations already logged
         self.state = read_json(self.state_path) if self.state_path.exists() else {"logged_iterations": []}
         settings = cfg.logger
@@ -82,17 +95,53 @@ class WandbTracker(Tracker):
         for prefix in ("eval", "rewards", "pairs", "generation", "iteration_train"):
             self.run.define_metric(f"{prefix}/*", step_metric="iteration")
 
+    @contextlib.contextmanager
+    def watch_training(self, it: IterationDir):
+        # Trainers write train_log.jsonl into model.tmp/ and rename it to model/ when done.
+        live_log = it.model.with_name(it.model.name + ".tmp") / "train_log.jsonl"
+        stop = threading.Event()
+        started = time.time()
+
+        def poll() -> None:
+            while not stop.wait(self.poll_seconds):
+                try:
+                    if live_log.stat().st_mtime < started:  # left by a killed attempt; the trainer replaces it
+                        continue
+                except FileNotFoundError:
+                    continue
+                self._log_train_rows(it, live_log)
+
+        thread = threading.Thread(target=poll, name="irpo-wandb-train-log", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def _log_train_rows(self, it: IterationDir, path: Path) -> None:
+        """Logs the rows of `path` not logged yet; steps count on from the previous iteration's last."""
+        with self.lock:
+            try:
+                lines = path.read_text().split("\n")[:-1]  # the last piece may be a line still being written
+            except FileNotFoundError:  # not started yet, or just renamed into place
+                return
+            base = self.state.get("global_step", 0)
+            for line in lines[self.train_rows_logged.get(it.t, 0):]:
+                row = json.loads(line)
+                self.run.log({"train/global_step": base + row["step"], "train/iteration": it.t,
+                              **{f"train/{k}": v for k, v in row.items() if k != "step" and v is not None}})
+            self.train_rows_logged[it.t] = max(len(lines), self.train_rows_logged.get(it.t, 0))
+
     def log_iteration(self, it: IterationDir) -> None:
         if it.t in self.state["logged_iterations"] or not it.metrics.exists():
             return
         metrics = read_json(it.metrics)
         train_log = it.model / "train_log.jsonl"
         if train_log.exists():
-            offset = self.state.get("global_step", 0)
-            for row in iter_jsonl(train_log):
-                self.run.log({"train/global_step": offset + row["step"], "train/iteration": it.t,
-                              **{f"train/{k}": v for k, v in row.items() if k != "step" and v is not None}})
-                self.state["global_step"] = offset + row["step"]
+            self._log_train_rows(it, train_log)  # whatever the live watch has not sent yet
+            last = list(iter_jsonl(train_log))
+            self.state["global_step"] = self.state.get("global_step", 0) + (last[-1]["step"] if last else 0)
         summary = {"iteration": it.t}
         summary.update(_numbers("eval", metrics.get("eval", {})))
         summary.update(_numbers("rewards", metrics.get("rewards", {})))

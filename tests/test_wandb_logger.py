@@ -10,7 +10,7 @@ import pytest
 
 from irpo.loop import run
 from irpo.rundir import read_json
-from irpo.tracking import redact
+from irpo.tracking import WandbTracker, redact
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(importlib.util.find_spec("wandb") is None,
@@ -43,6 +43,7 @@ def wandb_records(path):
 
 
 def test_offline_run_logs_training_and_iteration_keys_without_the_key(make_config, tmp_path, monkeypatch):
+    monkeypatch.setattr(WandbTracker, "poll_seconds", 0.01)  # the live train-log watch races the trainer
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
     monkeypatch.setenv("WANDB_SILENT", "true")
     cfg = make_config("experiment=smoke", "iterations=2", "logger=wandb", "logger.mode=offline",
@@ -58,6 +59,7 @@ def test_offline_run_logs_training_and_iteration_keys_without_the_key(make_confi
     iteration_rows = [h for h in history if "eval/greedy_accuracy" in h]
 
     steps = sum(read_json(root / f"iter_{t}" / "model" / "train_summary.json")["steps"] for t in (1, 2))
+    # Every step once, in order, whether the live watch or the end-of-iteration pass sent it.
     assert [int(h["train/global_step"]) for h in train_rows] == list(range(1, steps + 1))
     assert {"train/loss", "train/dpo", "train/nll", "train/chosen_logps", "train/rejected_logps",
             "train/reward_accuracy", "train/reward_margin", "train/lr", "train/tokens_per_s"} <= set(train_rows[0])
@@ -90,3 +92,31 @@ def test_secret_looking_config_keys_are_redacted():
     config = {"logger": {"api_key": "k", "project": "p"}, "hub_token": "t", "list": [{"password": "x"}]}
     assert redact(config) == {"logger": {"api_key": "<redacted>", "project": "p"}, "hub_token": "<redacted>",
                               "list": [{"password": "<redacted>"}]}
+
+
+def test_training_steps_reach_the_dashboard_while_training_runs(make_config, tmp_path, monkeypatch):
+    import time
+
+    from irpo.rundir import RunDir
+    from irpo.tracking import build_tracker
+
+    monkeypatch.setattr(WandbTracker, "poll_seconds", 0.01)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run_dir = RunDir(tmp_path / "run")
+    it = run_dir.iteration(1)
+    with build_tracker(make_config("experiment=smoke", "logger=wandb", "logger.mode=offline"), run_dir) as tracker:
+        with tracker.watch_training(it):  # stands in for a trainer writing its log step by step
+            (it.path / "model.tmp").mkdir()
+            with (it.path / "model.tmp" / "train_log.jsonl").open("w") as log:
+                for step in range(1, 6):
+                    log.write(json.dumps({"step": step, "loss": 1 / step}) + "\n")
+                    log.flush()
+                    time.sleep(0.05)
+                log.write('{"step": 6, "lo')  # a line still being written is not read
+                log.flush()
+                time.sleep(0.1)
+        # No iteration finished, so every step below came from the live watch.
+    (record_file,) = (tmp_path / "run").glob("wandb/offline-run-*/run-*.wandb")
+    steps = [json.loads(item.value_json) for r in wandb_records(record_file) if r.WhichOneof("record_type") == "history"
+             for item in r.history.item if (item.key or item.nested_key[0]) == "train/global_step"]
+    assert steps == [1, 2, 3, 4, 5]

@@ -91,6 +91,7 @@ class TorchTrainer:
                         best = {"score": scores[step], "step": step,
                                 "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
                 log_file.write(json.dumps(stats) + "\n")
+                log_file.flush()  # dashboards tail this file while training runs
 
         if selecting:
             model.load_state_dict(best["state"])
