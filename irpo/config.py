@@ -94,6 +94,7 @@ class TrainerConfig:
     max_grad_norm: float = 1.0
     # Checkpoint selection (paper, Section 3.1): every eval_every steps, greedy accuracy on the held-out
     # split (its first select_examples questions); the best step's weights become M_t. 0 = keep the last.
+    # trainer=deepspeed saves a checkpoint at each of those steps and scores them after training.
     eval_every: int = 0
     select_examples: Optional[int] = 200
     retrain_with_heldout: bool = False  # then retrain from M_{t-1} on train + held-out pairs for that many steps
@@ -241,9 +242,6 @@ def validate(cfg: DictConfig) -> None:
             raise ValueError(f"trainer.batch_size ({cfg.trainer.batch_size}) must be a multiple of "
                              f"trainer.micro_batch_size x ranks ({cfg.trainer.micro_batch_size} x {ranks}) "
                              "so every rank accumulates the same number of micro-batches")
-        if cfg.trainer.eval_every > 0:
-            raise ValueError("trainer.eval_every (checkpoint selection) runs with trainer=torch only; "
-                             "set trainer.eval_every=0 with trainer=deepspeed")
         if cfg.trainer.zero_stage not in (0, 1, 2, 3):
             raise ValueError(f"trainer.zero_stage must be 0, 1, 2 or 3, not {cfg.trainer.zero_stage}")
     if str(cfg.trainer.bf16) not in ("auto", "true", "false", "True", "False"):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable
-
 from irpo.rundir import IterationDir, read_json, write_json, write_jsonl
 from irpo.sampling import SamplingRequest
 
@@ -53,13 +51,22 @@ def evaluate(it: IterationDir, model_dir, examples: list, prompts: dict[str, str
     return metrics
 
 
-def held_out_scorer(examples: list, prompts: dict[str, str], sampler, task, generation_cfg,
-                    seed: int) -> Callable:
-    """score(model, tokenizer) -> greedy accuracy on held-out examples, for checkpoint selection."""
-    batch = [prompts[e.id] for e in examples]
+class HeldOutScorer:
+    """Greedy accuracy on held-out examples, for checkpoint selection: `scorer(model, tokenizer)` for a
+    model in memory (trainer=torch), `scorer.score_dir(path)` for a saved checkpoint (trainer=deepspeed,
+    drawn by the configured sampler, e.g. vLLM)."""
 
-    def score(model, tokenizer) -> float:
-        outputs = sampler.generate_with(model, tokenizer, batch, greedy_request(generation_cfg, seed), desc="select")
-        return sum(judge_greedy(task, e, out[0])["greedy_correct"] for e, out in zip(examples, outputs)) / len(examples)
+    def __init__(self, examples: list, prompts: dict[str, str], sampler, task, generation_cfg, seed: int):
+        self.examples, self.sampler, self.task = examples, sampler, task
+        self.batch = [prompts[e.id] for e in examples]
+        self.request = greedy_request(generation_cfg, seed)
 
-    return score
+    def __call__(self, model, tokenizer) -> float:
+        return self._accuracy(self.sampler.generate_with(model, tokenizer, self.batch, self.request, desc="select"))
+
+    def score_dir(self, model_dir) -> float:
+        return self._accuracy(self.sampler.generate(model_dir, self.batch, self.request, desc="select"))
+
+    def _accuracy(self, outputs) -> float:
+        correct = sum(judge_greedy(self.task, e, out[0])["greedy_correct"] for e, out in zip(self.examples, outputs))
+        return correct / len(self.examples)

@@ -19,7 +19,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from irpo.config import temperature_for, validate
-from irpo.evaluate import evaluate, held_out_scorer
+from irpo.evaluate import HeldOutScorer, evaluate
 from irpo.generate import generate
 from irpo.models.loading import load_tokenizer
 from irpo.models.seed import prepare_seed_model
@@ -89,7 +89,7 @@ def run(cfg: DictConfig) -> list[dict]:
                 for q, gen, rew in zip(questions, generations, rewards):
                     q.samples, q.rewards = gen["samples"], rew["rewards"]
             pairs = build_pairs(it, builder, questions, cfg.pairs, fits)  # 3
-            select = held_out_scorer(held_out, prompts, sampler, task, cfg.generation, cfg.seed) if held_out else None
+            select = HeldOutScorer(held_out, prompts, sampler, task, cfg.generation, cfg.seed) if held_out else None
             with tracker.watch_training(it):
                 model_dir = train(it, model_dir, pairs, trainer, cfg.loss, seed=cfg.seed + t, select=select,  # 4
                                   retrain_with_heldout=cfg.trainer.retrain_with_heldout)

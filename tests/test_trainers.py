@@ -128,3 +128,27 @@ def test_failing_rank_surfaces_the_childs_error(untrained_tiny, tmp_path):
                       OmegaConf.structured(LossConfig()), seed=0)
     assert "no_such_model" in str(failure.value)  # the child's own error is in the message
     assert not (tmp_path / "out").exists()  # nothing half-written is published
+
+
+@needs_deepspeed
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_deepspeed_checkpoint_selection_picks_what_the_torch_trainer_picks(make_config, tmp_path):
+    from irpo.loop import run
+    from irpo.rundir import read_json
+
+    common = ["experiment=smoke", "iterations=1", "trainer.eval_every=1", "trainer.max_steps=3",
+              "trainer.micro_batch_size=8", "task.num_valid=6"]
+    summaries, weights = {}, {}
+    for name in ("torch", "deepspeed"):
+        run_dir = tmp_path / name
+        run(make_config(*common, f"trainer={name}", "trainer.num_processes=2", run_dir=run_dir))
+        summaries[name] = read_json(run_dir / "iter_1" / "model" / "train_summary.json")
+        weights[name] = load_file(run_dir / "iter_1" / "model" / "model.safetensors")
+        assert not (run_dir / "iter_1" / "model" / "checkpoints").exists()  # scored, then deleted
+
+    assert set(summaries["deepspeed"]["held_out_accuracy"]) == {"1", "2", "3"}
+    assert summaries["deepspeed"]["held_out_accuracy"] == summaries["torch"]["held_out_accuracy"]
+    assert summaries["deepspeed"]["selected_step"] == summaries["torch"]["selected_step"]
+    for key in weights["torch"]:  # the selected step's weights were published, not the last step's
+        assert torch.allclose(weights["deepspeed"][key], weights["torch"][key], atol=1e-4), key

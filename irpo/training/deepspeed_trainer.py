@@ -1,7 +1,9 @@
 """The DeepSpeed trainer, launcher side: writes the job, starts the ranks with torchrun, waits, publishes.
 
 The ranks run `irpo.training.deepspeed_worker`, which takes the same steps as the torch trainer
-(irpo/training/step.py) under a ZeRO engine. The DeepSpeed config is generated here from
+(irpo/training/step.py) under a ZeRO engine. With checkpoint selection (trainer.eval_every > 0) the
+ranks save a checkpoint every eval_every steps and this side scores each with the loop's sampler on
+the held-out questions once the ranks have exited (so vLLM can have the GPUs), keeping the best. The DeepSpeed config is generated here from
 `trainer.*` (`deepspeed_config`), so the effective batch is `trainer.batch_size` whatever the
 number of ranks; `trainer.deepspeed_config` names a JSON file merged over it for anything else.
 """
@@ -20,7 +22,7 @@ from typing import Callable, Optional
 from omegaconf import OmegaConf
 
 from irpo.child import project_pythonpath, run_child
-from irpo.rundir import publish_dir, read_json, write_jsonl
+from irpo.rundir import publish_dir, read_json, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +89,7 @@ class DeepSpeedTrainer:
               desc: str = "train", select: Optional[Callable] = None, max_steps: Optional[int] = None) -> dict:
         if not pairs:
             raise ValueError(f"{desc}: no training pairs; nothing to train on (see pairs_stats.json)")
-        if select is not None and self.cfg.eval_every > 0:
-            raise ValueError("checkpoint selection (trainer.eval_every) runs with trainer=torch only")
+        selecting = select is not None and self.cfg.eval_every > 0
         tmp_dir = output_dir.with_name(output_dir.name + ".tmp")
         if tmp_dir.exists():
             shutil.rmtree(tmp_dir)
@@ -99,7 +100,7 @@ class DeepSpeedTrainer:
                 "trainer": OmegaConf.to_container(self.cfg, resolve=True),
                 "model": OmegaConf.to_container(self.model_cfg, resolve=True),
                 "loss": OmegaConf.to_container(loss_cfg, resolve=True),
-                "seed": seed, "max_steps": max_steps, "desc": desc}
+                "seed": seed, "max_steps": max_steps, "desc": desc, "save_every": self.cfg.eval_every if selecting else 0}
         (job / "spec.json").write_text(json.dumps(spec, indent=2))
         env = dict(os.environ, PYTHONPATH=project_pythonpath(os.environ))
         if not _has_cuda():
@@ -112,8 +113,30 @@ class DeepSpeedTrainer:
             raise RuntimeError(f"DeepSpeed trainer ({desc}) exited cleanly but saved no model; see {tmp_dir}")
         shutil.rmtree(job)
         summary = read_json(tmp_dir / "train_summary.json")
+        if selecting:
+            summary.update(select_checkpoint(tmp_dir, summary["steps"], select))
+            write_json(tmp_dir / "train_summary.json", summary)
         publish_dir(tmp_dir, output_dir)
         return summary
+
+
+def select_checkpoint(model_dir: Path, last_step: int, select) -> dict:
+    """Scores model_dir/checkpoints/step_* and model_dir (the last step); the best weights end up in
+    model_dir (ties keep the earlier, less-trained step) and the checkpoints are deleted."""
+    candidates = {int(p.name.split("_")[1]): p for p in (model_dir / "checkpoints").glob("step_*")}
+    candidates[last_step] = model_dir
+    scores = {}
+    for step in sorted(candidates):
+        scores[step] = select.score_dir(candidates[step])
+        log.info("checkpoint at step %d: held-out accuracy %.3f", step, scores[step])
+    best = max(sorted(scores), key=lambda step: scores[step])
+    if best != last_step:
+        for old in [*model_dir.glob("*.safetensors"), *model_dir.glob("*.safetensors.index.json")]:
+            old.unlink()
+        for weights in [*candidates[best].glob("*.safetensors"), *candidates[best].glob("*.safetensors.index.json")]:
+            shutil.move(str(weights), model_dir / weights.name)
+    shutil.rmtree(model_dir / "checkpoints", ignore_errors=True)
+    return {"selected_step": best, "held_out_accuracy": scores}
 
 
 def _has_cuda() -> bool:

@@ -95,18 +95,26 @@ def main(spec_path: str) -> None:
                          tokens_per_s=float(totals[-1]) / (time.perf_counter() - step_start))
             log_file.write(json.dumps(stats) + "\n")
             log_file.flush()
+        if spec["save_every"] and step % spec["save_every"] == 0 and step < steps:
+            save(engine, tokenizer, output_dir / "checkpoints" / f"step_{step}", cfg.zero_stage, rank)
 
-    state = engine._zero3_consolidated_16bit_state_dict() if cfg.zero_stage == 3 else engine.module.state_dict()
+    save(engine, tokenizer, output_dir, cfg.zero_stage, rank)
     if rank == 0:
         log_file.close()
-        engine.module.save_pretrained(output_dir, state_dict=state, safe_serialization=True)
-        tokenizer.save_pretrained(output_dir)
         summary = train_summary(cfg, loss_cfg, steps, len(pairs), time.perf_counter() - started,
                                 spec["init_model_dir"])
         summary.update(world_size=world, zero_stage=cfg.zero_stage, bf16=bf16)
         write_json(output_dir / "train_summary.json", summary)
     dist.barrier()
     dist.destroy_process_group()
+
+
+def save(engine, tokenizer, directory: Path, zero_stage: int, rank: int) -> None:
+    """save_pretrained (safetensors) of the full model; under ZeRO-3 every rank takes part in the gather."""
+    state = engine._zero3_consolidated_16bit_state_dict() if zero_stage == 3 else engine.module.state_dict()
+    if rank == 0:
+        engine.module.save_pretrained(directory, state_dict=state, safe_serialization=True)
+        tokenizer.save_pretrained(directory)
 
 
 def _sharded_scores(engine, sequences, pad_id, device, chunk, rank, world) -> torch.Tensor:
