@@ -244,6 +244,7 @@ def validate(cfg: DictConfig) -> None:
                              "so every rank accumulates the same number of micro-batches")
         if cfg.trainer.zero_stage not in (0, 1, 2, 3):
             raise ValueError(f"trainer.zero_stage must be 0, 1, 2 or 3, not {cfg.trainer.zero_stage}")
+    _check_backends_installed(cfg)
     if str(cfg.trainer.bf16) not in ("auto", "true", "false", "True", "False"):
         raise ValueError(f"trainer.bf16 must be auto, true or false, not {cfg.trainer.bf16!r}")
     if cfg.logger.mode not in ("online", "offline", "disabled"):
@@ -252,6 +253,26 @@ def validate(cfg: DictConfig) -> None:
         raise ValueError("generation.temperatures needs at least one value")
     if cfg.iterations < 0:
         raise ValueError("iterations must be >= 0")
+
+
+def _check_backends_installed(cfg: DictConfig) -> None:
+    """A missing optional backend fails here, before M0 is evaluated, not in the middle of a run."""
+    import importlib.util
+    import os
+    import shutil
+
+    if cfg.sampler.name == "vllm":
+        if cfg.sampler.python:
+            python = os.path.expanduser(cfg.sampler.python)
+            if not (os.access(python, os.X_OK) or shutil.which(python)):
+                raise FileNotFoundError(f"sampler.python={cfg.sampler.python}: no such interpreter")
+        elif importlib.util.find_spec("vllm") is None:
+            raise ValueError("sampler=vllm needs vLLM: pip install -e '.[vllm]', or point sampler.python at an "
+                             "interpreter that has it (README, 'Scaling out')")
+    for chosen, module, extra in ((cfg.trainer.name == "deepspeed", "deepspeed", "deepspeed"),
+                                  (cfg.logger.name == "wandb" and cfg.logger.mode != "disabled", "wandb", "wandb")):
+        if chosen and importlib.util.find_spec(module) is None:
+            raise ValueError(f"{module} is not installed: pip install -e '.[{extra}]'")
 
 
 def temperature_for(cfg: DictConfig, iteration: int) -> float:

@@ -58,3 +58,27 @@ def test_command_line_errors_are_one_line_not_a_traceback(tmp_path):
 def test_retraining_with_held_out_needs_checkpoint_selection(make_config):
     with pytest.raises(ValueError, match="trainer.eval_every > 0"):
         validate(make_config("trainer.retrain_with_heldout=true"))
+
+
+def test_optional_backends_are_checked_before_any_work(make_config, tmp_path):
+    import importlib.util
+
+    with pytest.raises(FileNotFoundError, match="no such interpreter"):
+        validate(make_config("sampler=vllm", f"sampler.python={tmp_path}/venv/bin/python"))
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(ValueError, match=r"sampler=vllm needs vLLM: pip install -e '.\[vllm\]'"):
+            validate(make_config("sampler=vllm"))
+    validate(make_config("sampler=vllm", f"sampler.python={sys.executable}"))  # an interpreter that exists
+
+
+def test_deepspeed_batch_must_split_evenly_across_ranks(make_config):
+    with pytest.raises(ValueError, match=r"micro_batch_size x ranks \(8 x 4\)"):
+        validate(make_config("trainer=deepspeed", "trainer.num_processes=4", "trainer.micro_batch_size=8"))
+    validate(make_config("trainer=deepspeed", "trainer.num_processes=2", "trainer.micro_batch_size=8"))
+
+
+def test_unknown_logger_lists_the_valid_ones(make_config):
+    with pytest.raises(Exception, match="logger"):
+        make_config("logger=tensorboard")
+    with pytest.raises(ValueError, match="valid choices: disabled, offline, online"):
+        validate(make_config("logger=wandb", "logger.mode=cloud"))
