@@ -87,8 +87,10 @@ class VLLMSampler:
         spec_path.write_text(json.dumps(spec))
         # Run by path, not as irpo.sampling.vllm_worker: the worker's interpreter needs vLLM only, not irpo.
         python = os.path.expanduser(self.cfg.python) if self.cfg.python else sys.executable
+        # vLLM's INFO lines (hundreds per engine start) would bury the loop's own; its progress bar stays.
+        env = {"VLLM_LOGGING_LEVEL": "WARNING", **os.environ}
         run_child([python, str(Path(__file__).with_name("vllm_worker.py")),
-                   str(spec_path), str(out_path)], work / "vllm.log", what=f"vLLM sampler ({descs[0]})")
+                   str(spec_path), str(out_path)], work / "vllm.log", what=f"vLLM sampler ({descs[0]})", env=env)
         result = json.loads(out_path.read_text())
         shutil.rmtree(work, ignore_errors=True)
         results = []
