@@ -66,7 +66,7 @@ def run(cfg: DictConfig) -> list[dict]:
         return evaluate(it, directory, test_examples, prompts, sampler, task, cfg.eval, cfg.generation,
                         seed=cfg.seed + 7919 * it.t)
 
-    with build_tracker(cfg, run_dir) as tracker:  # dashboards mirror each finished iteration (logger=...)
+    with build_tracker(cfg, run_dir) as tracker:  # dashboards mirror the run dir as it is written (logger=...)
         m0 = run_dir.iteration(0)
         write_json(m0.metrics, {"iteration": 0, "model": str(model_dir), "eval": evaluate_model(m0, model_dir)})
         tracker.log_iteration(m0)
@@ -83,8 +83,8 @@ def run(cfg: DictConfig) -> list[dict]:
                 request = SamplingRequest(cfg.generation.num_samples, temperature_for(cfg, t), cfg.generation.top_p,
                                           cfg.generation.max_new_tokens, seed=cfg.seed + 1000 * t,
                                           stop=tuple(cfg.generation.stop))
-                generations = generate(it, model_dir, {q.id: q.prompt for q in questions}, sampler, request,  # 1
-                                       task)
+                to_sample = {q.id: q.prompt for q in questions}
+                generations = generate(it, model_dir, to_sample, sampler, request, task)  # 1
                 rewards = reward(it, generations, pair_examples, task)  # 2
                 for q, gen, rew in zip(questions, generations, rewards):
                     q.samples, q.rewards = gen["samples"], rew["rewards"]
