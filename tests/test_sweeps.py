@@ -104,3 +104,21 @@ def test_two_job_sweep_on_a_real_slurm_cluster(tmp_path, model_cache):
         assert line in text, line
     assert all("irpo-setup-ran" in log.read_text() for log in sweep.glob(".submitit/*_*/*_log.out"))
     assert (sweep / "report.md").exists()
+
+
+@pytest.mark.slurm
+@pytest.mark.skipif(not slurm_cluster_running(), reason="no Slurm cluster answers sinfo here (.ci/slurm-up starts a "
+                    "one-node cluster as root)")
+def test_a_job_with_several_slurm_tasks_runs_the_loop_once(tmp_path, model_cache):
+    # cluster.nodes=N starts one task per node; two tasks on one node stand in for two nodes here.
+    sweep = tmp_path / "sweep"
+    result = irpo("-m", "experiment=smoke", "iterations=1", "cluster=slurm", "cluster.gpus_per_node=0",
+                  "cluster.cpus_per_task=1", "cluster.mem_gb=2", "cluster.timeout_min=10",
+                  "hydra.launcher.tasks_per_node=2", "seed=5", f"hydra.sweep.dir={sweep}",
+                  env={**os.environ, "IRPO_CACHE": str(model_cache)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (sweep / "iterations=1,seed=5" / "results.json").exists()
+    second_task_log = "".join(p.read_text() for p in sweep.glob(".submitit/*/*_1_log.*"))
+    assert "the loop runs in task 0" in second_task_log
+    first_task_log = "".join(p.read_text() for p in sweep.glob(".submitit/*/*_0_log.*"))
+    assert "iter 1: training on" in first_task_log and "iter 1: training on" not in second_task_log
