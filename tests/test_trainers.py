@@ -53,13 +53,13 @@ def test_launch_command_single_node_and_across_slurm_nodes(tmp_path):
     one = launch_command(trainer_cfg(num_processes=2), OmegaConf.structured(ClusterConfig()), spec, python="py")
     assert one == ["py", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                    "-m", "irpo.training.deepspeed_worker", str(spec)]
-    cluster = OmegaConf.structured(ClusterConfig(name="slurm", nodes=4))
+    cluster = OmegaConf.structured(ClusterConfig(name="slurm", nodes=4, gpus_per_node=8))
     with pytest.raises(RuntimeError, match="needs a Slurm allocation"):
         launch_command(trainer_cfg(num_processes=8), cluster, spec, env={})
     many = launch_command(trainer_cfg(num_processes=8, master_port=29511), cluster, spec, python="py",
                           env={"SLURM_JOB_ID": "77", "SLURMD_NODENAME": "gpu001"})
     assert many[:4] == ["srun", "--nodes=4", "--ntasks-per-node=1", "--overlap"]
-    assert "--nnodes=4" in many and "--nproc_per_node=8" in many
+    assert "--nnodes=4" in many and "--nproc_per_node=8" in many and "--gpus-per-node=8" in many
     assert "--rdzv_endpoint=gpu001:29511" in many and "--rdzv_id=irpo-77" in many
 
 

@@ -73,7 +73,9 @@ def launch_command(trainer_cfg, cluster_cfg, spec_path: Path, python: str = sys.
                            "(cluster=slurm); this process is not in one")
     head = env.get("SLURMD_NODENAME") or socket.gethostname()  # the loop runs on the job's first node
     port = trainer_cfg.master_port or 29500
-    return ["srun", f"--nodes={cluster_cfg.nodes}", "--ntasks-per-node=1", "--overlap", "--kill-on-bad-exit=1",
+    # A job step sees only the GPUs it asks for, even inside the job's allocation.
+    gpus = [f"--gpus-per-node={cluster_cfg.gpus_per_node}"] if cluster_cfg.gpus_per_node else []
+    return ["srun", f"--nodes={cluster_cfg.nodes}", "--ntasks-per-node=1", "--overlap", "--kill-on-bad-exit=1", *gpus,
             python, "-m", "torch.distributed.run", f"--nnodes={cluster_cfg.nodes}", per_node,
             "--rdzv_backend=c10d", f"--rdzv_endpoint={head}:{port}", f"--rdzv_id=irpo-{env['SLURM_JOB_ID']}",
             *worker]
