@@ -122,3 +122,19 @@ def test_a_job_with_several_slurm_tasks_runs_the_loop_once(tmp_path, model_cache
     assert "the loop runs in task 0" in second_task_log
     first_task_log = "".join(p.read_text() for p in sweep.glob(".submitit/*/*_0_log.*"))
     assert "iter 1: training on" in first_task_log and "iter 1: training on" not in second_task_log
+
+
+@pytest.mark.slurm
+@pytest.mark.skipif(not slurm_cluster_running(), reason="no Slurm cluster answers sinfo here (.ci/slurm-up starts a "
+                    "one-node cluster as root)")
+def test_deepspeed_ranks_train_inside_a_slurm_job(tmp_path, model_cache):
+    sweep = tmp_path / "sweep"
+    result = irpo("-m", "experiment=smoke", "iterations=1", "cluster=slurm", "cluster.gpus_per_node=0",
+                  "cluster.cpus_per_task=2", "cluster.mem_gb=4", "cluster.timeout_min=10", "trainer=deepspeed",
+                  "trainer.num_processes=2", "trainer.micro_batch_size=8", f"hydra.sweep.dir={sweep}",
+                  env={**os.environ, "IRPO_CACHE": str(model_cache)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = [p for p in sweep.iterdir() if (p / "config.yaml").exists()]
+    summary = read_json(run_dir / "iter_1" / "model" / "train_summary.json")
+    assert (summary["trainer"], summary["world_size"]) == ("deepspeed", 2)
+    assert (run_dir / "results.json").exists()
