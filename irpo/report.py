@@ -6,6 +6,8 @@ nothing is recomputed. Writes, into the directory given:
                             kept" is the checkpoint-selected step when trainer.eval_every > 0
   accuracy.png              test accuracy per iteration for each method
   logprobs_*.png            chosen and rejected log-probs over training steps (Figures 2-4)
+  alpha_beta.png            for runs of one method that differ in loss.alpha and loss.beta (the paper's
+                            ablation): final greedy test accuracy on an alpha x beta grid
   pairs.txt                 pair statistics per iteration
 """
 
@@ -178,6 +180,40 @@ def _logprob_figure(runs: list[Run], title: str, path: Path) -> Path:
     return path
 
 
+def plot_alpha_beta(runs: list[Run], root: Path) -> list[Path]:
+    """A heatmap of the last iteration's greedy accuracy over (alpha, beta), when the runs sweep them."""
+    finals, start = {}, None
+    for run in runs:
+        rows = collect_rows(RunDir(run.path))
+        if run.method == "irpo" and len(rows) > 1:
+            loss = run.config.get("loss", {})
+            finals[(float(loss.get("alpha")), float(loss.get("beta")))] = rows[-1]["greedy_accuracy"]
+            start = rows[0]["greedy_accuracy"]
+    alphas, betas = sorted({a for a, _ in finals}), sorted({b for _, b in finals})
+    if len(alphas) < 2 and len(betas) < 2:
+        return []
+    grid = [[finals.get((a, b), float("nan")) for b in betas] for a in alphas]
+    fig, ax = plt.subplots(figsize=(1.4 * len(betas) + 2.5, 1.0 * len(alphas) + 1.8))
+    image = ax.imshow([[100 * v for v in row] for row in grid], cmap="viridis", origin="lower", aspect="auto")
+    ax.set_xticks(range(len(betas)), [f"{b:g}" for b in betas])
+    ax.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])
+    ax.set_xlabel("β (DPO temperature)")
+    ax.set_ylabel("α (NLL weight)")
+    ax.set_title(f"greedy test accuracy after the last iteration (%); M0: {100 * start:.1f}%", fontsize=10)
+    for i, row in enumerate(grid):
+        for j, value in enumerate(row):
+            if value == value:  # not NaN: that (alpha, beta) ran
+                dark = image.norm(100 * value) < 0.6  # white text on the dark end of the colour map
+                ax.text(j, i, f"{100 * value:.1f}", ha="center", va="center", color="white" if dark else "black",
+                        fontsize=9)
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    path = root / "alpha_beta.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]
+
+
 def pair_summary(runs: list[Run]) -> str:
     lines = []
     for run in runs:
@@ -200,7 +236,7 @@ def build_report(root: str | Path, quiet: bool = False) -> dict:
         raise FileNotFoundError(f"no run directories (config.yaml + iter_0/) at or below {root}")
     rows = table_rows(runs)
     markdown = write_table(rows, root)
-    figures = [plot_accuracy(runs, root)] + plot_logprobs(runs, root)
+    figures = [plot_accuracy(runs, root)] + plot_logprobs(runs, root) + plot_alpha_beta(runs, root)
     (root / "pairs.txt").write_text(pair_summary(runs))
     if not quiet:
         print(markdown)

@@ -39,7 +39,7 @@ def test_alpha_beta_sweep_through_submitit_local_then_resumes_in_place(tmp_path,
         assert (summary["alpha"], summary["beta"]) == (alpha, beta)
         assert len(read_json(run_dir / "results.json")["rows"]) == 2
     assert list(sweep.glob(".submitit/*/*_log.out")), "each job ran as a submitit job"
-    assert (sweep / "report.md").exists()
+    assert (sweep / "report.md").exists() and (sweep / "alpha_beta.png").stat().st_size > 10_000
 
     # An interrupted job (here: its last evaluation lost) reruns into the same directory, as a requeued
     # Slurm job does, and redoes only what is missing.
