@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,9 @@ def run_child(command: list[str], log_path: Path, what: str, env: dict[str, str]
     with log_path.open("w") as log_file:
         log_file.write("$ " + " ".join(command) + "\n")
         log_file.flush()
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        # Its own process group, so that stopping it also stops what it started (torchrun's ranks, vLLM's workers).
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                   start_new_session=True)
         try:
             while chunk := process.stdout.read1(65536):
                 text = chunk.decode(errors="replace")
@@ -48,15 +51,33 @@ def run_child(command: list[str], log_path: Path, what: str, env: dict[str, str]
                 tail.extend(line for line in lines if line.strip())
                 cause = next((m.group(1) for m in map(_EXCEPTION_LINE.search, reversed(lines)) if m), cause)
             returncode = process.wait()
-        except BaseException:  # Ctrl-C or a timeout in the parent: do not leave ranks or engines behind
-            process.kill()
-            process.wait()
+        except BaseException:  # Ctrl-C, or Slurm's pre-timeout signal: do not leave ranks or engines behind
+            _stop_group(process)
             raise
     if returncode != 0:
         if partial.strip():
             tail.append(partial)
         raise StageProcessError(f"{what} failed (exit code {returncode}): {cause or 'see its output below'}\n"
                                 f"full log: {log_path}\n" + "\n".join(f"  | {line}" for line in tail))
+
+
+def _stop_group(process: subprocess.Popen, grace_seconds: float = 10.0) -> None:
+    """SIGTERM to the child's whole process group, then SIGKILL to whatever is left after the grace period."""
+    for sig, wait in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, None)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        if sig == signal.SIGTERM:  # the leader is gone; make sure its group is too
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            return
 
 
 _EXCEPTION_LINE = re.compile(r"^(?:\[rank\d+\]:\s*)?((?!.*ChildFailedError)[\w.]*(?:Error|Exception)\b: .*)$")
