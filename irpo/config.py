@@ -131,8 +131,9 @@ class EvalConfig:
 
 @dataclass
 class ClusterConfig:
-    """Where jobs run. A single run (`python -m irpo`) runs here; a multirun (`-m`) goes through Hydra's
-    submitit launcher: `local` (one process per job on this machine) or `slurm` (one Slurm job each)."""
+    """Where jobs run. A single run (`python -m irpo`) runs here. A multirun's (`-m`) jobs run one after
+    another in this process (`local`), as submitit processes on this machine, all at once
+    (`submitit_local`), or as one Slurm job each through the submitit launcher (`slurm`)."""
 
     name: str = "local"
     nodes: int = 1  # per job; trainer=deepspeed spans them with srun + torchrun
@@ -141,7 +142,7 @@ class ClusterConfig:
     mem_gb: Optional[int] = None
     timeout_min: int = 60 * 24
     max_num_timeout: int = 3  # requeues after a timeout or preemption; the job resumes from its run dir
-    max_parallel_jobs: int = 1  # jobs running at once (local: more than the cores' worth only slows each)
+    max_parallel_jobs: int = 64  # slurm: array tasks running at once (cluster=local runs one at a time)
     partition: Optional[str] = None
     account: Optional[str] = None
     qos: Optional[str] = None
