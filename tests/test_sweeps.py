@@ -84,13 +84,22 @@ def slurm_cluster_running() -> bool:
         return False
 
 
-@pytest.mark.slurm
-@pytest.mark.skipif(not slurm_cluster_running(), reason="no Slurm cluster answers sinfo here (.ci/slurm-up starts a "
-                    "one-node cluster as root)")
+# A real cluster: .ci/slurm-up starts a one-node one (slurmctld + slurmd) as root.
+def needs_slurm(test):
+    return pytest.mark.slurm(pytest.mark.skipif(
+        not slurm_cluster_running(), reason="no Slurm cluster answers sinfo here (.ci/slurm-up starts a one-node "
+        "cluster as root)")(test))
+
+
+# One tiny iteration per job, sized for the CI machine's one-node cluster.
+SLURM_SMOKE = ["-m", "experiment=smoke", "iterations=1", "cluster=slurm", "cluster.gpus_per_node=0",
+               "cluster.mem_gb=2", "cluster.timeout_min=10"]
+
+
+@needs_slurm
 def test_two_job_sweep_on_a_real_slurm_cluster(tmp_path, model_cache):
     sweep = tmp_path / "sweep"
-    result = irpo("-m", "experiment=smoke", "iterations=1", "cluster=slurm", "cluster.gpus_per_node=0",
-                  "cluster.cpus_per_task=1", "cluster.mem_gb=2", "cluster.timeout_min=10", "loss.alpha=0.5,2",
+    result = irpo(*SLURM_SMOKE, "cluster.cpus_per_task=1", "loss.alpha=0.5,2",
                   "cluster.setup=[echo irpo-setup-ran]", f"hydra.sweep.dir={sweep}", env={**os.environ, "IRPO_CACHE": str(model_cache)})
     assert result.returncode == 0, result.stderr[-3000:]
     for alpha in (0.5, 2):
@@ -106,15 +115,12 @@ def test_two_job_sweep_on_a_real_slurm_cluster(tmp_path, model_cache):
     assert (sweep / "report.md").exists()
 
 
-@pytest.mark.slurm
-@pytest.mark.skipif(not slurm_cluster_running(), reason="no Slurm cluster answers sinfo here (.ci/slurm-up starts a "
-                    "one-node cluster as root)")
+@needs_slurm
 def test_a_job_with_several_slurm_tasks_runs_the_loop_once(tmp_path, model_cache):
     # cluster.nodes=N starts one task per node; two tasks on one node stand in for two nodes here.
     sweep = tmp_path / "sweep"
-    result = irpo("-m", "experiment=smoke", "iterations=1", "cluster=slurm", "cluster.gpus_per_node=0",
-                  "cluster.cpus_per_task=1", "cluster.mem_gb=2", "cluster.timeout_min=10",
-                  "hydra.launcher.tasks_per_node=2", "seed=5", f"hydra.sweep.dir={sweep}",
+    result = irpo(*SLURM_SMOKE, "cluster.cpus_per_task=1", "hydra.launcher.tasks_per_node=2", "seed=5",
+                  f"hydra.sweep.dir={sweep}",
                   env={**os.environ, "IRPO_CACHE": str(model_cache)})
     assert result.returncode == 0, result.stderr[-3000:]
     assert (sweep / "iterations=1,seed=5" / "results.json").exists()
@@ -124,13 +130,10 @@ def test_a_job_with_several_slurm_tasks_runs_the_loop_once(tmp_path, model_cache
     assert "iter 1: training on" in first_task_log and "iter 1: training on" not in second_task_log
 
 
-@pytest.mark.slurm
-@pytest.mark.skipif(not slurm_cluster_running(), reason="no Slurm cluster answers sinfo here (.ci/slurm-up starts a "
-                    "one-node cluster as root)")
+@needs_slurm
 def test_deepspeed_ranks_train_inside_a_slurm_job(tmp_path, model_cache):
     sweep = tmp_path / "sweep"
-    result = irpo("-m", "experiment=smoke", "iterations=1", "cluster=slurm", "cluster.gpus_per_node=0",
-                  "cluster.cpus_per_task=2", "cluster.mem_gb=4", "cluster.timeout_min=10", "trainer=deepspeed",
+    result = irpo(*SLURM_SMOKE, "cluster.cpus_per_task=2", "cluster.mem_gb=4", "trainer=deepspeed",
                   "trainer.num_processes=2", "trainer.micro_batch_size=8", f"hydra.sweep.dir={sweep}",
                   env={**os.environ, "IRPO_CACHE": str(model_cache)})
     assert result.returncode == 0, result.stderr[-3000:]
