@@ -7,6 +7,7 @@ rank they start) is gone when they return, and the loop's own process never impo
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import re
 import signal
@@ -22,7 +23,7 @@ class StageProcessError(RuntimeError):
 
 
 def project_pythonpath(env: dict[str, str]) -> str:
-    """PYTHONPATH that lets another interpreter (e.g. a vLLM venv) import this checkout of irpo."""
+    """PYTHONPATH that lets child processes (the DeepSpeed ranks) import this checkout of irpo, installed or not."""
     root = str(Path(irpo.__file__).resolve().parent.parent)
     return os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
 
@@ -62,22 +63,15 @@ def run_child(command: list[str], log_path: Path, what: str, env: dict[str, str]
 
 
 def _stop_group(process: subprocess.Popen, grace_seconds: float = 10.0) -> None:
-    """SIGTERM to the child's whole process group, then SIGKILL to whatever is left after the grace period."""
-    for sig, wait in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, None)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
-        if sig == signal.SIGTERM:  # the leader is gone; make sure its group is too
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            return
+    """SIGTERM to the child's whole process group; SIGKILL to whatever is left once the child has
+    exited or the grace period is over."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace_seconds)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 _EXCEPTION_LINE = re.compile(r"^(?:\[rank\d+\]:\s*)?((?!.*ChildFailedError)[\w.]*(?:Error|Exception)\b: .*)$")

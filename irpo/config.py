@@ -107,7 +107,7 @@ class TrainerConfig:
     zero_stage: int = 3  # 2: shard optimizer state and gradients; 3: also the parameters
     bf16: str = "auto"  # auto (where the GPU supports it) | true | false
     deepspeed_config: Optional[str] = None  # a JSON file merged over the generated DeepSpeed config (offload, ...)
-    master_port: Optional[int] = None  # null = a free port
+    master_port: Optional[int] = None  # rendezvous port across nodes; null = 29500 (one node: a free port)
 
 
 @dataclass
@@ -238,16 +238,14 @@ def validate(cfg: DictConfig) -> None:
     if cfg.trainer.retrain_with_heldout and cfg.trainer.eval_every <= 0:
         raise ValueError("trainer.retrain_with_heldout needs checkpoint selection: set trainer.eval_every > 0")
     if cfg.trainer.name == "deepspeed":
-        ranks = max(cfg.trainer.num_processes, 1) * cfg.cluster.nodes
-        if cfg.trainer.batch_size % (cfg.trainer.micro_batch_size * ranks):
-            raise ValueError(f"trainer.batch_size ({cfg.trainer.batch_size}) must be a multiple of "
-                             f"trainer.micro_batch_size x ranks ({cfg.trainer.micro_batch_size} x {ranks}) "
-                             "so every rank accumulates the same number of micro-batches")
+        from irpo.training.deepspeed_trainer import check_batch_split, use_bf16
+
+        if cfg.trainer.num_processes > 0:  # 0 = one per GPU: known only on the node that trains
+            check_batch_split(cfg.trainer, cfg.trainer.num_processes * cfg.cluster.nodes)
         if cfg.trainer.zero_stage not in (0, 1, 2, 3):
             raise ValueError(f"trainer.zero_stage must be 0, 1, 2 or 3, not {cfg.trainer.zero_stage}")
+        use_bf16(cfg.trainer.bf16, on_gpu=False)
     _check_backends_installed(cfg)
-    if str(cfg.trainer.bf16) not in ("auto", "true", "false", "True", "False"):
-        raise ValueError(f"trainer.bf16 must be auto, true or false, not {cfg.trainer.bf16!r}")
     if cfg.logger.mode not in ("online", "offline", "disabled"):
         raise ValueError(f"unknown logger.mode '{cfg.logger.mode}'; valid choices: disabled, offline, online")
     if not cfg.generation.temperatures:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import re
 import threading
 import time
@@ -22,8 +21,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from irpo.registry import Registry
 from irpo.rundir import IterationDir, RunDir, iter_jsonl, read_json, write_json
-
-log = logging.getLogger(__name__)
 
 TRACKERS: Registry[type] = Registry("logger")
 
@@ -102,14 +99,17 @@ class WandbTracker(Tracker):
         stop = threading.Event()
         started = time.time()
 
+        def poll_once() -> None:
+            try:
+                if live_log.stat().st_mtime < started:  # left by a killed attempt; the trainer replaces it
+                    return
+            except FileNotFoundError:
+                return
+            self._log_train_rows(it, live_log)
+
         def poll() -> None:
             while not stop.wait(self.poll_seconds):
-                try:
-                    if live_log.stat().st_mtime < started:  # left by a killed attempt; the trainer replaces it
-                        continue
-                except FileNotFoundError:
-                    continue
-                self._log_train_rows(it, live_log)
+                poll_once()
 
         thread = threading.Thread(target=poll, name="irpo-wandb-train-log", daemon=True)
         thread.start()
@@ -118,20 +118,23 @@ class WandbTracker(Tracker):
         finally:
             stop.set()
             thread.join()
+            poll_once()  # steps written since the last poll, if the log is still there
 
-    def _log_train_rows(self, it: IterationDir, path: Path) -> None:
-        """Logs the rows of `path` not logged yet; steps count on from the previous iteration's last."""
+    def _log_train_rows(self, it: IterationDir, path: Path) -> int:
+        """Logs the rows of `path` not logged yet (steps count on from the previous iteration's last);
+        returns the file's last step."""
         with self.lock:
             try:
                 lines = path.read_text().split("\n")[:-1]  # the last piece may be a line still being written
             except FileNotFoundError:  # not started yet, or just renamed into place
-                return
+                return 0
+            rows = [json.loads(line) for line in lines]
             base = self.state.get("global_step", 0)
-            for line in lines[self.train_rows_logged.get(it.t, 0):]:
-                row = json.loads(line)
+            for row in rows[self.train_rows_logged.get(it.t, 0):]:
                 self.run.log({"train/global_step": base + row["step"], "train/iteration": it.t,
                               **{f"train/{k}": v for k, v in row.items() if k != "step" and v is not None}})
-            self.train_rows_logged[it.t] = max(len(lines), self.train_rows_logged.get(it.t, 0))
+            self.train_rows_logged[it.t] = max(len(rows), self.train_rows_logged.get(it.t, 0))
+            return rows[-1]["step"] if rows else 0
 
     def log_iteration(self, it: IterationDir) -> None:
         if it.t in self.state["logged_iterations"] or not it.metrics.exists():
@@ -139,9 +142,8 @@ class WandbTracker(Tracker):
         metrics = read_json(it.metrics)
         train_log = it.model / "train_log.jsonl"
         if train_log.exists():
-            self._log_train_rows(it, train_log)  # whatever the live watch has not sent yet
-            last = list(iter_jsonl(train_log))
-            self.state["global_step"] = self.state.get("global_step", 0) + (last[-1]["step"] if last else 0)
+            last_step = self._log_train_rows(it, train_log)  # whatever the live watch has not sent yet
+            self.state["global_step"] = self.state.get("global_step", 0) + last_step
         summary = {"iteration": it.t}
         summary.update(_numbers("eval", metrics.get("eval", {})))
         summary.update(_numbers("rewards", metrics.get("rewards", {})))

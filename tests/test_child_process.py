@@ -28,7 +28,12 @@ def test_interrupting_the_parent_stops_the_childs_own_children(tmp_path):
     # A child that starts a grandchild and waits on it, as torchrun waits on its ranks.
     script = (f"import subprocess, time; p = subprocess.Popen(['sleep', '300']); "
               f"open({str(pid_file)!r}, 'w').write(str(p.pid)); print('started', flush=True); p.wait()")
-    threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+    def interrupt_once_started() -> None:  # Ctrl-C, once the grandchild exists
+        while not pid_file.exists() or not pid_file.read_text():
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_started, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
         run_child([sys.executable, "-c", script], tmp_path / "child.log", what="test stage")
     grandchild = int(pid_file.read_text())

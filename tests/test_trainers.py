@@ -36,7 +36,7 @@ def test_effective_batch_is_the_configured_batch_whatever_the_ranks(ranks, accum
 
 
 def test_batch_that_cannot_split_evenly_is_refused():
-    with pytest.raises(ValueError, match="not a multiple of micro_batch_size x ranks"):
+    with pytest.raises(ValueError, match=r"must be a multiple of trainer.micro_batch_size x ranks \(4 x 3\)"):
         deepspeed_config(trainer_cfg(), world_size=3, bf16=False)
 
 

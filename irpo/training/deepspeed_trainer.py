@@ -27,12 +27,29 @@ from irpo.rundir import publish_dir, read_json, write_json, write_jsonl
 log = logging.getLogger(__name__)
 
 
+def check_batch_split(trainer_cfg, world_size: int) -> None:
+    """Every rank must accumulate the same number of micro-batches for the batch to equal batch_size."""
+    if trainer_cfg.batch_size % (trainer_cfg.micro_batch_size * world_size):
+        raise ValueError(f"trainer.batch_size ({trainer_cfg.batch_size}) must be a multiple of "
+                         f"trainer.micro_batch_size x ranks ({trainer_cfg.micro_batch_size} x {world_size})")
+
+
+def use_bf16(setting, on_gpu: bool) -> bool:
+    """trainer.bf16: auto (where the GPU supports it) | true | false."""
+    value = str(setting).lower()
+    if value not in ("auto", "true", "false"):
+        raise ValueError(f"trainer.bf16 must be auto, true or false, not {setting!r}")
+    if value == "auto":
+        import torch
+
+        return on_gpu and torch.cuda.is_bf16_supported()
+    return value == "true"
+
+
 def deepspeed_config(trainer_cfg, world_size: int, bf16: bool) -> dict:
     """DeepSpeed's JSON config for `world_size` ranks; batch sizes count pairs."""
+    check_batch_split(trainer_cfg, world_size)
     per_step = trainer_cfg.micro_batch_size * world_size
-    if trainer_cfg.batch_size % per_step:
-        raise ValueError(f"trainer.batch_size ({trainer_cfg.batch_size}) is not a multiple of micro_batch_size x "
-                         f"ranks ({trainer_cfg.micro_batch_size} x {world_size})")
     config = {
         "train_batch_size": trainer_cfg.batch_size,
         "train_micro_batch_size_per_gpu": trainer_cfg.micro_batch_size,

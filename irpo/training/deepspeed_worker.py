@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from irpo.models.loading import DTYPES, load_tokenizer
 from irpo.rundir import read_jsonl, write_json
-from irpo.training.deepspeed_trainer import deepspeed_config
+from irpo.training.deepspeed_trainer import deepspeed_config, use_bf16
 from irpo.training.step import (encode_pairs, lr_multiplier, micro_batch_loss, score_sequences, step_batches,
                                 total_steps, train_summary)
 
@@ -39,8 +39,7 @@ def main(spec_path: str) -> None:
     deepspeed.init_distributed(dist_backend="nccl" if on_gpu else "gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     device = torch.device("cuda", local_rank) if on_gpu else torch.device("cpu")
-    bf16 = cfg.bf16 is True or str(cfg.bf16).lower() == "true" or (
-        str(cfg.bf16) == "auto" and on_gpu and torch.cuda.is_bf16_supported())
+    bf16 = use_bf16(cfg.bf16, on_gpu)
     ds_config = deepspeed_config(cfg, world, bf16)
     seed = spec["seed"]
     torch.manual_seed(seed)
