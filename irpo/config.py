@@ -86,18 +86,23 @@ class TrainerConfig:
     lr: float = 7e-7
     batch_size: int = 16  # pairs per optimizer step
     micro_batch_size: int = 16  # pairs per forward pass; gradients accumulate up to batch_size
+    # The step budget (paper: up to 5000 steps on GSM8K and MATH, 4000 on ARC). Training makes as many
+    # seeded passes over the pairs as the budget needs; checkpoint selection picks a step inside it.
     max_steps: int = 5000
-    epochs: float = 1.0  # passes over the pairs; training stops at whichever of epochs / max_steps comes first
+    epochs: Optional[float] = None  # null = no epoch cap (the paper's protocol); n = also stop after n passes
     warmup_steps: int = 0
     lr_schedule: str = "constant"  # constant | cosine (decays to 0 at the last step), after linear warmup
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     # Checkpoint selection (paper, Section 3.1): every eval_every steps, greedy accuracy on the held-out
-    # split (its first select_examples questions); the best step's weights become M_t. 0 = keep the last.
+    # split (GSM8K/MATH: 1000 questions held out of train; ARC: the dev set); the best step's weights become
+    # M_t. 0 = no selection, keep the last step. Each task's config turns it on with the paper's protocol.
     # trainer=deepspeed saves a checkpoint at each of those steps and scores them after training.
     eval_every: int = 0
-    select_examples: Optional[int] = 200
-    retrain_with_heldout: bool = False  # then retrain from M_{t-1} on train + held-out pairs for that many steps
+    select_examples: Optional[int] = None  # null = the whole held-out split (the paper's 1k); n = its first n
+    # Then retrain from M_{t-1} on the train + held-out pairs for the selected number of steps (the paper
+    # does on GSM8K and MATH; on ARC it only trains on the training set).
+    retrain_with_heldout: bool = False
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more compute
     device: str = "auto"  # torch only
     # deepspeed only. Ranks per node (GPUs, or CPU processes; 0 = one per visible GPU, or 1 without GPUs);
@@ -114,10 +119,19 @@ class TrainerConfig:
 class PairsConfig:
     builder: str = "preference"  # preference | gold_sft | self_sft
     pairs_per_prompt: int = 10  # K
-    data_multiplier: int = 1  # K x this: the paper's "twice as much data" rows use 2
+    data_multiplier: int = 1  # K x this and max_pairs x this: the paper's "twice as much data" rows use 2
     include_gold: bool = True  # the task's gold CoT joins the winners
     dedupe: bool = True  # identical sampled texts count once in the winner/loser sets
-    max_pairs: Optional[int] = None  # cap on the total, by seeded random subsample
+    # The paper walks winners and losers together, restarting a list at its end; where that walk would
+    # make a (winner, loser) pair it already made, true takes the next unused combination instead (so K
+    # pairs are K distinct pairs where #winners x #losers >= K, and doubling K doubles the distinct data).
+    # false repeats pairs exactly as the literal walk does.
+    distinct_pairs: bool = True
+    max_pairs: Optional[int] = None  # cap on the total (x data_multiplier), by seeded random subsample
+    # Train on another run's pairs instead of sampling: run:<name> (the run dir <name> beside this one, as in
+    # a sweep) or a run dir. Iteration t's pairs.jsonl is copied byte for byte from that run's iter_t.
+    # The paper's DPO and SFT-on-chosen rows train on Iterative RPO's iteration-1 pairs D0 (run:irpo).
+    from_run: Optional[str] = None
     seed: int = "${seed}"  # type: ignore[assignment]
 
 
@@ -237,6 +251,15 @@ def validate(cfg: DictConfig) -> None:
                          f"trainer.micro_batch_size ({cfg.trainer.micro_batch_size})")
     if cfg.trainer.retrain_with_heldout and cfg.trainer.eval_every <= 0:
         raise ValueError("trainer.retrain_with_heldout needs checkpoint selection: set trainer.eval_every > 0")
+    if cfg.trainer.epochs is not None and cfg.trainer.epochs <= 0:
+        raise ValueError(f"trainer.epochs must be > 0 or null (no epoch cap), not {cfg.trainer.epochs}")
+    if cfg.trainer.select_examples is not None and cfg.trainer.select_examples <= 0:
+        raise ValueError("trainer.select_examples must be > 0 or null (the whole held-out split)")
+    if cfg.pairs.data_multiplier < 1 or cfg.pairs.pairs_per_prompt < 1:
+        raise ValueError("pairs.pairs_per_prompt and pairs.data_multiplier must be >= 1")
+    from irpo.training.step import lr_multiplier
+
+    lr_multiplier(cfg.trainer, 1)  # an unknown trainer.lr_schedule fails here, not after a generation stage
     if cfg.trainer.name == "deepspeed":
         from irpo.training.deepspeed_trainer import check_batch_split, use_bf16
 

@@ -33,9 +33,10 @@ def evaluate(it: IterationDir, model_dir, examples: list, prompts: dict[str, str
     greedy, *voted = sampler.generate_each(model_dir, batch, requests, descs)
     votes = voted[0] if voted else [[] for _ in examples]
     rows = []
-    for example, greedy_out, samples in zip(examples, greedy, votes):
-        majority = task.majority_vote(example, [task.finish(s) for s in samples]) if samples else None
-        rows.append({"id": example.id, "gold": example.gold_answer, **judge_greedy(task, example, greedy_out[0]),
+    for example, greedy_out, samples in zip(examples, greedy, votes, strict=True):
+        majority = task.majority_vote(example, [task.finish(s.text) for s in samples]) if samples else None
+        rows.append({"id": example.id, "gold": example.gold_answer, **judge_greedy(task, example, greedy_out[0].text),
+                     "greedy_truncated": greedy_out[0].truncated,
                      "majority_answer": majority, "majority_correct": task.is_correct(example, majority)})
     n = max(len(rows), 1)
     metrics = {"split": eval_cfg.split, "examples": len(rows),
@@ -43,7 +44,8 @@ def evaluate(it: IterationDir, model_dir, examples: list, prompts: dict[str, str
                "majority_accuracy": round(sum(r["majority_correct"] for r in rows) / n, 4)
                if eval_cfg.majority_k > 0 else None,
                "majority_k": eval_cfg.majority_k,
-               "greedy_no_answer": sum(r["greedy_answer"] is None for r in rows)}
+               "greedy_no_answer": sum(r["greedy_answer"] is None for r in rows),
+               "greedy_truncated": sum(r["greedy_truncated"] for r in rows)}
     log.info("iter %d: greedy accuracy %.3f, majority@%d %s on %d %s examples", it.t, metrics["greedy_accuracy"],
              eval_cfg.majority_k, metrics["majority_accuracy"], len(rows), eval_cfg.split)
     write_jsonl(it.eval_predictions, rows)
@@ -68,5 +70,6 @@ class HeldOutScorer:
         return self._accuracy(self.sampler.generate(model_dir, self.batch, self.request, desc="select"))
 
     def _accuracy(self, outputs) -> float:
-        correct = sum(judge_greedy(self.task, e, out[0])["greedy_correct"] for e, out in zip(self.examples, outputs))
+        correct = sum(judge_greedy(self.task, e, out[0].text)["greedy_correct"]
+                      for e, out in zip(self.examples, outputs, strict=True))
         return correct / len(self.examples)

@@ -20,7 +20,8 @@ def generate(it: IterationDir, model_dir, prompts: dict[str, str], sampler, requ
              request.temperature, model_dir)
     completions = sampler.generate(model_dir, [prompts[i] for i in ids], request, desc=f"iter {it.t} generate")
     rows = [{"id": i, "prompt": prompts[i], "temperature": request.temperature,
-             "samples": [task.finish(c) for c in samples]} for i, samples in zip(ids, completions)]
+             "samples": [task.finish(c.text) for c in samples], "truncated": [c.truncated for c in samples]}
+            for i, samples in zip(ids, completions, strict=True)]
     write_json(it.path / "generation_stats.json", sampler.last_stats)
     write_jsonl(it.generations, rows)
     return rows

@@ -23,7 +23,7 @@ from irpo.evaluate import HeldOutScorer, evaluate
 from irpo.generate import generate
 from irpo.models.loading import load_tokenizer
 from irpo.models.seed import prepare_seed_model
-from irpo.pairs import PAIR_BUILDERS, ScoredQuestion, build_pairs
+from irpo.pairs import PAIR_BUILDERS, ScoredQuestion, build_pairs, copy_pairs
 from irpo.results import write_results
 from irpo.reward import reward, reward_stats
 from irpo.rundir import RunDir, read_json, write_json
@@ -77,18 +77,22 @@ def run(cfg: DictConfig) -> list[dict]:
                 model_dir = read_json(it.metrics)["model"]
                 tracker.log_iteration(it)
                 continue
-            questions = [ScoredQuestion(e.id, prompts[e.id], e.gold_solution, [], [], split="train" if e.id in
-                                        train_examples else "valid") for e in pair_examples.values()]
-            if builder.needs_samples:
-                request = SamplingRequest(cfg.generation.num_samples, temperature_for(cfg, t), cfg.generation.top_p,
-                                          cfg.generation.max_new_tokens, seed=cfg.seed + 1000 * t,
-                                          stop=tuple(cfg.generation.stop))
-                to_sample = {q.id: q.prompt for q in questions}
-                generations = generate(it, model_dir, to_sample, sampler, request, task)  # 1
-                rewards = reward(it, generations, pair_examples, task)  # 2
-                for q, gen, rew in zip(questions, generations, rewards):
-                    q.samples, q.rewards = gen["samples"], rew["rewards"]
-            pairs = build_pairs(it, builder, questions, cfg.pairs, fits)  # 3
+            if cfg.pairs.from_run:  # a baseline trained on another run's pairs (the paper's D0): steps 1-3 there
+                pairs = copy_pairs(it, RunDir(resolve_run_path(cfg.pairs.from_run, run_dir)).iteration(t),
+                                   cfg.pairs.from_run)
+            else:
+                questions = [ScoredQuestion(e.id, prompts[e.id], e.gold_solution, [], [], split="train" if e.id in
+                                            train_examples else "valid") for e in pair_examples.values()]
+                if builder.needs_samples:
+                    request = SamplingRequest(cfg.generation.num_samples, temperature_for(cfg, t),
+                                              cfg.generation.top_p, cfg.generation.max_new_tokens,
+                                              seed=cfg.seed + 1000 * t, stop=tuple(cfg.generation.stop))
+                    to_sample = {q.id: q.prompt for q in questions}
+                    generations = generate(it, model_dir, to_sample, sampler, request, task)  # 1
+                    rewards = reward(it, generations, pair_examples, task)  # 2
+                    for q, gen, rew in zip(questions, generations, rewards, strict=True):
+                        q.samples, q.rewards, q.truncated = gen["samples"], rew["rewards"], gen.get("truncated", [])
+                pairs = build_pairs(it, builder, questions, cfg.pairs, fits)  # 3
             select = HeldOutScorer(held_out, prompts, sampler, task, cfg.generation, cfg.seed) if held_out else None
             with tracker.watch_training(it):
                 model_dir = train(it, model_dir, pairs, trainer, cfg.loss, seed=cfg.seed + t, select=select,  # 4
@@ -107,7 +111,7 @@ def resolve_init_model(cfg: DictConfig, task, run_dir: RunDir) -> str:
     if cfg.init_from is None:
         return prepare_seed_model(cfg, task)
     spec = str(cfg.init_from)
-    path = run_dir.root.parent / spec[len("run:"):] if spec.startswith("run:") else Path(spec).expanduser()
+    path = resolve_run_path(spec, run_dir)
     if (path / "config.json").exists():
         return str(path)
     finished = [it for it in RunDir(path).iterations() if it.metrics.exists()] if path.is_dir() else []
@@ -115,6 +119,11 @@ def resolve_init_model(cfg: DictConfig, task, run_dir: RunDir) -> str:
         return read_json(finished[-1].metrics)["model"]
     raise FileNotFoundError(f"init_from={spec}: {path} is neither a model directory nor a run directory with a "
                             "finished iteration (run that baseline first; in a sweep it must come earlier)")
+
+
+def resolve_run_path(spec: str, run_dir: RunDir) -> Path:
+    """run:<name> is the run directory <name> beside this one (a sweep's sibling job); else a path."""
+    return run_dir.root.parent / spec[len("run:"):] if spec.startswith("run:") else Path(spec).expanduser()
 
 
 def render_prompt(task, example, tokenizer, use_chat_template: bool) -> str:

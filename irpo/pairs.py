@@ -6,12 +6,18 @@ Each builder takes the iteration's scored questions and returns (rows, stats). A
 
 from __future__ import annotations
 
+import logging
+import math
 import random
+import shutil
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from irpo.registry import Registry
+from irpo.rundir import IterationDir, read_json, read_jsonl, write_json, write_jsonl
+
+log = logging.getLogger(__name__)
 
 # fits(prompt, response) -> whether prompt + response fit in the model's context.
 Fits = Callable[[str, str], bool]
@@ -25,6 +31,23 @@ class ScoredQuestion:
     samples: list[str]
     rewards: list[float]
     split: str = "train"  # "valid" rows are used only when retraining with the held-out prompts
+    # Per sample: the sampler stopped it at the token budget or the context's end, not the model. Such
+    # samples are dropped (paper: "filter out examples that were too long"); empty = none truncated.
+    truncated: list[bool] = field(default_factory=list)
+
+    def usable_samples(self, stats: Counter, fits: Fits) -> list[tuple[str, float]]:
+        """(sample, reward) for the samples the model ended itself and that fit the context once encoded
+        for training; the others are counted (samples_truncated, dropped_too_long) and left out."""
+        truncated = self.truncated or [False] * len(self.samples)
+        usable = []
+        for sample, reward, cut in zip(self.samples, self.rewards, truncated, strict=True):
+            if cut:
+                stats["samples_truncated"] += 1
+            elif not fits(self.prompt, sample):
+                stats["dropped_too_long"] += 1
+            else:
+                usable.append((sample, reward))
+        return usable
 
 
 @dataclass(frozen=True)
@@ -46,20 +69,39 @@ def cap(rows: list[dict], max_pairs: Optional[int], seed: int) -> list[dict]:
     return [rows[i] for i in keep]
 
 
+def pair_walk(num_winners: int, num_losers: int, count: int, distinct: bool) -> list[tuple[int, int]]:
+    """(winner, loser) indices of `count` pairs: both lists walked together, each restarting at its end.
+
+    The literal walk repeats itself after lcm(#winners, #losers) pairs. With `distinct`, each repeat of
+    that cycle shifts the loser list by one instead, which visits all #winners x #losers combinations
+    once (the cells i - j = -shift mod gcd are new for each shift); the first lcm pairs are the paper's.
+    """
+    if not distinct:
+        return [(k % num_winners, k % num_losers) for k in range(count)]
+    cycle = math.lcm(num_winners, num_losers)
+    return [(k % cycle % num_winners, (k % cycle + k // cycle) % num_losers)
+            for k in range(min(count, num_winners * num_losers))]
+
+
 def build_preference_pairs(questions: list[ScoredQuestion], cfg, fits: Fits) -> tuple[list[dict], dict]:
     """K (winner, loser) pairs per question, as in Section 2 of the paper.
 
-    Winners are the correct samples (after the gold CoT, if included), losers the incorrect ones.
-    Both lists are walked together and restarted at their ends (footnote 2), so K pairs are made
-    even when one list is shorter than K. A question with no winner or no loser is skipped.
+    Winners are the correct samples (after the gold CoT, if included), losers the incorrect ones;
+    samples the sampler cut off are in neither. Both lists are walked together and restarted at their
+    ends (footnote 2), so K pairs are made even when one list is shorter than K (see `pair_walk`). A
+    question with no winner or no loser is skipped.
     """
-    stats = Counter()
+    stats: Counter = Counter()
     pairs: list[dict] = []
     for q in questions:
-        winners = _unique([s for s, r in zip(q.samples, q.rewards) if r > 0], cfg.dedupe)
-        losers = _unique([s for s, r in zip(q.samples, q.rewards) if r <= 0], cfg.dedupe)
+        finished = q.usable_samples(stats, fits)
+        winners = _unique([s for s, r in finished if r > 0], cfg.dedupe)
+        losers = _unique([s for s, r in finished if r <= 0], cfg.dedupe)
         if cfg.include_gold and q.gold_solution:
-            winners = _unique([q.gold_solution] + winners, cfg.dedupe)
+            if fits(q.prompt, q.gold_solution):
+                winners = _unique([q.gold_solution] + winners, cfg.dedupe)
+            else:
+                stats["dropped_too_long"] += 1
         if not winners:
             stats["skipped_no_winner"] += 1
             continue
@@ -67,37 +109,32 @@ def build_preference_pairs(questions: list[ScoredQuestion], cfg, fits: Fits) -> 
             stats["skipped_no_loser"] += 1
             continue
         stats["prompts_used"] += 1
-        for k in range(cfg.pairs_per_prompt * cfg.data_multiplier):
-            chosen, rejected = winners[k % len(winners)], losers[k % len(losers)]
-            if not (fits(q.prompt, chosen) and fits(q.prompt, rejected)):
-                stats["dropped_too_long"] += 1
-                continue
-            pairs.append({"id": q.id, "split": q.split, "prompt": q.prompt, "chosen": chosen, "rejected": rejected})
+        for w, l in pair_walk(len(winners), len(losers), cfg.pairs_per_prompt * cfg.data_multiplier,
+                              cfg.distinct_pairs):
+            pairs.append({"id": q.id, "split": q.split, "prompt": q.prompt, "chosen": winners[w],
+                          "rejected": losers[l]})
     return _finish(pairs, stats, questions, cfg)
 
 
 def build_self_sft(questions: list[ScoredQuestion], cfg, fits: Fits) -> tuple[list[dict], dict]:
-    """STaR's data: up to K of a question's own correct samples (the chosen sequences), for SFT."""
-    stats = Counter()
+    """Up to K of a question's own correct samples per question (no gold CoT), for SFT: the
+    `sft_self_correct` row. (The paper's STaR row is SFT on the chosen side of the pairs instead.)"""
+    stats: Counter = Counter()
     rows: list[dict] = []
     for q in questions:
-        winners = _unique([s for s, r in zip(q.samples, q.rewards) if r > 0], cfg.dedupe)
+        winners = _unique([s for s, r in q.usable_samples(stats, fits) if r > 0], cfg.dedupe)
         if not winners:
             stats["skipped_no_winner"] += 1
             continue
         stats["prompts_used"] += 1
-        for k in range(cfg.pairs_per_prompt * cfg.data_multiplier):
-            chosen = winners[k % len(winners)]
-            if not fits(q.prompt, chosen):
-                stats["dropped_too_long"] += 1
-                continue
-            rows.append({"id": q.id, "split": q.split, "prompt": q.prompt, "chosen": chosen})
+        for w, _ in pair_walk(len(winners), 1, cfg.pairs_per_prompt * cfg.data_multiplier, cfg.distinct_pairs):
+            rows.append({"id": q.id, "split": q.split, "prompt": q.prompt, "chosen": winners[w]})
     return _finish(rows, stats, questions, cfg)
 
 
 def build_gold_sft(questions: list[ScoredQuestion], cfg, fits: Fits) -> tuple[list[dict], dict]:
     """SFT on the task's gold chain of thought, one row per question that has one."""
-    stats = Counter()
+    stats: Counter = Counter()
     rows: list[dict] = []
     for q in questions:
         if not q.gold_solution:
@@ -112,10 +149,11 @@ def build_gold_sft(questions: list[ScoredQuestion], cfg, fits: Fits) -> tuple[li
 
 def _finish(rows: list[dict], stats: Counter, questions: list[ScoredQuestion], cfg) -> tuple[list[dict], dict]:
     made = len(rows)
-    rows = cap(rows, cfg.max_pairs, cfg.seed)
+    rows = cap(rows, cfg.max_pairs * cfg.data_multiplier if cfg.max_pairs is not None else None, cfg.seed)
     summary = {"questions": len(questions), "pairs_made": made, "pairs_kept": len(rows),
+               "pairs_distinct": len({(r["id"], r["chosen"], r.get("rejected")) for r in rows}),
                "prompts_used": 0, "skipped_no_winner": 0, "skipped_no_loser": 0, "skipped_no_gold": 0,
-               "dropped_too_long": 0}
+               "dropped_too_long": 0, "samples_truncated": 0}
     summary.update(stats)
     summary["prompts_skipped"] = summary["skipped_no_winner"] + summary["skipped_no_loser"] + summary["skipped_no_gold"]
     if rows:
@@ -133,18 +171,29 @@ PAIR_BUILDERS.register("gold_sft")(PairBuilder("gold_sft", False, build_gold_sft
 
 def build_pairs(it, builder: PairBuilder, questions: list[ScoredQuestion], cfg, fits: Fits) -> list[dict]:
     """Step 3 of Figure 1: writes pairs.jsonl and pairs_stats.json."""
-    import logging
-
-    from irpo.rundir import read_jsonl, write_json, write_jsonl
-
     if it.pairs.exists() and it.pairs_stats.exists():
         return read_jsonl(it.pairs)
     rows, stats = builder.build(questions, cfg, fits)
-    logging.getLogger(__name__).info(
-        "iter %d: %s built %d rows (kept %d) from %d prompts; skipped %d (no winner %d, no loser %d, no gold %d); "
-        "%d dropped as too long", it.t, builder.name, stats["pairs_made"], stats["pairs_kept"], stats["questions"],
-        stats["prompts_skipped"], stats["skipped_no_winner"], stats["skipped_no_loser"], stats["skipped_no_gold"],
-        stats["dropped_too_long"])
+    log.info("iter %d: %s built %d rows (kept %d, %d distinct) from %d prompts; skipped %d (no winner %d, no "
+             "loser %d, no gold %d); %d truncated samples and %d over-long rows dropped", it.t, builder.name,
+             stats["pairs_made"], stats["pairs_kept"], stats["pairs_distinct"], stats["questions"],
+             stats["prompts_skipped"], stats["skipped_no_winner"], stats["skipped_no_loser"],
+             stats["skipped_no_gold"], stats["samples_truncated"], stats["dropped_too_long"])
     write_jsonl(it.pairs, rows)
     write_json(it.pairs_stats, stats)
     return rows
+
+
+def copy_pairs(it, source: IterationDir, source_name: str) -> list[dict]:
+    """Step 3 for rows that train on another run's pairs (`pairs.from_run`): its pairs.jsonl, byte for byte."""
+    if it.pairs.exists() and it.pairs_stats.exists():
+        return read_jsonl(it.pairs)
+    if not (source.pairs.exists() and source.pairs_stats.exists()):
+        raise FileNotFoundError(f"pairs.from_run={source_name}: {source.pairs} does not exist yet (run that "
+                                "method first; in a sweep it must come earlier)")
+    tmp = it.pairs.with_name(it.pairs.name + ".tmp")
+    shutil.copyfile(source.pairs, tmp)
+    tmp.replace(it.pairs)
+    write_json(it.pairs_stats, {**read_json(source.pairs_stats), "copied_from": str(source.pairs)})
+    log.info("iter %d: training on the pairs of %s", it.t, source.pairs)
+    return read_jsonl(it.pairs)

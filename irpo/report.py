@@ -33,11 +33,11 @@ from irpo.rundir import RunDir, read_json  # noqa: E402
 LABELS = {
     "zero_shot": "Zero-shot CoT",
     "sft_gold": "SFT on gold CoT",
-    "star": "STaR (SFT on chosen, 1 iteration)",
+    "sft_self_correct": "SFT on own correct samples (not in the paper)",
+    "star": "STaR (SFT on chosen of D0, 1 iteration)",
     "star_2x": "STaR, twice the data",
-    "sft_chosen": "SFT on chosen of the pairs",
-    "dpo": "DPO, from M0",
-    "dpo_from_star": "DPO, from SFT on chosen",
+    "dpo": "DPO on D0, from M0",
+    "dpo_from_star": "DPO on D0, from SFT on chosen",
     "irpo": "Iterative RPO",
     "irpo_from_star": "Iterative RPO, from SFT on chosen",
     "irpo_2x": "Iterative RPO, twice the data (1 iteration)",
@@ -141,7 +141,7 @@ def _train_log(run: Run, t: int = 1) -> list[dict]:
 def plot_logprobs(runs: list[Run], out: Path) -> list[Path]:
     """Chosen (solid) and rejected (dashed) sequence log-probs over iteration 1's training steps."""
     with_logs = {run.method: run for run in runs if "rejected_logps" in (_train_log(run)[:1] or [{}])[0]}
-    comparisons = [("sft_chosen", "irpo", "SFT vs DPO+NLL (Figure 2)"), ("dpo", "irpo", "DPO vs DPO+NLL (Figure 3)")]
+    comparisons = [("star", "irpo", "SFT on chosen vs DPO+NLL (Figure 2)"), ("dpo", "irpo", "DPO vs DPO+NLL (Figure 3)")]
     made = []
     for left, right, title in comparisons:
         if left in with_logs and right in with_logs:

@@ -32,15 +32,18 @@ def test_stops_at_the_newline_after_the_answer_even_past_the_decode_window():
     long_answer = "Final answer: " + "1" * 100 + "\nmore"  # the marker leaves the 48-token window
     no_marker = "a\nb\nc\nd\n" * 10
     marker_no_newline = "x = 4. Final answer: 4"
-    flags = done_after_each_token([short, long_answer, no_marker, marker_no_newline])
+    answer_on_next_line = "x = 4.\nFinal answer:\n\n 4\nmore"  # the answer may follow on the next line
+    flags = done_after_each_token([short, long_answer, no_marker, marker_no_newline, answer_on_next_line])
     assert first_done(flags[0]) == short.index("\nmore")
     assert first_done(flags[1]) == long_answer.index("\nmore")
     assert first_done(flags[2]) is None
     assert first_done(flags[3]) is None
+    assert first_done(flags[4]) == answer_on_next_line.index("\nmore")
 
 
 def test_same_decisions_as_decoding_the_whole_completion():
-    texts = ["Step 1\nFinal answer: 12\n", "Final  answer: 3\n", "final ANSWER: 7\nx", "Final answer:\n"]
+    texts = ["Step 1\nFinal answer: 12\n", "Final  answer: 3\n", "final ANSWER: 7\nx", "Final answer:\n",
+             "Final answer:\n" + "\n" * 60 + "12\n"]
     windowed = done_after_each_token(texts, window=48)
     whole = done_after_each_token(texts, window=10_000)
     assert windowed == whole

@@ -21,29 +21,45 @@ def test_paper_gsm8k_preset_end_to_end_on_the_embedded_task(tmp_path, model_cach
                             env={**os.environ, "IRPO_CACHE": str(model_cache)})
     assert result.returncode == 0, result.stderr[-3000:]
     report = (sweep / "report.md").read_text()
-    for label in ["Zero-shot CoT", "SFT on gold CoT", "STaR (SFT on chosen, 1 iteration)", "STaR, twice the data",
-                  "SFT on chosen of the pairs", "DPO, from M0", "DPO, from SFT on chosen", "Iterative RPO",
+    for label in ["Zero-shot CoT", "SFT on gold CoT", "STaR (SFT on chosen of D0, 1 iteration)", "STaR, twice the data",
+                  "DPO on D0, from M0", "DPO on D0, from SFT on chosen", "Iterative RPO",
                   "Iterative RPO, from SFT on chosen", "Iterative RPO, twice the data (1 iteration)"]:
         rows = [line for line in report.splitlines() if line.startswith(f"| {label} |")]
         assert rows, f"no row for {label}"
-        assert all(cell.strip().rstrip("%").replace(".", "").isdigit() for row in rows for cell in row.split("|")[3:4])
     assert len([line for line in report.splitlines() if line.startswith("| Iterative RPO | ")]) == 3
-    for png in ["accuracy.png", "logprobs_sft_chosen_vs_irpo.png", "logprobs_dpo_vs_irpo.png"]:
+    for png in ["accuracy.png", "logprobs_star_vs_irpo.png", "logprobs_dpo_vs_irpo.png"]:
         assert (sweep / png).stat().st_size > 10_000, png
     assert "pairs kept" in (sweep / "pairs.txt").read_text()
-    # The baselines really differ in what they train on and from.
-    star_rows = read_jsonl(sweep / "star/iter_1/pairs.jsonl")  # may be empty: the smoke M0 is rarely right
-    assert all("rejected" not in row for row in star_rows)
-    assert len(read_jsonl(sweep / "star_2x/iter_1/pairs.jsonl")) == 2 * len(star_rows)
+
+    # The paper's D0: DPO, STaR and the from-SFT rows train on IRPO iteration 1's very pairs file...
+    d0 = (sweep / "irpo/iter_1/pairs.jsonl").read_bytes()
+    assert d0 and all((sweep / m / "iter_1/pairs.jsonl").read_bytes() == d0
+                      for m in ("star", "dpo", "dpo_from_star", "irpo_from_star"))
+    assert (sweep / "star_2x/iter_1/pairs.jsonl").read_bytes() == (sweep / "irpo_2x/iter_1/pairs.jsonl").read_bytes()
+    assert not any((sweep / m / "iter_1/generations.jsonl").exists() for m in ("star", "star_2x", "dpo"))
+    # ...the from-SFT rows start from the model SFT'd on D0's chosen side (STaR), and STaR is that SFT.
+    for method in ("dpo_from_star", "irpo_from_star"):
+        assert read_json(sweep / method / "iter_0/metrics.json")["model"] == \
+            read_json(sweep / "star/iter_1/metrics.json")["model"]
+    assert read_json(sweep / "star/iter_1/model/train_summary.json")["loss"] == "sft"
+    # Twice the data is twice the distinct pairs (as far as the samples allow), none repeated.
+    one, two = (read_json(sweep / m / "iter_1/pairs_stats.json") for m in ("irpo", "irpo_2x"))
+    assert two["pairs_distinct"] == two["pairs_kept"] > one["pairs_distinct"]
     assert not (sweep / "sft_gold/iter_1/generations.jsonl").exists()  # gold SFT needs no sampling
     assert read_jsonl(sweep / "sft_gold/iter_1/pairs.jsonl")  # ...and always has data
     assert read_json(sweep / "dpo/iter_1/model/train_summary.json")["alpha"] == 0.0
     assert read_json(sweep / "irpo/iter_1/model/train_summary.json")["alpha"] == 4.0  # model=tiny's weighting
-    # DPO from STaR starts where the star run ended.
-    assert read_json(sweep / "dpo_from_star/iter_0/metrics.json")["model"] == \
-        read_json(sweep / "star/iter_1/metrics.json")["model"]
+    # Every training row ran the protocol: the step budget with selection, then the retrain.
+    for method in ("sft_gold", "star", "dpo", "irpo", "irpo_2x"):
+        selection = read_json(sweep / method / "iter_1/model_selection/train_summary.json")
+        assert selection["steps"] == 3 and selection["selected_step"] in (2, 3), method
     assert read_json(sweep / "zero_shot/iter_0/metrics.json")["eval"]["majority_k"] == 2
     assert not (sweep / "zero_shot/iter_1").exists()
+
+
+def test_rows_on_another_runs_pairs_say_which_run_to_start_first(make_config, tmp_path):
+    with pytest.raises(FileNotFoundError, match="pairs.from_run=run:irpo: .* does not exist yet"):
+        run(make_config(*SMOKE, "method=dpo", run_dir=tmp_path / "dpo"))
 
 
 def test_checkpoint_selection_and_retraining_with_held_out(make_config, tmp_path):
@@ -51,11 +67,18 @@ def test_checkpoint_selection_and_retraining_with_held_out(make_config, tmp_path
                       "trainer.retrain_with_heldout=true", "task.num_valid=6")
     run(cfg)
     metrics = read_json(tmp_path / "run/iter_1/metrics.json")
-    selected = metrics["train"]["selected_step"]
-    assert selected in (1, 2, 3) and set(metrics["train"]["held_out_accuracy"]) == {"1", "2", "3"}
-    assert read_json(tmp_path / "run/iter_1/model/train_summary.json")["steps"] == selected
+    scores = {int(step): score for step, score in metrics["train"]["held_out_accuracy"].items()}
+    assert set(scores) == {1, 2, 3}
+    # The best held-out score wins; a tie goes to the earlier (less trained) step.
+    assert metrics["train"]["selected_step"] == min(s for s in scores if scores[s] == max(scores.values()))
+    assert read_json(tmp_path / "run/iter_1/model/train_summary.json")["steps"] == metrics["train"]["selected_step"]
+    # All 6 held-out questions were sampled, and every pair made from them joins the retraining.
     pairs = read_jsonl(tmp_path / "run/iter_1/pairs.jsonl")
-    assert {p["split"] for p in pairs} == {"train", "valid"}  # held-out prompts joined the retraining
+    assert len(read_jsonl(tmp_path / "run/iter_1/generations.jsonl")) == 16 + 6
+    assert {p["split"] for p in pairs} == {"train", "valid"}
+    assert read_json(tmp_path / "run/iter_1/model/train_summary.json")["pairs"] == len(pairs)
+    assert read_json(tmp_path / "run/iter_1/model_selection/train_summary.json")["pairs"] == \
+        sum(p["split"] == "train" for p in pairs)
 
 
 def test_init_from_a_model_or_a_run_directory(make_config, tmp_path):

@@ -57,7 +57,7 @@ def test_command_line_errors_are_one_line_not_a_traceback(tmp_path):
 
 def test_retraining_with_held_out_needs_checkpoint_selection(make_config):
     with pytest.raises(ValueError, match="trainer.eval_every > 0"):
-        validate(make_config("trainer.retrain_with_heldout=true"))
+        validate(make_config("trainer.retrain_with_heldout=true", "trainer.eval_every=0"))
 
 
 def test_optional_backends_are_checked_before_any_work(make_config, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -11,39 +12,68 @@ from tqdm.auto import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from irpo.models.loading import load_model, load_tokenizer, pick_device
+from irpo.sampling.types import Completion
 from irpo.training.data import encode_prompt
 
 log = logging.getLogger(__name__)
 
 
-class AnswerLineDone(StoppingCriteria):
-    """Per sequence: done once the text after the prompt holds `marker` and then a newline.
+# An answer, then the end of its line: what follows the marker holds a non-space character and a newline
+# after it ("Final answer:\n40\n" is finished; "Final answer:\n" is not, the answer may come next line).
+_ANSWER_THEN_NEWLINE = re.compile(r"\S[^\n]*\n")
 
-    Decodes only the last `window` tokens at each step, so a long completion costs linear, not
-    quadratic, decoding; a marker that has slid out of the window is remembered.
+
+def answer_line_finished(text: str, marker: str) -> bool:
+    """Whether `text` holds `marker` (any case) followed by an answer and the end of the answer's line."""
+    at = text.lower().rfind(marker.lower())
+    return at != -1 and _ANSWER_THEN_NEWLINE.search(text, at + len(marker)) is not None
+
+
+class AnswerLineDone(StoppingCriteria):
+    """Per sequence: done once the text after the prompt holds `marker`, an answer and a newline after it.
+
+    Looks for the marker in the last `window` tokens only, so a long completion costs linear, not
+    quadratic, decoding. Once a row's marker is found (it ends in the newest token then), the text after
+    it is decoded from that point on, up to `answer_tokens` tokens; an answer line that long has its
+    answer, so after that the next newline finishes it.
     """
 
-    def __init__(self, tokenizer, prompt_width: int, marker: str, window: int = 48):
+    def __init__(self, tokenizer, prompt_width: int, marker: str, window: int = 48, answer_tokens: int = 256):
         self.tokenizer = tokenizer
         self.prompt_width = prompt_width
-        self.marker = marker.lower()
+        self.marker = marker
         self.window = window
-        self.marker_seen: list[bool] | None = None
+        self.answer_tokens = answer_tokens
+        # Per row, once the marker is seen: (where the tokens after it start, the text after it in that token).
+        self.after_marker: dict[int, tuple[int, str]] = {}
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        start = max(self.prompt_width, input_ids.shape[1] - self.window)
+        length = input_ids.shape[1]
+        start = max(self.prompt_width, length - self.window)
         texts = self.tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
-        if self.marker_seen is None:
-            self.marker_seen = [False] * len(texts)
         done = []
         for row, text in enumerate(texts):
-            at = text.lower().find(self.marker)
-            if at != -1:
-                self.marker_seen[row] = True
-                done.append("\n" in text[at + len(self.marker):])
-            else:  # the marker, if seen, lies before this window: every newline here comes after it
-                done.append(self.marker_seen[row] and "\n" in text)
+            if row not in self.after_marker:
+                at = text.lower().rfind(self.marker.lower())
+                if at == -1:
+                    done.append(False)
+                    continue
+                self.after_marker[row] = (length, text[at + len(self.marker):])
+            begin, head = self.after_marker[row]
+            if length - begin > self.answer_tokens:
+                done.append("\n" in text)
+                continue
+            after = head + self.tokenizer.decode(input_ids[row, begin:], skip_special_tokens=True)
+            done.append(_ANSWER_THEN_NEWLINE.search(after) is not None)
         return torch.tensor(done, device=input_ids.device)
+
+
+def ended_by_model(text: str, token_ids: list[int], end_ids: set[int], stop_after, stop: tuple[str, ...]) -> bool:
+    """Whether a generated row ended before the token budget: an EOS or padding token (generate pads a row
+    once a stopping rule finished it), a finished answer line, or a stop string."""
+    if end_ids.intersection(token_ids):
+        return True
+    return bool(stop_after and answer_line_finished(text, stop_after)) or any(s in text for s in stop)
 
 
 class HFSampler:
@@ -52,7 +82,8 @@ class HFSampler:
         self.model_cfg = model_cfg
         self.last_stats: dict = {}
 
-    def generate(self, model_dir: str | Path, prompts: list[str], request, desc: str = "sample") -> list[list[str]]:
+    def generate(self, model_dir: str | Path, prompts: list[str], request,
+                 desc: str = "sample") -> list[list[Completion]]:
         """Returns, for each prompt, `request.num_samples` completions (text after the prompt)."""
         return self.generate_each(model_dir, prompts, [request], [desc])[0]
 
@@ -62,16 +93,25 @@ class HFSampler:
         model = load_model(model_dir, self.model_cfg.dtype, str(pick_device(self.cfg.device)))
         return [self.generate_with(model, tokenizer, prompts, r, d) for r, d in zip(requests, descs)]
 
+    def generate_with(self, model, tokenizer, prompts: list[str], request,
+                      desc: str = "sample") -> list[list[Completion]]:
+        """The same, from a model already in memory (the trainer's checkpoint selection uses this).
+
+        Sampling seeds torch's global generator; the caller's RNG state is restored afterwards, so scoring
+        a checkpoint mid-training leaves the trainer's random stream (dropout) as it was."""
+        with torch.random.fork_rng(devices=[]):
+            return self._generate_with(model, tokenizer, prompts, request, desc)
+
     @torch.no_grad()
-    def generate_with(self, model, tokenizer, prompts: list[str], request, desc: str = "sample") -> list[list[str]]:
-        """The same, from a model already in memory (the trainer's checkpoint selection uses this)."""
+    def _generate_with(self, model, tokenizer, prompts: list[str], request, desc: str) -> list[list[Completion]]:
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
         n = request.num_samples
         prompts_per_batch = max(1, self.cfg.batch_size // n)
         greedy = request.temperature == 0
-        completions: list[list[str]] = []
+        completions: list[list[Completion]] = []
+        end_ids = {i for i in (tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None}
         new_tokens = 0
         too_long = 0
         started = time.perf_counter()
@@ -107,12 +147,17 @@ class HFSampler:
             generated = output[:, width:]
             new_tokens += int((generated != tokenizer.pad_token_id).sum())
             texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
-            completions.extend(texts[i * n:(i + 1) * n] if fits[i] else [""] * n for i in range(len(batch_prompts)))
+            rows = [Completion(text, not ended_by_model(text, ids, end_ids, request.stop_after, request.stop))
+                    for text, ids in zip(texts, generated.tolist())]
+            # A prompt that did not fit has no room to answer: its empty samples count as cut off.
+            completions.extend(rows[i * n:(i + 1) * n] if fits[i] else [Completion("", True)] * n
+                               for i in range(len(batch_prompts)))
         model.train(was_training)
         seconds = time.perf_counter() - started
         if too_long:
             log.warning("%d prompts are longer than model.max_length=%d tokens; their samples are empty",
                         too_long, self.model_cfg.max_length)
-        self.last_stats = {"sequences": len(prompts) * n, "prompts_too_long": too_long, "new_tokens": new_tokens, "seconds": round(seconds, 2),
-                           "tokens_per_s": round(new_tokens / max(seconds, 1e-9), 1)}
+        self.last_stats = {"sequences": len(prompts) * n, "prompts_too_long": too_long, "new_tokens": new_tokens,
+                           "truncated": sum(c.truncated for row in completions for c in row),
+                           "seconds": round(seconds, 2), "tokens_per_s": round(new_tokens / max(seconds, 1e-9), 1)}
         return completions

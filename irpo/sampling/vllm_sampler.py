@@ -19,6 +19,7 @@ from pathlib import Path
 
 from irpo.child import run_child
 from irpo.models.loading import load_tokenizer
+from irpo.sampling.types import Completion
 from irpo.training.data import encode_prompt
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class VLLMSampler:
         self.model_cfg = model_cfg
         self.last_stats: dict = {}
 
-    def generate(self, model_dir, prompts: list[str], request, desc: str = "sample") -> list[list[str]]:
+    def generate(self, model_dir, prompts: list[str], request, desc: str = "sample") -> list[list[Completion]]:
         return self.generate_each(model_dir, prompts, [request], [desc])[0]
 
     def generate_each(self, model_dir, prompts: list[str], requests: list, descs: list[str]) -> list:
@@ -94,14 +95,18 @@ class VLLMSampler:
         result = json.loads(out_path.read_text())
         shutil.rmtree(work, ignore_errors=True)
         results = []
-        for request, completions in zip(requests, result["completions"]):
-            by_prompt = iter(completions)
-            results.append([next(by_prompt) if ok else [""] * request.num_samples for ok in fits])
+        for request, texts, cut in zip(requests, result["completions"], result["truncated"], strict=True):
+            by_prompt = iter([[Completion(t, c) for t, c in zip(row_texts, row_cut, strict=True)]
+                              for row_texts, row_cut in zip(texts, cut, strict=True)])
+            # A prompt that did not fit has no room to answer: its empty samples count as cut off.
+            results.append([next(by_prompt) if ok else [Completion("", True)] * request.num_samples for ok in fits])
         self.last_stats = {**result["stats"][0], "prompts_too_long": fits.count(False),
+                           "truncated": sum(c.truncated for row in results[0] for c in row),
                            "engine_start_seconds": result["engine_start_seconds"]}
         return results
 
-    def generate_with(self, model, tokenizer, prompts: list[str], request, desc: str = "sample") -> list[list[str]]:
+    def generate_with(self, model, tokenizer, prompts: list[str], request,
+                      desc: str = "sample") -> list[list[Completion]]:
         """Scoring a model still in the trainer's memory (checkpoint selection) uses transformers' generate."""
         from irpo.sampling.hf import HFSampler
 

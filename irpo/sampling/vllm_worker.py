@@ -31,7 +31,7 @@ def main(spec_path: str, out_path: str) -> None:
     llm = LLM(**engine)
     engine_seconds = time.perf_counter() - started
     prompts = [{"prompt_token_ids": ids} for ids in spec["prompt_token_ids"]]
-    completions, stats = [], []
+    completions, truncated, stats = [], [], []
     for request in spec["requests"]:
         began = time.perf_counter()
         params = [SamplingParams(**p) for p in request["params"]]
@@ -39,12 +39,14 @@ def main(spec_path: str, out_path: str) -> None:
         seconds = time.perf_counter() - began
         # vLLM may finish requests out of order; its outputs come back in the order of `prompts`.
         completions.append([[choice.text for choice in out.outputs] for out in outputs])
+        # "length": vLLM stopped the sample at max_tokens (or the context's end), not the model.
+        truncated.append([[choice.finish_reason == "length" for choice in out.outputs] for out in outputs])
         new_tokens = sum(len(choice.token_ids) for out in outputs for choice in out.outputs)
         stats.append({"sequences": sum(len(out.outputs) for out in outputs), "new_tokens": new_tokens,
                       "seconds": round(seconds, 2), "tokens_per_s": round(new_tokens / max(seconds, 1e-9), 1)})
     tmp = out_path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump({"completions": completions, "stats": stats, "engine_start_seconds": round(engine_seconds, 1)}, f)
+        json.dump({"completions": completions, "truncated": truncated, "stats": stats, "engine_start_seconds": round(engine_seconds, 1)}, f)
     os.replace(tmp, out_path)
 
 

@@ -56,8 +56,13 @@ def step_batches(num_pairs: int, batch_size: int, steps: int, seed: int) -> list
 
 
 def total_steps(trainer_cfg, num_pairs: int, max_steps: Optional[int]) -> int:
-    return max_steps or min(trainer_cfg.max_steps, max(1, math.ceil(trainer_cfg.epochs * num_pairs /
-                                                                     trainer_cfg.batch_size)))
+    """`max_steps` when given (a retrain for the selected steps), else the step budget `trainer.max_steps`,
+    cut to `trainer.epochs` passes over the pairs when an epoch cap is set."""
+    if max_steps:
+        return max_steps
+    if trainer_cfg.epochs is None:
+        return trainer_cfg.max_steps
+    return min(trainer_cfg.max_steps, max(1, math.ceil(trainer_cfg.epochs * num_pairs / trainer_cfg.batch_size)))
 
 
 def lr_multiplier(cfg, total_steps: int):
