@@ -79,6 +79,11 @@ def test_the_response_keeps_an_answer_written_on_the_next_line():
     "40 + tax",
     "40 * 1",
     "4e1",
+    "40 and a half",
+    "40 squared",
+    "40 plus tax",
+    "minus 40",
+    "40 thousand",
 ])
 def test_gsm8k_rejects_anything_but_one_stated_number_equal_to_the_gold(answer_line):
     assert gsm8k_reward("40", f"Some reasoning.\nFinal answer: {answer_line}") == 0.0
@@ -100,7 +105,7 @@ def test_gsm8k_rejects_the_gold_number_outside_the_stated_answer(completion):
     "40", "40.", "40.00", "$40", "$ 40", "40 dollars", "$40 per day.", "40 apples", "40%", "40 percent",
     "**40**", "*40*", "`40`", "\\boxed{40}", "$\\boxed{40}$", "\\text{40 cm}", "40 m^2", "40 km/h", "$40/hour",
     "3 + 37 = 40", "5 * 8 = 40 apples", "x = 40", "Total = $40.00", "a = b = 40", "40 (forty)", "forty (40)",
-    "80/2", "\\frac{80}{2}",
+    "80/2", "\\frac{80}{2}", "40 times", "40 quarters",
 ])
 def test_gsm8k_accepts_one_stated_number_with_units(answer_line):
     assert gsm8k_reward("40", f"Reasoning.\nFinal answer: {answer_line}") == 1.0
@@ -108,7 +113,8 @@ def test_gsm8k_accepts_one_stated_number_with_units(answer_line):
 
 @pytest.mark.parametrize("gold, answer_line", [
     ("1,000", "1000"), ("1000", "1,000"), ("1000", "$1,000.00"), ("1234567", "1,234,567"),
-    ("-3", "-3"), ("-3", "- 3"), ("-3", "−3"), ("-3", "-$3"), ("3.5", "3.50"), ("0.5", ".5"), ("0.5", "1/2"),
+    ("-3", "-3"), ("-3", "- 3"), ("-3", "−3"), ("-3", "-$3"), ("-3", "minus 3"), ("-3", "negative 3"),
+    ("3.5", "3.50"), ("0.5", ".5"), ("0.5", "1/2"), ("1500000", "1.5 million"), ("40000", "$40 thousand"),
 ])
 def test_gsm8k_number_formats(gold, answer_line):
     assert gsm8k_reward(gold, f"Final answer: {answer_line}") == 1.0
@@ -182,6 +188,15 @@ def test_arc_rejects_ambiguous_or_letterless_answers(answer_line):
 ])
 def test_arc_accepts_the_ways_models_write_one_letter(answer_line):
     assert arc_answer(answer_line) == "A"
+
+
+def test_arc_an_option_whose_text_names_letters():
+    options = [("A", "the Sun"), ("B", "the Moon"), ("C", "A and B"), ("D", "neither")]
+    example = Example(id="x", question="q", gold_answer="C", meta={"options": options})
+    for line in ["(C) A and B", "C. A and B", "C", "Option C: A and B"]:
+        assert ARC.reward(example, f"Final answer: {line}") == ("C", 1.0), line
+    for line in ["(C) A or B", "(C) A, B and D", "A and B"]:
+        assert ARC.extract_answer(example, f"Final answer: {line}") is None, line
 
 
 def test_arc_letter_outside_the_options_or_before_the_marker_is_wrong():

@@ -132,6 +132,15 @@ def test_arc_splits_and_every_answer_key_maps_to_a_choice(arc, shared_dir):
     assert "(A) " in arc.prompt(example) and "(1) " not in arc.prompt(example)
 
 
+@pytest.mark.parametrize("form", ["({g})", "{g}", "{l}", "{g}.", "**({g})**", "({g}) {t}", "{g}. {t}", "{g}: {t}",
+                                  "Option {g}", "The answer is ({g}).", "({l}) {t}"])
+def test_arc_every_gold_letter_is_read_in_the_forms_models_write(arc, form):
+    splits = arc.load_splits()
+    for e in splits.train + splits.valid + splits.test:
+        line = form.format(g=e.gold_answer, l=e.gold_answer.lower(), t=dict(e.meta["options"])[e.gold_answer])
+        assert arc.reward(e, f"Reasoning.\nFinal answer: {line}") == (e.gold_answer, 1.0), (e.id, line)
+
+
 def test_arc_prompts_with_three_and_five_options(arc):
     splits = arc.load_splits()
     for n in (3, 5):
@@ -206,7 +215,12 @@ def math_sample(shared_dir, tmp_path):
     hub = tmp_path / "hub"
     write_math_hub_copy(hub, {place: rows[::-1] for place, rows in by_place.items()})
     sizes = {split: sum(len(rows) for (_, s), rows in by_place.items() if s == split) for split in ("train", "test")}
-    return release, hub, sizes
+    # MATH-500 on the hub (HuggingFaceH4/MATH-500) is one test.jsonl with the release's fields.
+    math500 = (shared_dir / "datasets/math/math500_test.jsonl").read_text().splitlines(keepends=True)[:5]
+    (release / "math500_test.jsonl").write_text("".join(math500))
+    (tmp_path / "math500_hub").mkdir()
+    (tmp_path / "math500_hub" / "test.jsonl").write_text("".join(math500[::-1]))
+    return release, hub, {**sizes, "math500_test": len(math500)}
 
 
 def test_math_from_the_hub_layout_gives_the_release_split_and_fewshot(math_sample, tmp_path, monkeypatch):
@@ -232,6 +246,12 @@ def test_math_from_the_hub_layout_gives_the_release_split_and_fewshot(math_sampl
     question = files.test[0]
     same = next(e for e in hub.test if e.question == question.question)
     assert from_hub.prompt(same) == from_files.prompt(question)
+
+    on_hub = build_task({"name": "math", "hub_id": str(hub_dir), "math500_hub_id": str(tmp_path / "math500_hub"),
+                         "test_set": "math500", "num_valid": 3}).load_splits().test
+    in_files = build_task({"name": "math", "data_dir": str(release_dir), "test_set": "math500",
+                           "num_valid": 3}).load_splits().test
+    assert sorted(e.id for e in on_hub) == sorted(e.id for e in in_files) and len(on_hub) == 5
 
     # Other in-context examples cannot be found in a copy without unique_id.
     other = build_task({"name": "math", "hub_id": str(hub_dir), "num_valid": 3,

@@ -77,11 +77,13 @@ def read_letter(answer: str, options: list[tuple[str, str]]) -> Optional[str]:
     if not match:
         return None
     letter, tail = match.group(1).upper(), text[match.end():]
-    labels = {label for label, _ in options}
+    stated, texts = _words(tail), dict(options)
+    if stated and stated == _words(texts.get(letter, "")):  # "(C) A and B": the option's own text
+        return letter
+    labels = set(texts)
     others = {m.upper() for m in _OTHER_WRAPPED.findall(tail)} | set(_OTHER_BARE.findall(tail))
     if (others & labels) - {letter}:
         return None
-    stated = _words(tail)
     if stated and any(stated == _words(option) for label, option in options if label != letter):
         return None
     return letter

@@ -5,7 +5,8 @@ states a number when, after units and currency are set aside, exactly one number
 and "18 dollars per day" state 1000 and 18, an equation states the result after its last "="
 ("40 - 3 = 38" states 38, not 40), a fraction states its value ("40/3" is not 40). Two numbers
 ("10:30", "2 or 3", "3 hours 20 minutes"), an unevaluated expression ("40 - 3"), a hedge or a
-comparison ("about 18", "at least 18", "not 18") and a number in words state nothing.
+comparison ("about 18", "at least 18", "not 18"), arithmetic in words ("18 squared") and a number in
+words state nothing; "1.5 million" is 1500000 and "minus 3" is -3.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ _OPERATOR = re.compile(r"[+*×÷^]|/(?!\s*[A-Za-z])|\\(?:times|cdot|div)")  # "/
 _HEDGE = re.compile(r"[≈~<>≤≥≠±]|\\(?:approx|sim|le|ge|leq|geq|neq|pm)\b|"
                     r"\b(?:not|never|about|around|approx\w*|roughly|nearly|almost|maybe|perhaps|probably|"
                     r"least|most|than|between|either|or|up to)\b", re.IGNORECASE)
+# Words that do arithmetic on the number ("18 squared", "18 and a half", "18 plus tax").
+# ("18 times" and "18 quarters" are counts, so those words stay.)
+_WORD_OPERATOR = re.compile(r"\b(?:plus|squared|cubed|divided|multiplied)\b|\band (?:a|one) (?:half|quarter|third)\b",
+                            re.IGNORECASE)
+_SCALE = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9, "trillion": 10**12}
 # Between two "=" of one line, a separate statement ("x = 5, y = 6") rather than a chain ("a = b = 6").
 _STATEMENT_BREAK = re.compile(r",\s|;|\band\b")
 
@@ -53,14 +59,17 @@ def stated_number(answer: str) -> Optional[Fraction]:
         if any(_STATEMENT_BREAK.search(side) for side in sides[1:-1]):
             return None
         text = sides[-1]
-    if _HEDGE.search(text):
+    if _HEDGE.search(text) or _WORD_OPERATOR.search(text):
         return None
+    text = re.sub(r"\b(?:minus|negative)\s+(?=[\d.])", "-", text, flags=re.IGNORECASE)
     text = _UNIT_POWER.sub("", text)  # "18 m^2": the 2 belongs to the unit
     text = re.sub(r"(?<![\w)])-\s+(?=[\d.])", "-", text)  # "- 18" is -18, while "40 - 3" stays two numbers
     numbers = list(_NUMBER.finditer(text))
     if len(numbers) != 1:
         return None
-    rest = text[: numbers[0].start()] + " " + text[numbers[0].end():]
+    after = text[numbers[0].end():]
+    scale = re.match(r"\s*(hundred|thousand|million|billion|trillion)\b", after, re.IGNORECASE)
+    rest = text[: numbers[0].start()] + " " + after
     if re.search(r"\d", rest) or _OPERATOR.search(rest):
         return None
     sign, integer, decimals, bare_decimals, denominator = numbers[0].groups()
@@ -69,6 +78,8 @@ def stated_number(answer: str) -> Optional[Fraction]:
         if int(denominator.replace(",", "")) == 0:
             return None
         value /= int(denominator.replace(",", ""))
+    if scale:  # "1.5 million"
+        value *= _SCALE[scale.group(1).lower()]
     return -value if sign else value
 
 
