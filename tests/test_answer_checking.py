@@ -84,6 +84,7 @@ def test_the_response_keeps_an_answer_written_on_the_next_line():
     "40 plus tax",
     "minus 40",
     "40 thousand",
+    "40-ish",
 ])
 def test_gsm8k_rejects_anything_but_one_stated_number_equal_to_the_gold(answer_line):
     assert gsm8k_reward("40", f"Some reasoning.\nFinal answer: {answer_line}") == 0.0
@@ -217,6 +218,7 @@ def math_reward(gold: str, completion: str) -> float:
     "Final answer: 5 or 6", "Final answer: 5, 6", "Final answer: x = 5, y = 6", "Final answer: \\boxed{6}",
     "so \\boxed{5}.\nFinal answer: 6",  # the answer line wins over an earlier box
     "Final answer: 55", "\\boxed{5", "Final answer: not 5", "Final answer:", "the answer is 5",
+    "Final answer: \\boxed{5} or \\boxed{6}", "Final answer: \\boxed{6} or \\boxed{5}",
 ])
 def test_math_false_positives(completion):
     assert math_reward("5", completion) == 0.0
@@ -224,6 +226,7 @@ def test_math_false_positives(completion):
 
 @pytest.mark.parametrize("completion", [
     "Final answer: 5", "Final answer: $5$.", "Final answer: \\boxed{5}", "Final answer:\n\\boxed{5}",
+    "Final answer: \\boxed{\\boxed{5}}", "Final answer: $\\boxed{5}$ (the count of pairs)",
     "so the answer is $\\boxed{5}$", "Final answer: 5.0",
 ])
 def test_math_forms_that_pass(completion):

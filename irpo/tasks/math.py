@@ -59,22 +59,34 @@ class MATHTaskConfig:
             raise ValueError(f"task.test_set must be 'test' or 'math500', got '{self.test_set}'")
 
 
-def last_boxed(text: str) -> Optional[str]:
-    """Content of the last \\boxed{...} (or \\fbox{...}), nested braces included; `\\boxed 5` too."""
-    starts = [m for m in re.finditer(r"\\(?:boxed|fbox)\s*", text)]
-    for match in reversed(starts):
+def all_boxed(text: str) -> list[str]:
+    """Contents of every \\boxed{...} (or \\fbox{...}) in order, nested braces included; `\\boxed 5` too.
+    An unbalanced one is skipped."""
+    found, end = [], 0
+    for match in re.finditer(r"\\(?:boxed|fbox)\s*", text):
         i = match.end()
+        if match.start() < end:  # inside the previous box: \boxed{\boxed{5}} is one answer
+            continue
         if i < len(text) and text[i] == "{":
             depth = 0
             for j in range(i, len(text)):
                 depth += {"{": 1, "}": -1}.get(text[j], 0)
                 if depth == 0:
-                    return text[i + 1:j].strip()
-            continue  # unbalanced: try an earlier one
+                    content = text[i + 1:j].strip()
+                    found.append(last_boxed(content) or content)
+                    end = j
+                    break
+            continue
         bare = re.match(r"[^\s$]+", text[i:])
         if bare:
-            return bare.group().strip()
-    return None
+            found.append(bare.group().strip())
+    return found
+
+
+def last_boxed(text: str) -> Optional[str]:
+    """Content of the last well-formed \\boxed{...} (see `all_boxed`), or None."""
+    boxed = all_boxed(text)
+    return boxed[-1] if boxed else None
 
 
 def normalize(answer: str) -> str:
@@ -180,6 +192,8 @@ class MATHTask(Task):
         final = extract_after_final_answer(completion)
         if final is not None and "\\boxed" not in final:
             return final.strip().strip("$").strip().rstrip(".").strip() or None
+        if final is not None and len({normalize(b) for b in all_boxed(final)}) > 1:
+            return None  # "\boxed{5} or \boxed{6}" names no one answer
         # A \boxed{...} may run past the answer line's end; read it from the whole completion.
         return last_boxed(final or "") or last_boxed(completion)
 
