@@ -258,3 +258,39 @@ def test_math_from_the_hub_layout_gives_the_release_split_and_fewshot(math_sampl
                         "fewshot_ids": ["train/algebra/0.json", *from_files.cfg.fewshot_ids[1:]]})
     with pytest.raises(ValueError, match=r"train/algebra/0.json.*without unique_id.*task.data_dir"):
         other.load_splits()
+
+
+def test_math_hub_rows_in_another_order_hold_out_the_same_1000(shared_dir, monkeypatch):
+    """All 12500 release rows served as the hub serves them (per subject config, no unique_id, another
+    order): the real sizes pass, the default in-context examples are found, and the held-out 1000 and
+    the training questions are the release files' own. Runs without `datasets`, unlike the test above."""
+    import irpo.tasks.math as math_module
+
+    by_config: dict[tuple[str, str], list[dict]] = {}
+    for split in ("train", "test"):
+        for line in (shared_dir / f"datasets/math/{split}.jsonl").open():
+            row = json.loads(line)
+            subject = row.pop("unique_id").split("/")[1]
+            by_config.setdefault((subject, split), []).append(row)
+    served = []
+
+    def hub_split(hub_id, config, split):
+        served.append((hub_id, config, split))
+        rows = by_config[(config, split)][::-1]
+        return [(n, dict(row)) for n, row in enumerate(rows, start=1)]
+
+    monkeypatch.setattr(math_module, "load_hub_split", hub_split)
+    from_hub = build_task({"name": "math"})
+    from_files = build_task({"name": "math", "data_dir": str(shared_dir / "datasets/math")})
+    hub, files = from_hub.load_splits(), from_files.load_splits()
+    assert {config for _, config, _ in served} == set(math_module.HUB_SUBJECTS)
+    assert [e.question for e in hub.valid] == [e.question for e in files.valid] and len(hub.valid) == 1000
+    assert [e.question for e in hub.train] == [e.question for e in files.train]
+    assert sorted(e.question for e in hub.test) == sorted(e.question for e in files.test)
+    assert [(e.id, e.question) for e in from_hub.fewshot] == [(e.id, e.question) for e in from_files.fewshot]
+    assert hub.skipped == files.skipped == {"no_gold_answer": 2}
+
+    # A copy missing rows is not the release's split, and says so.
+    by_config[("algebra", "train")].pop()
+    with pytest.raises(ValueError, match="has 7499 train rows, the release 7500"):
+        build_task({"name": "math"}).load_splits()
