@@ -85,6 +85,9 @@ def test_the_response_keeps_an_answer_written_on_the_next_line():
     "minus 40",
     "40 thousand",
     "40-ish",
+    "40 is wrong",
+    "it isn't 40",
+    "40 (incorrect)",
 ])
 def test_gsm8k_rejects_anything_but_one_stated_number_equal_to_the_gold(answer_line):
     assert gsm8k_reward("40", f"Some reasoning.\nFinal answer: {answer_line}") == 0.0

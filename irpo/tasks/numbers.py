@@ -28,7 +28,7 @@ _OPERATOR = re.compile(r"[+*×÷^]|/(?!\s*[A-Za-z])|\\(?:times|cdot|div)")  # "/
 # Words and signs that make a number a bound, a guess or a denial rather than the answer.
 _HEDGE = re.compile(r"[≈~<>≤≥≠±]|\\(?:approx|sim|le|ge|leq|geq|neq|pm)\b|"
                     r"\b(?:not|never|about|around|approx\w*|roughly|nearly|almost|maybe|perhaps|probably|"
-                    r"least|most|than|between|either|or|up to)\b|-ish\b", re.IGNORECASE)
+                    r"least|most|than|between|either|or|up to|wrong|incorrect|false)\b|-ish\b|n't\b", re.IGNORECASE)
 # Words that do arithmetic on the number ("18 squared", "18 and a half", "18 plus tax").
 # ("18 times" and "18 quarters" are counts, so those words stay.)
 _WORD_OPERATOR = re.compile(r"\b(?:plus|squared|cubed|divided|multiplied)\b|\band (?:a|one) (?:half|quarter|third)\b",
