@@ -110,7 +110,7 @@ def test_math_prompt_holds_exactly_four_examples(math_task):
     prompt = math_task.prompt(e)
     assert prompt.startswith(math_task.instruction)
     shots = prompt[len(math_task.instruction):]
-    assert shots.count("Question:") == 5 and shots.count("Final answer: \\boxed{") == 4
+    assert shots.count("Question:") == 5 and shots.count("\nFinal answer: ") == 4
     assert prompt.endswith(f"Question: {e.question}\nSolution:") and "\\boxed" in math_task.instruction
 
 
@@ -130,6 +130,15 @@ def test_arc_splits_and_every_answer_key_maps_to_a_choice(arc, shared_dir):
     example = next(e for e in splits.test if e.id == digit["id"])
     assert example.gold_answer == "ABCDE"[int(digit["answerKey"]) - 1]
     assert "(A) " in arc.prompt(example) and "(1) " not in arc.prompt(example)
+
+
+@pytest.mark.parametrize("form", ["({g})", "{g}", "{l}", "{g}.", "**({g})**", "({g}) {t}", "{g}. {t}", "{g}: {t}",
+                                  "Option {g}", "The answer is ({g}).", "({l}) {t}"])
+def test_arc_every_gold_letter_is_read_in_the_forms_models_write(arc, form):
+    splits = arc.load_splits()
+    for e in splits.train + splits.valid + splits.test:
+        line = form.format(g=e.gold_answer, l=e.gold_answer.lower(), t=dict(e.meta["options"])[e.gold_answer])
+        assert arc.reward(e, f"Reasoning.\nFinal answer: {line}") == (e.gold_answer, 1.0), (e.id, line)
 
 
 def test_arc_prompts_with_three_and_five_options(arc):
@@ -167,3 +176,121 @@ def test_malformed_rows_and_missing_files_name_the_place(tmp_path):
     assert splits.train == [] and splits.skipped == {"no_gold_answer": 1}
     with pytest.raises(FileNotFoundError, match="nowhere/train.jsonl does not exist"):
         build_task({"name": "gsm8k", "data_dir": str(tmp_path / "nowhere"), "num_valid": 0}).load_splits()
+
+
+def write_math_hub_copy(root, rows: dict[tuple[str, str], list[dict]]) -> None:
+    """MATH in the hub's layout (EleutherAI/hendrycks_math): <subject>/<split>-00000-of-00001.parquet per
+    subject config, named in README.md, with the hub's columns (no unique_id)."""
+    pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+    columns = ("problem", "level", "type", "solution")
+    card = ["---", "configs:"]
+    for subject in sorted({subject for subject, _ in rows}):
+        card += [f"- config_name: {subject}", "  data_files:"]
+        for split in ("train", "test"):
+            (root / subject).mkdir(parents=True, exist_ok=True)
+            table = pa.table({c: [r[c] for r in rows.get((subject, split), [])] for c in columns})
+            pq.write_table(table, root / subject / f"{split}-00000-of-00001.parquet")
+            card += [f"  - split: {split}", f"    path: {subject}/{split}-*"]
+    (root / "README.md").write_text("\n".join(card + ["---", ""]))
+
+
+@pytest.fixture
+def math_sample(shared_dir, tmp_path):
+    """A few release rows of every subject and split, the four in-context examples among them, as
+    release files (data_dir) and as a hub copy that stores them in another order."""
+    fewshot_ids = set(build_task({"name": "math"}).cfg.fewshot_ids)
+    release = tmp_path / "release"
+    release.mkdir()
+    by_place: dict[tuple[str, str], list[dict]] = {}
+    for split in ("train", "test"):
+        rows = [json.loads(line) for line in (shared_dir / f"datasets/math/{split}.jsonl").open()]
+        kept = []
+        for row in rows:
+            split_name, subject, _ = row["unique_id"].split("/")
+            place = by_place.setdefault((subject, split_name), [])
+            if row["unique_id"] in fewshot_ids or len(place) < (6 if split == "train" else 2):
+                place.append(row)
+                kept.append(row)
+        (release / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    hub = tmp_path / "hub"
+    write_math_hub_copy(hub, {place: rows[::-1] for place, rows in by_place.items()})
+    sizes = {split: sum(len(rows) for (_, s), rows in by_place.items() if s == split) for split in ("train", "test")}
+    # MATH-500 on the hub (HuggingFaceH4/MATH-500) is one test.jsonl with the release's fields.
+    math500 = (shared_dir / "datasets/math/math500_test.jsonl").read_text().splitlines(keepends=True)[:5]
+    (release / "math500_test.jsonl").write_text("".join(math500))
+    (tmp_path / "math500_hub").mkdir()
+    (tmp_path / "math500_hub" / "test.jsonl").write_text("".join(math500[::-1]))
+    return release, hub, {**sizes, "math500_test": len(math500)}
+
+
+def test_math_from_the_hub_layout_gives_the_release_split_and_fewshot(math_sample, tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    release_dir, hub_dir, sizes = math_sample
+    import irpo.tasks.math as math_module
+
+    # At the real sizes the small copy is not the release's split, and says so.
+    with pytest.raises(ValueError, match=rf"has {sizes['train']} train rows, the release 7500.*task.data_dir"):
+        build_task({"name": "math", "hub_id": str(hub_dir), "num_valid": 3}).load_splits()
+
+    monkeypatch.setattr(math_module, "RELEASE_SIZES", {**math_module.RELEASE_SIZES, **sizes})
+    from_files = build_task({"name": "math", "data_dir": str(release_dir), "num_valid": 3})
+    from_hub = build_task({"name": "math", "hub_id": str(hub_dir), "num_valid": 3})
+    files, hub = from_files.load_splits(), from_hub.load_splits()
+    assert len(hub.train) + len(hub.valid) == sizes["train"] - 4 and len(hub.test) == sizes["test"]
+    for split in ("train", "valid"):  # the same questions, held out the same way, in the same order
+        assert [e.question for e in hub.get(split)] == [e.question for e in files.get(split)]
+        assert [e.gold_answer for e in hub.get(split)] == [e.gold_answer for e in files.get(split)]
+    assert sorted(e.question for e in hub.test) == sorted(e.question for e in files.test)
+    assert [e.id for e in from_hub.fewshot] == [e.id for e in from_files.fewshot] == from_files.cfg.fewshot_ids
+    question = files.test[0]
+    same = next(e for e in hub.test if e.question == question.question)
+    assert from_hub.prompt(same) == from_files.prompt(question)
+
+    on_hub = build_task({"name": "math", "hub_id": str(hub_dir), "math500_hub_id": str(tmp_path / "math500_hub"),
+                         "test_set": "math500", "num_valid": 3}).load_splits().test
+    in_files = build_task({"name": "math", "data_dir": str(release_dir), "test_set": "math500",
+                           "num_valid": 3}).load_splits().test
+    assert sorted(e.id for e in on_hub) == sorted(e.id for e in in_files) and len(on_hub) == 5
+
+    # Other in-context examples cannot be found in a copy without unique_id.
+    other = build_task({"name": "math", "hub_id": str(hub_dir), "num_valid": 3,
+                        "fewshot_ids": ["train/algebra/0.json", *from_files.cfg.fewshot_ids[1:]]})
+    with pytest.raises(ValueError, match=r"train/algebra/0.json.*without unique_id.*task.data_dir"):
+        other.load_splits()
+
+
+def test_math_hub_rows_in_another_order_hold_out_the_same_1000(shared_dir, monkeypatch):
+    """All 12500 release rows served as the hub serves them (per subject config, no unique_id, another
+    order): the real sizes pass, the default in-context examples are found, and the held-out 1000 and
+    the training questions are the release files' own. Runs without `datasets`, unlike the test above."""
+    import irpo.tasks.math as math_module
+
+    by_config: dict[tuple[str, str], list[dict]] = {}
+    for split in ("train", "test"):
+        for line in (shared_dir / f"datasets/math/{split}.jsonl").open():
+            row = json.loads(line)
+            subject = row.pop("unique_id").split("/")[1]
+            by_config.setdefault((subject, split), []).append(row)
+    served = []
+
+    def hub_split(hub_id, config, split):
+        served.append((hub_id, config, split))
+        rows = by_config[(config, split)][::-1]
+        return [(n, dict(row)) for n, row in enumerate(rows, start=1)]
+
+    monkeypatch.setattr(math_module, "load_hub_split", hub_split)
+    from_hub = build_task({"name": "math"})
+    from_files = build_task({"name": "math", "data_dir": str(shared_dir / "datasets/math")})
+    hub, files = from_hub.load_splits(), from_files.load_splits()
+    assert {config for _, config, _ in served} == set(math_module.HUB_SUBJECTS)
+    assert [e.question for e in hub.valid] == [e.question for e in files.valid] and len(hub.valid) == 1000
+    assert [e.question for e in hub.train] == [e.question for e in files.train]
+    assert sorted(e.question for e in hub.test) == sorted(e.question for e in files.test)
+    assert [(e.id, e.question) for e in from_hub.fewshot] == [(e.id, e.question) for e in from_files.fewshot]
+    assert hub.skipped == files.skipped == {"no_gold_answer": 2}
+
+    # A copy missing rows is not the release's split, and says so.
+    by_config[("algebra", "train")].pop()
+    with pytest.raises(ValueError, match="has 7499 train rows, the release 7500"):
+        build_task({"name": "math"}).load_splits()

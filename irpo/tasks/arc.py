@@ -19,9 +19,9 @@ from irpo.tasks.data import load_hub_split, read_rows, require_fields
 
 log = logging.getLogger(__name__)
 
+# Appendix B.1, word for word.
 INSTRUCTION = ("Your task is to answer the question below. Give step by step reasoning before you answer, and "
-               "when you're ready to answer, conclude your response with \"Final answer: (X)\" where X is the "
-               "letter of the correct option.\n")
+               "when you're ready to answer, conclude using the format \"Final answer: (insert letter here)\"\n")
 LETTERS = string.ascii_uppercase
 
 
@@ -42,7 +42,51 @@ def letter_key(choices: list[dict], answer_key: str) -> Optional[str]:
     return LETTERS[labels.index(key)] if key in labels else None
 
 
-_LETTER_AT_START = re.compile(r"^\W*?\(?([A-Z])\)?(?=$|[\s.,:;)\]])")
+# How models write one option letter: "(B)", "B", "b)", "[B]", "B." or "B: text", after an optional
+# "the answer is" / "option"; markdown and \boxed{} are taken off first.
+_LEAD_IN = re.compile(r"^(?:the\s+)?(?:correct\s+|final\s+|best\s+|right\s+)?(?:answer|option|choice|letter)"
+                      r"(?:\s+is)?\s*[:\-]?\s*", re.IGNORECASE)
+_WRAPPED_LETTER = re.compile(r"^[(\[{]\s*([A-Za-z])\s*[)\]}]")
+# A bare letter must end the answer or be followed by ")", ".", ":", "," or a dash: "A plant" is the
+# article, not option A.
+_BARE_LETTER = re.compile(r"^([A-Za-z])(?=\s*$|[).:,;]|\s+[-–—(])")
+_OTHER_WRAPPED = re.compile(r"[(\[{]\s*([A-Za-z])\s*[)\]}]")
+# A capital letter standing alone and not starting a phrase ("B" in "A or B.", not "A" in "A plant").
+_OTHER_BARE = re.compile(r"(?<![\w'])([A-Z])(?![\w'])(?!\s+[a-z])")
+
+
+def _plain(text: str) -> str:
+    text = re.sub(r"\*\*|__|[*`$]", "", text)
+    for _ in range(2):
+        text = re.sub(r"\\(?:boxed|text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}", r"\1", text)
+    return text.strip()
+
+
+def _words(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def read_letter(answer: str, options: list[tuple[str, str]]) -> Optional[str]:
+    """The one option letter an answer names (upper case), or None when it names none or several.
+
+    Several: another option letter in letter form after the first ("A or B", "(A), (C)"), or a first
+    letter followed by another option's text ("(B) photosynthesis" where (C) is photosynthesis).
+    """
+    text = _LEAD_IN.sub("", _plain(answer), count=1)
+    match = _WRAPPED_LETTER.match(text) or _BARE_LETTER.match(text)
+    if not match:
+        return None
+    letter, tail = match.group(1).upper(), text[match.end():]
+    stated, texts = _words(tail), dict(options)
+    if stated and stated == _words(texts.get(letter, "")):  # "(C) A and B": the option's own text
+        return letter
+    labels = set(texts)
+    others = {m.upper() for m in _OTHER_WRAPPED.findall(tail)} | set(_OTHER_BARE.findall(tail))
+    if (others & labels) - {letter}:
+        return None
+    if stated and any(stated == _words(option) for label, option in options if label != letter):
+        return None
+    return letter
 
 
 class ARCTask(Task):
@@ -98,10 +142,7 @@ class ARCTask(Task):
 
     def extract_answer(self, example: Example, completion: str) -> Optional[str]:
         final = extract_after_final_answer(completion)
-        if final is None:
-            return None
-        match = _LETTER_AT_START.match(final)
-        return match.group(1) if match else None
+        return read_letter(final, example.meta["options"]) if final is not None else None
 
     def is_correct(self, example: Example, answer: Optional[str]) -> bool:
         labels = {letter for letter, _ in example.meta["options"]}

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from irpo.tasks.base import FINAL_ANSWER, Example, Splits, Task, extract_after_final_answer
-from irpo.tasks.numbers import format_number, parse_number
+from irpo.tasks.numbers import NumericAnswers
 
 NAMES = ["Mia", "Leo", "Ava", "Sam", "Zoe", "Max", "Ivy", "Ben", "Eli", "Amy", "Tom", "Kim"]
 OBJECTS = ["apples", "books", "coins", "cards", "pens", "shells", "stamps", "marbles", "cups", "rocks"]
@@ -82,7 +82,7 @@ def format_solution(lines: list[str], answer: str) -> str:
     return " " + "\n".join(lines + [f"{FINAL_ANSWER} {answer}"])
 
 
-class ArithmeticTask(Task):
+class ArithmeticTask(NumericAnswers, Task):
     name = "arithmetic"
 
     def __init__(self, cfg: ArithmeticTaskConfig):
@@ -125,11 +125,3 @@ class ArithmeticTask(Task):
 
     def extract_answer(self, example: Example, completion: str) -> Optional[str]:
         return extract_after_final_answer(completion)
-
-    def is_correct(self, example: Example, answer: Optional[str]) -> bool:
-        value = parse_number(answer) if answer is not None else None
-        return value is not None and value == parse_number(example.gold_answer)
-
-    def canonical(self, answer: str) -> str:
-        value = parse_number(answer)
-        return format_number(value) if value is not None else answer.strip()

@@ -44,22 +44,34 @@ def hold_out(train: list[Example], size: int, seed: int) -> tuple[list[Example],
     return [e for i, e in enumerate(train) if i not in held], [e for i, e in enumerate(train) if i in held]
 
 
+def _answer_line_span(text: str, marker: re.Match) -> tuple[int, int]:
+    """Where the answer after `marker` lies: the rest of its line, or, when that is empty, the next
+    non-empty line ("Final answer:\n40")."""
+    end = text.find("\n", marker.end())
+    end = len(text) if end == -1 else end
+    if text[marker.end():end].strip() or end == len(text):
+        return marker.end(), end
+    following = re.search(r"[^\s][^\n]*", text[end:])
+    if not following or following.group().lower().startswith("question:"):  # a new question is no answer
+        return marker.end(), end
+    return end + following.start(), end + following.end()
+
+
 def extract_after_final_answer(text: str) -> Optional[str]:
-    """The text after the last "Final answer:" up to the end of its line, or None if absent/empty."""
+    """The answer after the last "Final answer:" (its line, or the next non-empty one), or None if absent/empty."""
     matches = list(_FINAL_ANSWER_RE.finditer(text))
     if not matches:
         return None
-    answer = text[matches[-1].end():].split("\n", 1)[0].strip()
-    return answer or None
+    start, end = _answer_line_span(text, matches[-1])
+    return text[start:end].strip() or None
 
 
 def cut_after_answer_line(completion: str) -> str:
-    """Drop whatever a model wrote after the line holding its first "Final answer:"."""
+    """Drop whatever a model wrote after the answer to its first "Final answer:"."""
     match = _FINAL_ANSWER_RE.search(completion)
     if not match:
         return completion
-    end = completion.find("\n", match.end())
-    return completion if end == -1 else completion[:end]
+    return completion[:_answer_line_span(completion, match)[1]]
 
 
 class Task:

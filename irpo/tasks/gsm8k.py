@@ -1,4 +1,4 @@
-"""GSM8K (Cobbe et al., 2021) with the paper's zero-shot prompt (Appendix B.1) and numeric answer checking."""
+"""GSM8K (Cobbe et al., 2021) with the paper's zero-shot prompt (Appendix B.1) and exact numeric answer checking."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Optional
 
 from irpo.tasks.base import FINAL_ANSWER, Example, Splits, Task, extract_after_final_answer, hold_out
 from irpo.tasks.data import load_hub_split, read_rows, require_fields
-from irpo.tasks.numbers import first_number, format_number, last_number, parse_number
+from irpo.tasks.numbers import NumericAnswers, format_number, last_number, stated_number
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def gold_solution(answer_field: str) -> tuple[str, str]:
     return f" {steps}\n{FINAL_ANSWER} {final}", final
 
 
-class GSM8KTask(Task):
+class GSM8KTask(NumericAnswers, Task):
     name = "gsm8k"
 
     def __init__(self, cfg: GSM8KTaskConfig):
@@ -58,7 +58,7 @@ class GSM8KTask(Task):
         examples = []
         for source, line, row in self._rows(split):
             require_fields(row, ("question", "answer"), f"{source}:{line}")
-            if "####" not in row["answer"] or parse_number(row["answer"].rsplit("####", 1)[1]) is None:
+            if "####" not in row["answer"] or stated_number(row["answer"].rsplit("####", 1)[1]) is None:
                 skipped["no_gold_answer"] += 1
                 log.warning("%s:%d: no usable '#### N' gold answer; row skipped", source, line)
                 continue
@@ -80,17 +80,3 @@ class GSM8KTask(Task):
             value = last_number(completion)
             return format_number(value) if value is not None else None
         return answer
-
-    def _value(self, answer: str):
-        # "Final answer: $18." and "Final answer: 18 dollars per day" both mean 18.
-        return parse_number(answer) if parse_number(answer) is not None else first_number(answer)
-
-    def is_correct(self, example: Example, answer: Optional[str]) -> bool:
-        if answer is None:
-            return False
-        value = self._value(answer)
-        return value is not None and value == parse_number(example.gold_answer)
-
-    def canonical(self, answer: str) -> str:
-        value = self._value(answer)
-        return format_number(value) if value is not None else answer.strip()

@@ -1,7 +1,15 @@
-"""MATH (Hendrycks et al., 2021): four fixed in-context examples, \\boxed answers, equivalence by math-verify."""
+"""MATH (Hendrycks et al., 2021): four fixed in-context examples, \\boxed answers, equivalence by math-verify.
+
+Data: the release files (`task.data_dir`, rows with unique_id) or the hub copy `hub_id`, one config
+per subject and no unique_id. Both give the same 7500/5000 split, the same four in-context examples
+(found in the hub copy by their problem's fingerprint) and the same held-out questions: the train
+rows are put in fingerprint order before the seeded draw, so the order a copy stores them in is moot.
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import re
 from collections import Counter
@@ -14,16 +22,27 @@ from irpo.tasks.data import load_hub_split, read_rows, require_fields
 
 log = logging.getLogger(__name__)
 
-INSTRUCTION = ("Your task is to answer the question below. Give step by step reasoning before you answer, and "
-               "when you're ready to answer, please wrap your answer in \\boxed, and conclude your response with "
-               "\"Final answer: \\boxed{...}\"\n")
+# Appendix B.1, word for word.
+INSTRUCTION = ("Your task is to answer the last question below. Give step by step reasoning before you answer, and "
+               "when you're ready to answer, please wrap your answer in \\boxed, and conclude using the format "
+               "\"Final answer: ...\"\n")
+HUB_SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra", "number_theory",
+                "prealgebra", "precalculus")
+RELEASE_SIZES = {"train": 7500, "test": 5000, "math500_test": 500}
+# Fingerprints (see `fingerprint`) of the default in-context examples' problems, to find them in a copy
+# whose rows carry no unique_id (the hub's).
+FEWSHOT_FINGERPRINTS = {"train/algebra/2781.json": "0f4d16349c0ca3da",
+                        "train/number_theory/436.json": "99ab4e44d93849ac",
+                        "train/precalculus/376.json": "6685eff732ee0928",
+                        "train/intermediate_algebra/764.json": "59875322d8146ec7"}
 
 
 @dataclass
 class MATHTaskConfig:
     name: str = "math"
     data_dir: Optional[str] = None  # holds train.jsonl, test.jsonl (and math500_test.jsonl); null uses the hub
-    hub_id: str = "EleutherAI/hendrycks_math"
+    hub_id: str = "EleutherAI/hendrycks_math"  # one config per subject (HUB_SUBJECTS), splits train and test
+    math500_hub_id: str = "HuggingFaceH4/MATH-500"  # test_set=math500 without data_dir
     instruction: str = INSTRUCTION
     test_set: str = "test"  # test (5000) | math500
     # Four training problems shown before every question (and kept out of training).
@@ -40,22 +59,34 @@ class MATHTaskConfig:
             raise ValueError(f"task.test_set must be 'test' or 'math500', got '{self.test_set}'")
 
 
-def last_boxed(text: str) -> Optional[str]:
-    """Content of the last \\boxed{...} (or \\fbox{...}), nested braces included; `\\boxed 5` too."""
-    starts = [m for m in re.finditer(r"\\(?:boxed|fbox)\s*", text)]
-    for match in reversed(starts):
+def all_boxed(text: str) -> list[str]:
+    """Contents of every \\boxed{...} (or \\fbox{...}) in order, nested braces included; `\\boxed 5` too.
+    An unbalanced one is skipped."""
+    found, end = [], 0
+    for match in re.finditer(r"\\(?:boxed|fbox)\s*", text):
         i = match.end()
+        if match.start() < end:  # inside the previous box: \boxed{\boxed{5}} is one answer
+            continue
         if i < len(text) and text[i] == "{":
             depth = 0
             for j in range(i, len(text)):
                 depth += {"{": 1, "}": -1}.get(text[j], 0)
                 if depth == 0:
-                    return text[i + 1:j].strip()
-            continue  # unbalanced: try an earlier one
+                    content = text[i + 1:j].strip()
+                    found.append(last_boxed(content) or content)
+                    end = j
+                    break
+            continue
         bare = re.match(r"[^\s$]+", text[i:])
         if bare:
-            return bare.group().strip()
-    return None
+            found.append(bare.group().strip())
+    return found
+
+
+def last_boxed(text: str) -> Optional[str]:
+    """Content of the last well-formed \\boxed{...} (see `all_boxed`), or None."""
+    boxed = all_boxed(text)
+    return boxed[-1] if boxed else None
 
 
 def normalize(answer: str) -> str:
@@ -66,6 +97,11 @@ def normalize(answer: str) -> str:
     text = text.replace("dfrac", "frac").replace("tfrac", "frac").replace("^\\circ", "").replace("^{\\circ}", "")
     text = re.sub(r"\s+", "", text).rstrip(".")
     return text
+
+
+def fingerprint(text: str) -> str:
+    """A short hash of a problem's text, blind to whitespace: the same problem in any copy of MATH."""
+    return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()[:16]
 
 
 class MATHTask(Task):
@@ -79,7 +115,19 @@ class MATHTask(Task):
         if self.cfg.data_dir:
             path = Path(self.cfg.data_dir).expanduser() / f"{split}.jsonl"
             return [(str(path), n, row) for n, row in read_rows(path)]
-        return [(f"{self.cfg.hub_id}[{split}]", n, row) for n, row in load_hub_split(self.cfg.hub_id, None, split)]
+        if split == "math500_test":
+            rows = [(f"{self.cfg.math500_hub_id}[test]", n, row)
+                    for n, row in load_hub_split(self.cfg.math500_hub_id, None, "test")]
+        else:
+            rows = []
+            for subject in HUB_SUBJECTS:
+                rows += [(f"{self.cfg.hub_id}/{subject}[{split}]", n, {**row, "subject_dir": subject})
+                         for n, row in load_hub_split(self.cfg.hub_id, subject, split)]
+        if len(rows) != RELEASE_SIZES[split]:
+            raise ValueError(f"the hub copy of MATH has {len(rows)} {split} rows, the release {RELEASE_SIZES[split]}: "
+                             f"{self.cfg.math500_hub_id if split == 'math500_test' else self.cfg.hub_id} is not the "
+                             "release's split; set task.data_dir to the release files")
+        return rows
 
     def _examples(self, split: str, skipped: Counter) -> list[Example]:
         examples = []
@@ -91,22 +139,42 @@ class MATHTask(Task):
                 skipped["no_gold_answer"] += 1
                 log.warning("%s:%d: solution has no \\boxed answer; row skipped", source, line)
                 continue
-            solution = f" {row['solution'].strip()}\n{FINAL_ANSWER} \\boxed{{{answer}}}"
-            examples.append(Example(id=row.get("unique_id") or f"{split}-{line}", question=row["problem"].strip(),
+            # The release's own ids; rows without one (the hub's) are named by subject and fingerprint.
+            fallback = (f"{split}/{row['subject_dir']}/{fingerprint(row['problem'])}" if row.get("subject_dir")
+                        else f"{split}-{line}")
+            # Appendix B.1's in-context format: "Solution: [solution] Final answer: [answer]".
+            solution = f" {row['solution'].strip()}\n{FINAL_ANSWER} {answer}"
+            examples.append(Example(id=row.get("unique_id") or fallback, question=row["problem"].strip(),
                                     gold_answer=answer, gold_solution=solution,
                                     meta={"level": row.get("level"), "type": row.get("type") or row.get("subject")}))
         return examples
+
+    def _find_fewshot(self, train: list[Example]) -> list[Example]:
+        by_id = {e.id: e for e in train}
+        by_fingerprint = {fingerprint(e.question): e for e in train}
+        found, missing = [], []
+        for fewshot_id in self.cfg.fewshot_ids:
+            example = by_id.get(fewshot_id) or by_fingerprint.get(FEWSHOT_FINGERPRINTS.get(fewshot_id, ""))
+            if example is None:
+                missing.append(fewshot_id)
+            else:  # a hub row found by fingerprint takes the release's id
+                found.append(Example(fewshot_id, example.question, example.gold_answer, example.gold_solution,
+                                     example.meta))
+        if missing:
+            raise ValueError(f"task.fewshot_ids not found in the MATH train set: {', '.join(missing)} (a copy without "
+                             "unique_id, like the hub's, can only be searched for the default ids; set task.data_dir "
+                             "to the release files to use others)")
+        return found
 
     def load_splits(self) -> Splits:
         skipped: Counter = Counter()
         train = self._examples("train", skipped)
         test = self._examples("math500_test" if self.cfg.test_set == "math500" else "test", skipped)
-        by_id = {e.id: e for e in train}
-        missing = [i for i in self.cfg.fewshot_ids if i not in by_id]
-        if missing:
-            raise ValueError(f"task.fewshot_ids not found in the MATH train set: {', '.join(missing)}")
-        self._fewshot = [by_id[i] for i in self.cfg.fewshot_ids]
-        train = [e for e in train if e.id not in set(self.cfg.fewshot_ids)]
+        self._fewshot = self._find_fewshot(train)
+        shown = {fingerprint(e.question) for e in self._fewshot}
+        train = [e for e in train if fingerprint(e.question) not in shown]
+        # Fingerprint order, so the held-out draw is the same whatever order a copy stores its rows in.
+        train.sort(key=lambda e: (fingerprint(e.question), fingerprint(e.gold_solution)))
         train, valid = hold_out(train, self.cfg.num_valid, self.cfg.valid_seed)
         return Splits(train=train[: self.cfg.max_train], valid=valid, test=test, skipped=dict(skipped))
 
@@ -123,7 +191,9 @@ class MATHTask(Task):
     def extract_answer(self, example: Example, completion: str) -> Optional[str]:
         final = extract_after_final_answer(completion)
         if final is not None and "\\boxed" not in final:
-            return final.strip().strip("$").strip() or None
+            return final.strip().strip("$").strip().rstrip(".").strip() or None
+        if final is not None and len({normalize(b) for b in all_boxed(final)}) > 1:
+            return None  # "\boxed{5} or \boxed{6}" names no one answer
         # A \boxed{...} may run past the answer line's end; read it from the whole completion.
         return last_boxed(final or "") or last_boxed(completion)
 
@@ -137,14 +207,46 @@ class MATHTask(Task):
     def canonical(self, answer: str) -> str:
         return normalize(answer)
 
+    def majority_vote(self, example: Example, completions: list[str]) -> Optional[str]:
+        """The answer of the largest group of equivalent answers ("\\frac12", "0.5" and "\\dfrac{1}{2}" are one
+        group); ties go to the group seen first. Answers are first grouped by string, then the groups by
+        math-verify, so each distinct string is parsed once."""
+        answers = [a for a in (self.extract_answer(example, c) for c in completions) if a is not None]
+        if not answers:
+            return None
+        keys = [normalize(a) for a in answers]
+        firsts: dict[str, str] = {}
+        for key, answer in zip(keys, answers):
+            firsts.setdefault(key, answer)
+        group_of: dict[str, str] = {}
+        leaders: list[str] = []
+        for key in dict.fromkeys(keys):
+            group_of[key] = next((leader for leader in leaders
+                                  if math_equal(firsts[leader], firsts[key], self.cfg.verify_timeout_s)), key)
+            if group_of[key] == key:
+                leaders.append(key)
+        counts = Counter(group_of[key] for key in keys)
+        best = max(counts.values())
+        return next(a for a, key in zip(answers, keys) if counts[group_of[key]] == best)
+
+
+@functools.lru_cache(maxsize=16384)
+def _parsed(text: str, timeout_s: int):
+    """math-verify's reading of one answer, kept: a majority vote and the gold answer reuse it."""
+    from math_verify import parse
+
+    try:
+        return parse(f"${text}$", parsing_timeout=timeout_s)
+    except Exception:  # math-verify raises on timeouts and exotic LaTeX; neither reads as an answer
+        return None
+
 
 def math_equal(gold: str, answer: str, timeout_s: int) -> bool:
     """Symbolic equivalence by math-verify, bounded in time; any failure counts as not equal."""
-    from math_verify import parse, verify
+    from math_verify import verify
 
+    gold_parsed, answer_parsed = _parsed(gold, timeout_s), _parsed(answer, timeout_s)
     try:
-        gold_parsed = parse(f"${gold}$", parsing_timeout=timeout_s)
-        answer_parsed = parse(f"${answer}$", parsing_timeout=timeout_s)
         return bool(gold_parsed and answer_parsed and verify(gold_parsed, answer_parsed, timeout_seconds=timeout_s))
-    except Exception:  # math-verify raises on timeouts and exotic LaTeX; neither is a correct answer
+    except Exception:  # as above: a failed check is not a correct answer
         return False
