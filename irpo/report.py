@@ -23,6 +23,7 @@ import io
 import json
 import sys
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import matplotlib
@@ -33,8 +34,14 @@ import matplotlib.ticker  # noqa: E402
 from hydra.experimental.callback import Callback  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from irpo.results import (PAIRED_LEGEND, compare_iterations, collect_rows, finished_iteration,  # noqa: E402
-                          markdown_table, paired_fields)
+from irpo.results import (  # noqa: E402
+    PAIRED_LEGEND,
+    collect_rows,
+    compare_iterations,
+    finished_iteration,
+    markdown_table,
+    paired_fields,
+)
 from irpo.rundir import RunDir, read_json, write_text  # noqa: E402
 from irpo.stats import format_accuracy  # noqa: E402
 
@@ -135,7 +142,7 @@ def paired_tests(runs: list[Run], reference: Run | None) -> list[dict]:
     last, name = irpo_its[-1], reference.label
     pairs = [(f"{run.label}, iteration {its[-1].t}", its[-1], f"{name}, iteration {last.t}", last)
              for run in runs if run is not reference for its in [finished(run)] if its]
-    pairs += [(f"{name}, iteration {b.t}", b, f"{name}, iteration {a.t}", a) for a, b in zip(irpo_its, irpo_its[1:])]
+    pairs += [(f"{name}, iteration {b.t}", b, f"{name}, iteration {a.t}", a) for a, b in pairwise(irpo_its)]
     if last.t > 1:
         pairs.append((f"{name}, iteration {last.t}", last, f"{name}, iteration 0 (M0)", irpo_its[0]))
     return [{"row": label, "against": against, **paired_fields("paired", compare_iterations(it, ref))}
