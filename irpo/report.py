@@ -1,10 +1,15 @@
 """`python -m irpo.report <run or sweep dir>`: the paper's tables and figures, rebuilt from run directories.
 
 Reads only what the runs wrote (config.yaml, iter_t/metrics.json, train_log.jsonl, pairs_stats.json);
-nothing is recomputed. Writes, into the directory given:
+nothing is recomputed but the statistics (irpo.stats). Writes, into the directory given:
   report.md / report.csv    one row per method and iteration (the layout of Tables 1 and 2); "train steps
-                            kept" is the checkpoint-selected step when trainer.eval_every > 0
-  accuracy.png              test accuracy per iteration for each method
+                            kept" is the checkpoint-selected step when trainer.eval_every > 0. Each accuracy
+                            has its standard error (CSV: *_se), and each row is compared with the reference
+                            IRPO run at the same iteration on the same test questions (exact McNemar test;
+                            CSV: *_vs_irpo_points/_b/_c/_p/_n). report.md ends with the paired tests behind
+                            the paper's orderings (also in paired_tests.csv): each method's last row against
+                            IRPO's last iteration, and each IRPO iteration against the one before and M0
+  accuracy.png              test accuracy per iteration for each method, with standard-error bars
   logprobs_*.png            chosen and rejected log-probs over training steps (Figures 2-4)
   alpha_beta.png            for runs of one method that differ in loss.alpha and loss.beta (the paper's
                             ablation): final greedy test accuracy on an alpha x beta grid
@@ -14,9 +19,11 @@ nothing is recomputed. Writes, into the directory given:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import matplotlib
@@ -27,8 +34,16 @@ import matplotlib.ticker  # noqa: E402
 from hydra.experimental.callback import Callback  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from irpo.results import cell, collect_rows  # noqa: E402
-from irpo.rundir import RunDir, read_json  # noqa: E402
+from irpo.results import (  # noqa: E402
+    PAIRED_LEGEND,
+    collect_rows,
+    compare_iterations,
+    finished_iteration,
+    markdown_table,
+    paired_fields,
+)
+from irpo.rundir import RunDir, read_json, write_text  # noqa: E402
+from irpo.stats import format_accuracy  # noqa: E402
 
 LABELS = {
     "zero_shot": "Zero-shot CoT",
@@ -72,11 +87,20 @@ def find_runs(root: Path) -> list[Run]:
     return sorted(runs, key=lambda r: (ORDER.index(r.method) if r.method in ORDER else len(ORDER), r.name))
 
 
+def reference_run(runs: list[Run]) -> Run | None:
+    """The IRPO run every row is tested against: the only `irpo` run, or the one named `irpo` among several
+    (an alpha/beta sweep has many and no reference)."""
+    irpo = [run for run in runs if run.method == "irpo"]
+    named = [run for run in irpo if run.name == "irpo"]
+    return irpo[0] if len(irpo) == 1 else named[0] if len(named) == 1 else None
+
+
 def table_rows(runs: list[Run]) -> list[dict]:
     """One row per method and iteration. In a sweep every run evaluates the model it starts from as
     iteration 0; M0 is shown once (the zero-shot row, or a seed-model row), starting points taken from
-    another run (init_from) not at all."""
+    another run (init_from) not at all. Each row is tested against the reference IRPO run's same iteration."""
     rows = []
+    reference = reference_run(runs)
     m0_shown = len(runs) > 1 and any(run.method == "zero_shot" for run in runs)
     for run in runs:
         for row in collect_rows(RunDir(run.path)):
@@ -87,48 +111,111 @@ def table_rows(runs: list[Run]) -> list[dict]:
                 m0_shown, label = True, "Seed model M0"
             rows.append({"method": label, "run": run.name, **row,
                          "alpha": run.config.get("loss", {}).get("alpha"),
-                         "beta": run.config.get("loss", {}).get("beta")})
+                         "beta": run.config.get("loss", {}).get("beta"),
+                         **vs_reference(run, row, reference)})
     return rows
+
+
+def vs_reference(run: Run, row: dict, reference: Run | None) -> dict:
+    """`greedy_vs_irpo`, `majority_vs_irpo` (+ their numbers): this row against IRPO's row of the same iteration."""
+    if reference is None:
+        return {}
+    if run is reference:
+        return {"greedy_vs_irpo": "reference", "majority_vs_irpo": "reference"}
+    t = row["iteration"]
+    against = finished_iteration(reference.path, t)
+    if against is None:
+        return {"greedy_vs_irpo": f"IRPO has no iteration {t}", "majority_vs_irpo": f"IRPO has no iteration {t}"}
+    return paired_fields("vs_irpo", compare_iterations(RunDir(run.path).iteration(t), against))
+
+
+def finished(run: Run) -> list:
+    return [it for it in RunDir(run.path).iterations() if it.metrics.exists()]
+
+
+def paired_tests(runs: list[Run], reference: Run | None) -> list[dict]:
+    """The comparisons behind the paper's orderings: every other run's last iteration against IRPO's last,
+    each IRPO iteration against the one before, and IRPO's last against its M0."""
+    irpo_its = finished(reference) if reference else []
+    if not irpo_its:
+        return []
+    last, name = irpo_its[-1], reference.label
+    pairs = [(f"{run.label}, iteration {its[-1].t}", its[-1], f"{name}, iteration {last.t}", last)
+             for run in runs if run is not reference for its in [finished(run)] if its]
+    pairs += [(f"{name}, iteration {b.t}", b, f"{name}, iteration {a.t}", a) for a, b in pairwise(irpo_its)]
+    if last.t > 1:
+        pairs.append((f"{name}, iteration {last.t}", last, f"{name}, iteration 0 (M0)", irpo_its[0]))
+    return [{"row": label, "against": against, **paired_fields("paired", compare_iterations(it, ref))}
+            for label, it, against, ref in pairs]
 
 
 TABLE = [("method", "Method"), ("iteration", "Iteration"), ("greedy_accuracy", "Test acc, greedy"),
          ("majority_accuracy", "Test acc, maj@k"), ("majority_k", "k"), ("pairs", "Pairs"),
-         ("selected_step", "Train steps kept")]
+         ("selected_step", "Train steps kept"), ("greedy_vs_irpo", "Greedy vs IRPO, same iteration"),
+         ("majority_vs_irpo", "Maj@k vs IRPO, same iteration")]
+PAIRED = [("row", "Row"), ("against", "Against"), ("greedy_paired", "Greedy"), ("majority_paired", "Maj@k")]
 
 
-def write_table(rows: list[dict], out: Path) -> str:
-    markdown = "| " + " | ".join(h for _, h in TABLE) + " |\n|" + "---|" * len(TABLE) + "\n"
-    markdown += "".join("| " + " | ".join(cell(r.get(k)) for k, _ in TABLE) + " |\n" for r in rows)
-    (out / "report.md").write_text(markdown)
-    with (out / "report.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["method"])
-        writer.writeheader()
-        writer.writerows(rows)
+def write_csv(rows: list[dict], path: Path) -> None:
+    """Rows may differ in their keys (a row with no reference has no paired columns): the header is their union."""
+    fields = list(dict.fromkeys(key for row in rows for key in row)) or ["method"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def write_table(rows: list[dict], tests: list[dict], reference: Run | None, out: Path) -> str:
+    columns = TABLE if reference else TABLE[:-2]
+    markdown = markdown_table(columns, rows) + "\n"
+    if reference is None:
+        markdown += "No paired tests: they need one IRPO run (method irpo), or one named `irpo` among several.\n"
+    else:
+        markdown += (f"vs IRPO: against the IRPO run `{reference.name}` at the same iteration, on the same test "
+                     f"questions. {PAIRED_LEGEND}\n\n## Paired tests\n\n" + markdown_table(PAIRED, tests))
+    write_text(out / "report.md", markdown)
+    write_csv(rows, out / "report.csv")
+    if tests:
+        write_csv(tests, out / "paired_tests.csv")
     return markdown
 
 
-def plot_accuracy(runs: list[Run], out: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    write_text(path, buffer.getvalue())
+    return path
+
+
+def accuracy_figure(runs: list[Run]):
+    """Greedy (solid) and majority-vote (dashed) test accuracy per iteration, each point with ±1 standard error."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for run in runs:
-        its = [it for it in RunDir(run.path).iterations() if it.metrics.exists()]
-        xs = [it.t for it in its]
-        greedy = [100 * (read_json(it.metrics)["eval"]["greedy_accuracy"] or 0) for it in its]
-        line, = ax.plot(xs, greedy, marker="o", label=run.label)
-        majority = [read_json(it.metrics)["eval"].get("majority_accuracy") for it in its]
-        if any(v is not None for v in majority):
-            ax.plot(xs, [100 * (v or 0) for v in majority], marker="x", linestyle="--", color=line.get_color(),
-                    alpha=0.6)
+    for i, run in enumerate(runs):
+        rows = collect_rows(RunDir(run.path))
+        dodge = 0.04 * (i - (len(runs) - 1) / 2)  # runs side by side at each iteration, so bars do not overlap
+        greedy = [r for r in rows if r["greedy_accuracy"] is not None]
+        bars = ax.errorbar([r["iteration"] + dodge for r in greedy], [100 * r["greedy_accuracy"] for r in greedy],
+                           yerr=[100 * (r["greedy_se"] or 0) for r in greedy], marker="o", capsize=3,
+                           label=run.label)
+        majority = [r for r in rows if r["majority_accuracy"] is not None]
+        if majority:
+            ax.errorbar([r["iteration"] + dodge for r in majority], [100 * r["majority_accuracy"] for r in majority],
+                        yerr=[100 * (r["majority_se"] or 0) for r in majority], marker="x", linestyle="--",
+                        capsize=3, color=bars.lines[0].get_color(), alpha=0.6)
     ax.set_xlabel("iteration (0 = the model the method starts from)")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel("test accuracy (%), bars: ±1 standard error")
     ax.set_title("Test accuracy per iteration (solid: greedy, dashed: majority vote)", fontsize=10)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    path = out / "accuracy.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def plot_accuracy(runs: list[Run], out: Path) -> Path:
+    return save_figure(accuracy_figure(runs), out / "accuracy.png")
 
 
 def _train_log(run: Run, t: int = 1) -> list[dict]:
@@ -175,23 +262,27 @@ def _logprob_figure(runs: list[Run], title: str, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_alpha_beta(runs: list[Run], root: Path) -> list[Path]:
-    """A heatmap of the last iteration's greedy accuracy over (alpha, beta), when the runs sweep them."""
-    finals, start = {}, None
+    fig = alpha_beta_figure(runs)
+    return [save_figure(fig, root / "alpha_beta.png")] if fig else []
+
+
+def alpha_beta_figure(runs: list[Run]):
+    """A heatmap of the last iteration's greedy accuracy (± one standard error in each cell) over (alpha, beta),
+    when the runs sweep them; None when they do not."""
+    finals, start, errors = {}, None, {}
     for run in runs:
         rows = collect_rows(RunDir(run.path))
         if run.method == "irpo" and len(rows) > 1:
-            loss = run.config.get("loss", {})
-            finals[(float(loss.get("alpha")), float(loss.get("beta")))] = rows[-1]["greedy_accuracy"]
-            start = rows[0]["greedy_accuracy"]
+            key = (float(run.config.get("loss", {}).get("alpha")), float(run.config.get("loss", {}).get("beta")))
+            finals[key], errors[key] = rows[-1]["greedy_accuracy"], rows[-1]["greedy_se"]
+            start = rows[0]
     alphas, betas = sorted({a for a, _ in finals}), sorted({b for _, b in finals})
     if len(alphas) < 2 and len(betas) < 2:
-        return []
+        return None
     grid = [[finals.get((a, b), float("nan")) for b in betas] for a in alphas]
     fig, ax = plt.subplots(figsize=(1.4 * len(betas) + 2.5, 1.0 * len(alphas) + 1.8))
     image = ax.imshow([[100 * v for v in row] for row in grid], cmap="viridis", origin="lower", aspect="auto")
@@ -199,19 +290,18 @@ def plot_alpha_beta(runs: list[Run], root: Path) -> list[Path]:
     ax.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])
     ax.set_xlabel("β (DPO temperature)")
     ax.set_ylabel("α (NLL weight)")
-    ax.set_title(f"greedy test accuracy after the last iteration (%); M0: {100 * start:.1f}%", fontsize=10)
-    for i, row in enumerate(grid):
-        for j, value in enumerate(row):
+    ax.set_title(f"greedy test accuracy after the last iteration\n(% ± one standard error; "
+                 f"M0: {format_accuracy(start['greedy_accuracy'], start['greedy_se'])})", fontsize=10)
+    for i, (alpha, row) in enumerate(zip(alphas, grid)):
+        for j, (beta, value) in enumerate(zip(betas, row)):
             if value == value:  # not NaN: that (alpha, beta) ran
                 dark = image.norm(100 * value) < 0.6  # white text on the dark end of the colour map
-                ax.text(j, i, f"{100 * value:.1f}", ha="center", va="center", color="white" if dark else "black",
-                        fontsize=9)
+                se = errors[(alpha, beta)]
+                ax.text(j, i, f"{100 * value:.1f}" + ("" if se is None else f"\n±{100 * se:.1f}"), ha="center",
+                        va="center", color="white" if dark else "black", fontsize=9)
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
-    path = root / "alpha_beta.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [path]
+    return fig
 
 
 def pair_summary(runs: list[Run]) -> str:
@@ -234,14 +324,15 @@ def build_report(root: str | Path, quiet: bool = False) -> dict:
     runs = find_runs(root)
     if not runs:
         raise FileNotFoundError(f"no run directories (config.yaml + iter_0/) at or below {root}")
-    rows = table_rows(runs)
-    markdown = write_table(rows, root)
+    reference = reference_run(runs)
+    rows, tests = table_rows(runs), paired_tests(runs, reference)
+    markdown = write_table(rows, tests, reference, root)
     figures = [plot_accuracy(runs, root)] + plot_logprobs(runs, root) + plot_alpha_beta(runs, root)
-    (root / "pairs.txt").write_text(pair_summary(runs))
+    write_text(root / "pairs.txt", pair_summary(runs))
     if not quiet:
         print(markdown)
         print("figures:", ", ".join(str(f) for f in figures))
-    return {"rows": rows, "figures": figures}
+    return {"rows": rows, "paired_tests": tests, "figures": figures}
 
 
 class ReportCallback(Callback):

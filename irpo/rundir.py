@@ -27,8 +27,13 @@ from typing import Any, Iterable, Iterator
 
 
 def write_json(path: Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_text(path: Path, content: str | bytes) -> None:
+    """Writes under a temporary name and renames into place, so a reader never sees half a file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    tmp.write_bytes(content if isinstance(content, bytes) else content.encode())
     os.replace(tmp, path)
 
 

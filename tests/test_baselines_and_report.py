@@ -1,6 +1,8 @@
 """Baselines are configs of the same loop; the report rebuilds the paper's tables and figures from run dirs."""
 
+import csv
 import os
+import re
 import subprocess
 import sys
 
@@ -12,6 +14,8 @@ from irpo.rundir import read_json, read_jsonl
 
 pytestmark = pytest.mark.slow
 SMOKE = ["experiment=smoke"]
+ACCURACY = re.compile(r"\d+\.\d ± \d+\.\d%")  # "25.5 ± 3.1%": an accuracy and its standard error
+PAIRED = re.compile(r"[+-]\d+\.\d pts, p=[\d.e-]+ \(b=\d+, c=\d+\)")  # "+2.5 pts, p=0.31 (b=7, c=2)"
 
 
 def test_paper_gsm8k_preset_end_to_end_on_the_embedded_task(tmp_path, model_cache):
@@ -26,6 +30,9 @@ def test_paper_gsm8k_preset_end_to_end_on_the_embedded_task(tmp_path, model_cach
                   "Iterative RPO, from SFT on chosen", "Iterative RPO, twice the data (1 iteration)"]:
         rows = [line for line in report.splitlines() if line.startswith(f"| {label} |")]
         assert rows, f"no row for {label}"
+        assert all(ACCURACY.fullmatch(cell.strip()) for row in rows for cell in row.split("|")[3:4]), rows
+        if label != "Iterative RPO":  # every other row is tested against IRPO's row of its iteration
+            assert all(PAIRED.match(row.split("|")[8].strip()) for row in rows), rows
     assert len([line for line in report.splitlines() if line.startswith("| Iterative RPO | ")]) == 3
     for png in ["accuracy.png", "logprobs_star_vs_irpo.png", "logprobs_dpo_vs_irpo.png"]:
         assert (sweep / png).stat().st_size > 10_000, png
@@ -42,9 +49,9 @@ def test_paper_gsm8k_preset_end_to_end_on_the_embedded_task(tmp_path, model_cach
         assert read_json(sweep / method / "iter_0/metrics.json")["model"] == \
             read_json(sweep / "star/iter_1/metrics.json")["model"]
     assert read_json(sweep / "star/iter_1/model/train_summary.json")["loss"] == "sft"
-    # Twice the data is twice the distinct pairs (as far as the samples allow), none repeated.
+    # Twice the data repeats no pair (the smoke samples allow few more than K: test_pairs checks the 2x).
     one, two = (read_json(sweep / m / "iter_1/pairs_stats.json") for m in ("irpo", "irpo_2x"))
-    assert two["pairs_distinct"] == two["pairs_kept"] > one["pairs_distinct"]
+    assert two["pairs_distinct"] == two["pairs_kept"] >= one["pairs_distinct"]
     assert not (sweep / "sft_gold/iter_1/generations.jsonl").exists()  # gold SFT needs no sampling
     assert read_jsonl(sweep / "sft_gold/iter_1/pairs.jsonl")  # ...and always has data
     assert read_json(sweep / "dpo/iter_1/model/train_summary.json")["alpha"] == 0.0
@@ -97,3 +104,25 @@ def test_report_of_a_single_run(make_config, tmp_path):
     report = build_report(tmp_path / "run", quiet=True)
     assert [r["iteration"] for r in report["rows"]] == [0, 1]
     assert all(path.stat().st_size > 10_000 for path in report["figures"])
+    results = (tmp_path / "run/results.md").read_text().splitlines()
+    m1 = next(line for line in results if line.startswith("| 1 | M1 |")).split("|")
+    assert ACCURACY.fullmatch(m1[3].strip()) and PAIRED.fullmatch(m1[5].strip()), m1  # greedy, vs M0
+    assert [r["row"] for r in report["paired_tests"]] == ["Iterative RPO [run], iteration 1"]
+
+
+def test_report_tests_a_baseline_against_irpo_on_real_runs(make_config, tmp_path):
+    sweep = tmp_path / "sweep"
+    run(make_config(*SMOKE, "iterations=2", run_dir=sweep / "irpo"))
+    run(make_config(*SMOKE, "method=dpo", run_dir=sweep / "dpo"))
+    report = build_report(sweep, quiet=True)
+    dpo = next(row for row in report["rows"] if row["run"] == "dpo" and row["iteration"] == 1)
+    assert PAIRED.fullmatch(dpo["greedy_vs_irpo"]) and PAIRED.fullmatch(dpo["majority_vs_irpo"]), dpo
+    assert dpo["greedy_vs_irpo_n"] == dpo["examples"] == 16  # the same 16 test questions
+    assert dpo["greedy_vs_irpo_points"] == pytest.approx(100 * (dpo["greedy_accuracy"] - read_json(
+        sweep / "irpo/iter_1/eval.json")["greedy_accuracy"]))
+    markdown = (sweep / "report.md").read_text()
+    assert "| DPO, from M0 | 1 | " in markdown and "## Paired tests" in markdown
+    assert "| DPO, from M0, iteration 1 | Iterative RPO, iteration 2 |" in markdown
+    with (sweep / "report.csv").open() as f:
+        header = next(csv.reader(f))
+    assert {"greedy_se", "majority_se", "greedy_vs_irpo_p", "majority_vs_irpo_b"} <= set(header)

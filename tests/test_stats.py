@@ -1,0 +1,190 @@
+"""Uncertainty in the tables: standard errors and exact McNemar tests on hand-worked numbers, then the results
+table and the sweep report built from hand-made run directories whose answers give those numbers."""
+
+import csv
+import json
+import math
+
+import pytest
+from matplotlib.container import ErrorbarContainer
+
+from irpo.report import accuracy_figure, alpha_beta_figure, build_report, find_runs
+from irpo.results import correctness, write_results
+from irpo.rundir import RunDir, read_json
+from irpo.stats import format_accuracy, main, mcnemar_exact, paired_test, standard_error
+
+
+def test_standard_error_of_an_accuracy():
+    assert standard_error(0.25, 200) == pytest.approx(math.sqrt(0.25 * 0.75 / 200)) == pytest.approx(0.0306, abs=5e-5)
+    assert format_accuracy(0.255, standard_error(0.255, 200)) == "25.5 ± 3.1%"
+    assert standard_error(0.0, 200) == standard_error(1.0, 200) == 0.0  # all wrong or all right: no spread
+    assert standard_error(0.5, 0) is None  # no questions, no estimate
+    assert format_accuracy(None, None) == "-" and format_accuracy(0.5, None) == "50.0%"
+    with pytest.raises(ValueError, match="0 <= p <= 1"):
+        standard_error(1.5, 10)
+    with pytest.raises(ValueError, match="n >= 0"):
+        standard_error(0.5, -1)
+
+
+def test_exact_mcnemar_on_hand_worked_counts():
+    # b=10, c=2: 12 discordant questions; P(X <= 2) = (1 + 12 + 66) / 4096; two-sided doubles it.
+    assert mcnemar_exact(10, 2) == 2 * 79 / 4096 == pytest.approx(0.0386, abs=5e-5)
+    assert mcnemar_exact(2, 10) == mcnemar_exact(10, 2)
+    assert mcnemar_exact(6, 0) == 2 / 64  # six out of six one way
+    assert mcnemar_exact(1, 0) == 1.0  # one discordant question proves nothing
+    assert mcnemar_exact(0, 0) == 1.0  # identical answers
+    assert mcnemar_exact(5, 5) == 1.0  # doubling the tail would pass 1: capped
+    with pytest.raises(ValueError, match="discordant"):
+        mcnemar_exact(-1, 3)
+
+
+def test_exact_mcnemar_agrees_with_scipys_binomial_test():
+    binomtest = pytest.importorskip("scipy.stats").binomtest
+    for b in range(0, 25, 3):
+        for c in range(0, 25, 4):
+            if b + c:
+                assert mcnemar_exact(b, c) == pytest.approx(binomtest(b, b + c, 0.5).pvalue, abs=1e-12), (b, c)
+
+
+def test_paired_test_intersects_question_ids():
+    mine = {"q0": True, "q1": True, "q2": False, "q3": True, "only-mine": True}
+    theirs = {"q0": True, "q1": False, "q2": True, "q3": False, "extra-1": False, "extra-2": True}
+    result = paired_test(mine, theirs)
+    assert (result.n, result.b, result.c, result.only_a, result.only_b) == (4, 2, 1, 1, 2)
+    assert result.points == pytest.approx(25.0) and result.accuracy_a == 0.75 and result.accuracy_b == 0.5
+    assert result.p_value == 1.0  # 2 against 1
+    assert result.describe() == ("+25.0 pts, p=1.00 (b=2, c=1) on the 4 common questions (1 only in this row, "
+                                 "2 only in the reference)")
+    assert result.as_columns("vs") == {"vs_points": 25.0, "vs_b": 2, "vs_c": 1, "vs_p": 1.0, "vs_n": 4}
+
+
+def test_paired_test_with_nothing_to_compare():
+    disjoint = paired_test({"a": True}, {"b": False})
+    assert (disjoint.n, disjoint.points, disjoint.p_value) == (0, None, 1.0)
+    assert disjoint.describe() == "no common questions (1 only in this row, 1 only in the reference)"
+    same = paired_test({"a": True, "b": False}, {"b": False, "a": True})
+    assert same.describe() == "+0.0 pts, p=1.00 (b=0, c=0)"
+
+
+def write_run(root, method, answers: dict[int, list[bool]], majority: dict[int, list[bool]] | None = None,
+              ids: dict[int, list[str]] | None = None, alpha=1.0, beta=0.1):
+    """A run directory as the loop writes it (config.yaml, iter_t/eval.jsonl, eval.json, metrics.json),
+    with the given greedy (and majority) right/wrong answer per test question."""
+    root.mkdir(parents=True)
+    (root / "config.yaml").write_text(f"method: {method}\nloss:\n  alpha: {alpha}\n  beta: {beta}\n")
+    for t, greedy in answers.items():
+        it = root / f"iter_{t}"
+        it.mkdir()
+        voted = (majority or {}).get(t)
+        question_ids = (ids or {}).get(t) or [f"test-{i}" for i in range(len(greedy))]
+        rows = [{"id": q, "greedy_correct": g, "majority_correct": bool(voted and voted[i])}
+                for i, (q, g) in enumerate(zip(question_ids, greedy))]
+        (it / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        n = len(rows)
+        metrics = {"examples": n, "greedy_accuracy": round(sum(greedy) / max(n, 1), 4),
+                   "majority_accuracy": round(sum(voted) / n, 4) if voted else None, "majority_k": 2 if voted else 0}
+        (it / "eval.json").write_text(json.dumps(metrics))
+        (it / "metrics.json").write_text(json.dumps({"iteration": t, "eval": metrics}))
+    return root
+
+
+# 20 questions. M0 gets the first 5 right (25%); M1 the first 3 and the next 10 (65%): 10 questions only M1
+# gets right, 2 only M0 does, so M1 - M0 = +40 points, exact McNemar p = 0.0386.
+M0 = [True] * 5 + [False] * 15
+M1 = [True] * 3 + [False] * 2 + [True] * 10 + [False] * 5
+
+
+def test_results_table_has_standard_errors_and_each_iteration_against_m0(tmp_path):
+    run = write_run(tmp_path / "run", "irpo", {0: M0, 1: M1}, majority={0: M0, 1: M0})
+    rows = write_results(RunDir(run), title="t")
+    markdown = (run / "results.md").read_text()
+    assert "| 0 | M0 | 25.0 ± 9.7% | 25.0 ± 9.7% | - | - |" in markdown
+    assert "| 1 | M1 | 65.0 ± 10.7% | 25.0 ± 9.7% | +40.0 pts, p=0.039 (b=10, c=2) | +0.0 pts, p=1.00 (b=0, c=0) |" \
+        in markdown
+    assert rows[1]["greedy_vs_m0_p"] == 0.0386 and rows[1]["greedy_se"] == pytest.approx(math.sqrt(0.65 * 0.35 / 20))
+    assert read_json(run / "results.json")["rows"][1]["greedy_vs_m0_b"] == 10
+    assert not list(run.glob("*.tmp"))  # written under a temporary name and renamed
+
+
+def test_results_without_majority_vote_or_questions(tmp_path):
+    run = write_run(tmp_path / "run", "irpo", {0: [], 1: []})
+    rows = write_results(RunDir(run), title="t")
+    assert rows[1]["greedy_se"] is None and rows[1]["majority_vs_m0"] is None  # majority_k = 0: nothing to test
+    assert "| 1 | M1 | no questions | no questions | no common questions (0 only in this row, 0 only in the " \
+           "reference) | - |" in (run / "results.md").read_text()
+
+
+def test_a_question_scored_twice_is_an_error(tmp_path):
+    run = write_run(tmp_path / "run", "irpo", {0: [True, False]}, ids={0: ["q", "q"]})
+    with pytest.raises(ValueError, match="'q' appears twice"):
+        correctness(run / "iter_0/eval.jsonl", "greedy_correct")
+
+
+def test_report_tests_every_row_against_irpo_at_the_same_iteration(tmp_path):
+    sweep = tmp_path / "sweep"
+    write_run(sweep / "zero_shot", "zero_shot", {0: M0}, majority={0: M0})
+    write_run(sweep / "irpo", "irpo", {0: M0, 1: M0, 2: M1}, majority={0: M0, 1: M0, 2: M1})
+    write_run(sweep / "star", "star", {0: M0, 1: M1}, majority={0: M0, 1: M1})
+    # SFT on gold evaluated on 15 of the questions, one of them not in IRPO's test set, and ran 3 iterations.
+    gold_ids = [f"test-{i}" for i in range(14)] + ["other"]
+    write_run(sweep / "sft_gold", "sft_gold", {0: M0[:15], 1: M1[:15], 3: M1[:15]}, ids={1: gold_ids})
+    report = build_report(sweep, quiet=True)
+    markdown = (sweep / "report.md").read_text()
+
+    assert "| Zero-shot CoT | 0 | 25.0 ± 9.7% | 25.0 ± 9.7% | 2 | - | - | +0.0 pts, p=1.00 (b=0, c=0) |" in markdown
+    assert "| STaR (SFT on chosen, 1 iteration) | 1 | 65.0 ± 10.7% | 65.0 ± 10.7% | 2 | - | - | " \
+           "+40.0 pts, p=0.039 (b=10, c=2) | +40.0 pts, p=0.039 (b=10, c=2) |" in markdown
+    assert "| Iterative RPO | 2 | 65.0 ± 10.7% | 65.0 ± 10.7% | 2 | - | - | reference | reference |" in markdown
+    # Iteration 1 of SFT on gold: 14 questions shared with IRPO, where it gains on test-5..test-13 (9) and loses
+    # test-3 and test-4 (2).
+    assert "| SFT on gold CoT | 1 | 86.7 ± 8.8% | - | 0 | - | - | +50.0 pts, p=0.065 (b=9, c=2) on the 14 common " \
+           "questions (1 only in this row, 6 only in the reference) | - |" in markdown
+    assert "| SFT on gold CoT | 3 | 86.7 ± 8.8% | - | 0 | - | - | IRPO has no iteration 3 | IRPO has no iteration 3 |" \
+        in markdown
+
+    paired = {(row["row"], row["against"]): row for row in report["paired_tests"]}
+    assert paired[("STaR (SFT on chosen, 1 iteration), iteration 1", "Iterative RPO, iteration 2")]["greedy_paired"] \
+        == "+0.0 pts, p=1.00 (b=0, c=0)"
+    assert paired[("Iterative RPO, iteration 2", "Iterative RPO, iteration 1")]["greedy_paired_p"] == 0.0386
+    assert paired[("Iterative RPO, iteration 2", "Iterative RPO, iteration 0 (M0)")]["greedy_paired_b"] == 10
+    assert paired[("Zero-shot CoT, iteration 0", "Iterative RPO, iteration 2")]["greedy_paired_points"] == -40.0
+    assert "## Paired tests" in markdown and (sweep / "paired_tests.csv").exists()
+
+    with (sweep / "report.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    star = next(r for r in rows if r["run"] == "star" and r["iteration"] == "1")
+    assert float(star["greedy_se"]) == pytest.approx(math.sqrt(0.65 * 0.35 / 20))
+    assert (star["greedy_vs_irpo_points"], star["greedy_vs_irpo_b"], star["greedy_vs_irpo_c"],
+            star["greedy_vs_irpo_p"], star["greedy_vs_irpo_n"]) == ("40.0", "10", "2", "0.0386", "20")
+
+    runs = find_runs(sweep)
+    axes = accuracy_figure(runs).axes[0]
+    bars = [c for c in axes.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 4 + 3  # greedy for every run, majority for the three that voted
+    assert all(c.has_yerr for c in bars)
+    segments = bars[0].lines[2][0].get_segments()  # zero-shot greedy: one bar, 25% ± 9.7 points
+    assert len(segments) == 1 and segments[0][:, 1] == pytest.approx([25 - 9.682, 25 + 9.682], abs=1e-3)
+
+
+def test_alpha_beta_sweep_has_no_reference_and_errors_in_its_cells(tmp_path):
+    sweep = tmp_path / "ablation"
+    write_run(sweep / "alpha=0", "irpo", {0: M0, 1: M0}, alpha=0.0)
+    write_run(sweep / "alpha=1", "irpo", {0: M0, 1: M1}, alpha=1.0)
+    report = build_report(sweep, quiet=True)
+    assert report["paired_tests"] == [] and "No paired tests" in (sweep / "report.md").read_text()
+    assert "vs IRPO" not in (sweep / "report.md").read_text()
+    assert (sweep / "alpha_beta.png").exists()
+    texts = [t.get_text() for t in alpha_beta_figure(find_runs(sweep)).axes[0].texts]
+    assert sorted(texts) == ["25.0\n±9.7", "65.0\n±10.7"]
+
+
+def test_command_line_compares_two_evaluations(tmp_path, capsys):
+    first = write_run(tmp_path / "a", "irpo", {0: M0, 1: M1}, majority={0: M0, 1: M1})
+    second = write_run(tmp_path / "b", "dpo", {0: M0, 1: M0})
+    main([str(first / "iter_1"), str(second / "iter_1")])
+    assert capsys.readouterr().out.splitlines() == [
+        "greedy: A 65.0%, B 25.0% on the common questions; A - B: +40.0 pts, p=0.039 (b=10, c=2)",
+        "majority: not scored in both (majority vote needs eval.majority_k > 0)"]
+    with pytest.raises(SystemExit, match="no eval.jsonl"):
+        main([str(first / "iter_1"), str(second / "iter_7")])
+    assert not (second / "iter_7").exists()
