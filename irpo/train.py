@@ -41,7 +41,8 @@ def train(it: IterationDir, model_dir, pairs: list[dict], trainer, loss_cfg, see
     log.info("iter %d: retraining on train + held-out pairs (%d rows) for the selected %d steps", it.t,
              len(pairs), steps)
     trainer.train(model_dir, pairs, it.model, loss_cfg, seed=seed, desc=f"iter {it.t} retrain", max_steps=steps)
-    (selection_dir / "model.safetensors").unlink(missing_ok=True)  # only its summary and log are kept
+    for weights in selection_dir.glob("*.safetensors*"):  # only its summary and log are kept (shards too)
+        weights.unlink()
     return str(it.model)
 
 

@@ -86,6 +86,7 @@ def test_checkpoint_selection_and_retraining_with_held_out(make_config, tmp_path
     assert read_json(tmp_path / "run/iter_1/model/train_summary.json")["pairs"] == len(pairs)
     assert read_json(tmp_path / "run/iter_1/model_selection/train_summary.json")["pairs"] == \
         sum(p["split"] == "train" for p in pairs)
+    assert not list((tmp_path / "run/iter_1/model_selection").glob("*.safetensors*"))  # no second model copy
 
 
 def test_init_from_a_model_or_a_run_directory(make_config, tmp_path):
