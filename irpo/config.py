@@ -104,6 +104,9 @@ class TrainerConfig:
     # does on GSM8K and MATH; on ARC it only trains on the training set).
     retrain_with_heldout: bool = False
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more compute
+    # Mid-training checkpoint (weights, optimizer, lr schedule, data position, RNG) every save_every steps, so
+    # a killed or requeued stage continues from it; 0 = off. Cost per checkpoint: README, "Run directories".
+    save_every: int = 250
     device: str = "auto"  # torch only
     # deepspeed only. Ranks per node (GPUs, or CPU processes; 0 = one per visible GPU, or 1 without GPUs);
     # nodes come from cluster.nodes. The effective batch stays batch_size whatever the number of ranks:
@@ -253,6 +256,8 @@ def validate(cfg: DictConfig) -> None:
         raise ValueError("trainer.retrain_with_heldout needs checkpoint selection: set trainer.eval_every > 0")
     if cfg.trainer.epochs is not None and cfg.trainer.epochs <= 0:
         raise ValueError(f"trainer.epochs must be > 0 or null (no epoch cap), not {cfg.trainer.epochs}")
+    if cfg.trainer.save_every < 0:
+        raise ValueError(f"trainer.save_every must be >= 0 (0 = no mid-training checkpoints), not {cfg.trainer.save_every}")
     if cfg.trainer.select_examples is not None and cfg.trainer.select_examples <= 0:
         raise ValueError("trainer.select_examples must be > 0 or null (the whole held-out split)")
     if cfg.pairs.data_multiplier < 1 or cfg.pairs.pairs_per_prompt < 1:

@@ -14,6 +14,8 @@ from tqdm.auto import tqdm
 
 from irpo.models.loading import load_model, load_tokenizer, pick_device
 from irpo.rundir import publish_dir, write_json
+from irpo.training.resume import (cut_log, due, job_identity, load_torch_checkpoint, prepare_tmp_dir, resume_dir,
+                                  rng_state, save_torch_checkpoint, set_rng_state)
 from irpo.training.step import (encode_pairs, lr_multiplier, micro_batch_loss, score_sequences, step_batches,
                                 total_steps, train_summary)
 
@@ -46,28 +48,43 @@ class TorchTrainer:
             model.gradient_checkpointing_enable()
 
         data = encode_pairs(tokenizer, pairs, loss_cfg.name)
-        if data.uses_rejected:
-            model.eval()
-            chunk = cfg.micro_batch_size * 2
-            data.reference = {"chosen": score_sequences(model, data.chosen, tokenizer.pad_token_id, device, chunk),
-                              "rejected": score_sequences(model, data.rejected, tokenizer.pad_token_id, device, chunk)}
-
         steps = total_steps(cfg, len(pairs), max_steps)
+        tmp_dir = output_dir.with_name(output_dir.name + ".tmp")
+        identity = job_identity(init_model_dir, len(pairs), steps, seed, desc)
+        resumed = load_torch_checkpoint(tmp_dir, identity) if prepare_tmp_dir(tmp_dir) else None
+        if data.uses_rejected:
+            if resumed and resumed.get("reference") is not None:
+                data.reference = resumed["reference"]
+            else:
+                model.eval()
+                chunk = cfg.micro_batch_size * 2
+                data.reference = {"chosen": score_sequences(model, data.chosen, tokenizer.pad_token_id, device, chunk),
+                                  "rejected": score_sequences(model, data.rejected, tokenizer.pad_token_id, device,
+                                                              chunk)}
+
         selecting = select is not None and cfg.eval_every > 0
         best = {"score": -1.0, "step": None, "state": None}
         scores: dict[int, float] = {}
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg, steps))
         order = step_batches(len(pairs), cfg.batch_size, steps, seed)
-        tmp_dir = output_dir.with_name(output_dir.name + ".tmp")
-        if tmp_dir.exists():
-            shutil.rmtree(tmp_dir)
-        tmp_dir.mkdir(parents=True)
+        start_step, elapsed_before = 0, 0.0
+        if resumed:
+            model.load_state_dict(resumed["model"])
+            optimizer.load_state_dict(resumed["optimizer"])
+            schedule.load_state_dict(resumed["scheduler"])
+            set_rng_state(resumed["rng"])
+            start_step, scores, elapsed_before = resumed["step"], resumed["scores"], resumed.get("seconds", 0.0)
+            best = {"score": resumed["best_score"], "step": resumed["best_step"], "state": resumed.get("best_state")}
+            log.info("%s: resuming from the checkpoint at step %d of %d", desc, start_step, steps)
+        log_path = tmp_dir / "train_log.jsonl"
+        cut_log(log_path, start_step)
 
         model.train()
         started = time.perf_counter()
-        with (tmp_dir / "train_log.jsonl").open("w") as log_file:
-            for step, batch_indices in enumerate(tqdm(order, desc=desc, unit="step", leave=False), start=1):
+        with log_path.open("a") as log_file:
+            for step, batch_indices in enumerate(tqdm(order[start_step:], desc=desc, unit="step", leave=False,
+                                                      initial=start_step, total=steps), start=start_step + 1):
                 step_start = time.perf_counter()
                 sums, tokens = {}, 0
                 for start in range(0, len(batch_indices), cfg.micro_batch_size):
@@ -92,15 +109,24 @@ class TorchTrainer:
                                 "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
                 log_file.write(json.dumps(stats) + "\n")
                 log_file.flush()  # dashboards tail this file while training runs
+                if due(step, cfg.save_every, steps):
+                    save_torch_checkpoint(tmp_dir, {
+                        "identity": identity, "step": step,
+                        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": schedule.state_dict(), "rng": rng_state(), "scores": scores,
+                        "best_step": best["step"], "best_score": best["score"], "best_state": best["state"],
+                        "reference": data.reference, "seconds": elapsed_before + time.perf_counter() - started})
 
         if selecting:
             model.load_state_dict(best["state"])
 
         model.save_pretrained(tmp_dir, safe_serialization=True)
         tokenizer.save_pretrained(tmp_dir)
-        summary = train_summary(cfg, loss_cfg, steps, len(pairs), time.perf_counter() - started, init_model_dir)
-        summary.update(selected_step=best["step"] if selecting else steps, held_out_accuracy=scores or None)
+        shutil.rmtree(resume_dir(tmp_dir), ignore_errors=True)  # M_t's directory holds the model, not the run
+        summary = train_summary(cfg, loss_cfg, steps, len(pairs), elapsed_before + time.perf_counter() - started,
+                                init_model_dir)
+        summary.update(selected_step=best["step"] if selecting else steps, held_out_accuracy=scores or None,
+                       resumed_from_step=start_step)
         write_json(tmp_dir / "train_summary.json", summary)
         publish_dir(tmp_dir, output_dir)
         return summary
-

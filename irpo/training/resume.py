@@ -1,0 +1,149 @@
+"""Mid-training checkpoints: a killed or preempted training stage continues from its last checkpoint.
+
+A trainer writes into `<output>.tmp/` and publishes it as `<output>/` when done. While it trains, every
+`trainer.save_every` steps it also writes `<output>.tmp/resume/`: weights, optimizer and lr-scheduler
+state, the step (which is the position in the seeded data order), RNG states, the held-out scores so
+far (and the best step's weights, with checkpoint selection) and the reference log-probs. A rerun of the
+same stage finds it and continues; `train_log.jsonl` is cut back to the checkpoint's step, so it ends
+with each step exactly once. Only the last checkpoint is kept.
+
+The torch trainer's checkpoint is one file written under a temporary name and renamed into place, so
+it is complete or absent. DeepSpeed writes its own (sharded) format under `resume/deepspeed/`, with the
+same bookkeeping beside it in `resume/state.json`, written last.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"  # torch trainer: everything in one file
+STATE = "state.json"  # DeepSpeed: the bookkeeping, beside DeepSpeed's own checkpoint
+
+
+class ResumeError(RuntimeError):
+    """A stage's saved training state cannot be used; the message names the file and what to delete."""
+
+
+def resume_dir(tmp_dir: Path) -> Path:
+    return tmp_dir / "resume"
+
+
+def job_identity(init_model_dir, num_pairs: int, steps: int, seed: int, desc: str, **extra: Any) -> dict:
+    """What a checkpoint must match to be resumed: the same training job, not merely the same folder."""
+    return {"init_model": str(init_model_dir), "pairs": num_pairs, "steps": steps, "seed": seed, "desc": desc,
+            **extra}
+
+
+def prepare_tmp_dir(tmp_dir: Path) -> bool:
+    """Keeps `tmp_dir` when it holds a checkpoint to resume from (True); otherwise starts it afresh."""
+    resume = resume_dir(tmp_dir)
+    if (resume / CHECKPOINT).exists() or (resume / STATE).exists():
+        return True
+    if tmp_dir.exists():
+        shutil.rmtree(tmp_dir)
+    tmp_dir.mkdir(parents=True)
+    return False
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_torch_checkpoint(tmp_dir: Path, state: dict) -> None:
+    """Writes resume/checkpoint.pt atomically: the previous checkpoint stays until the new one is whole."""
+    resume = resume_dir(tmp_dir)
+    resume.mkdir(exist_ok=True)
+    partial = resume / (CHECKPOINT + ".partial")
+    try:
+        torch.save(state, partial)
+        os.replace(partial, resume / CHECKPOINT)
+    except BaseException:  # a full disk or a kill mid-write: the last whole checkpoint is still there
+        partial.unlink(missing_ok=True)
+        raise
+
+
+REQUIRED = ("identity", "step", "model", "optimizer", "scheduler", "rng", "scores", "best_step", "best_score")
+
+
+def load_torch_checkpoint(tmp_dir: Path, identity: dict) -> dict:
+    """The checkpoint in tmp_dir/resume/, checked against this job; a clear error when it is unusable."""
+    path = resume_dir(tmp_dir) / CHECKPOINT
+    hint = f"delete {resume_dir(tmp_dir)} to restart this training stage from step 0"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, corrupted, or from an incompatible torch
+        raise ResumeError(f"{path} cannot be read ({type(e).__name__}: {e}); {hint}") from None
+    missing = [key for key in REQUIRED if key not in state]
+    if missing:
+        raise ResumeError(f"{path} lacks {', '.join(missing)} (an incomplete checkpoint); {hint}")
+    check_identity(path, state["identity"], identity, hint)
+    return state
+
+
+def check_identity(path: Path, saved: dict, expected: dict, hint: str) -> None:
+    changed = sorted(k for k in set(saved) | set(expected) if saved.get(k) != expected.get(k))
+    if changed:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} there, {expected.get(k)!r} now" for k in changed)
+        raise ResumeError(f"{path} belongs to another training job ({detail}); {hint}")
+
+
+def write_state(tmp_dir: Path, state: dict) -> None:
+    """DeepSpeed's bookkeeping, written after DeepSpeed's own checkpoint is complete."""
+    path = resume_dir(tmp_dir) / STATE
+    partial = path.with_name(STATE + ".partial")
+    partial.write_text(json.dumps(state))
+    os.replace(partial, path)
+
+
+def read_state(tmp_dir: Path, identity: dict) -> Optional[dict]:
+    path = resume_dir(tmp_dir) / STATE
+    if not path.exists():
+        return None
+    hint = f"delete {resume_dir(tmp_dir)} to restart this training stage from step 0"
+    try:
+        state = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ResumeError(f"{path} is not valid JSON ({e.msg}); {hint}") from None
+    check_identity(path, state.get("identity", {}), identity, hint)
+    return state
+
+
+def cut_log(log_path: Path, step: int) -> None:
+    """Keeps the log's lines up to `step`: the steps after the checkpoint are trained (and logged) again."""
+    if not log_path.exists():
+        return
+    kept = []
+    for line in log_path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:  # the line being written when the run was killed
+            break
+        if entry.get("step", 0) > step:
+            break
+        kept.append(line)
+    partial = log_path.with_name(log_path.name + ".partial")
+    partial.write_text("".join(f"{line}\n" for line in kept))
+    os.replace(partial, log_path)
+
+
+def due(step: int, save_every: int, last_step: int) -> bool:
+    """A checkpoint every `save_every` steps (0 = never), not at the last step (the model is saved then)."""
+    return save_every > 0 and step % save_every == 0 and step < last_step
