@@ -78,8 +78,9 @@ def run(cfg: DictConfig) -> list[dict]:
                 tracker.log_iteration(it)
                 continue
             if cfg.pairs.from_run:  # a baseline trained on another run's pairs (the paper's D0): steps 1-3 there
-                pairs = copy_pairs(it, RunDir(resolve_run_path(cfg.pairs.from_run, run_dir)).iteration(t),
-                                   cfg.pairs.from_run)
+                source = resolve_run_path(cfg.pairs.from_run, run_dir)
+                check_same_data(cfg, source)
+                pairs = copy_pairs(it, RunDir(source).iteration(t), cfg.pairs.from_run)
             else:
                 questions = [ScoredQuestion(e.id, prompts[e.id], e.gold_solution, [], [], split="train" if e.id in
                                             train_examples else "valid") for e in pair_examples.values()]
@@ -119,6 +120,24 @@ def resolve_init_model(cfg: DictConfig, task, run_dir: RunDir) -> str:
         return read_json(finished[-1].metrics)["model"]
     raise FileNotFoundError(f"init_from={spec}: {path} is neither a model directory nor a run directory with a "
                             "finished iteration (run that baseline first; in a sweep it must come earlier)")
+
+
+# A run whose pairs another run trains on must agree with it on what the pairs are made of and from.
+SAME_DATA_KEYS = ("task", "model", "seed", "trainer.retrain_with_heldout", "trainer.select_examples",
+                  "trainer.eval_every")
+
+
+def check_same_data(cfg: DictConfig, source: Path) -> None:
+    """pairs.from_run: refuses a source run made with other data settings (other task, model, held-out...)."""
+    if not (source / "config.yaml").exists():
+        return  # not started yet: copy_pairs says which run to run first
+    theirs = OmegaConf.to_container(OmegaConf.load(source / "config.yaml"))
+    ours = OmegaConf.to_container(cfg, resolve=True)
+    differ = sorted(k for k in _flat_diff(theirs, ours) if k != "model.tiny.cache_dir" and
+                    any(k == key or k.startswith(key + ".") for key in SAME_DATA_KEYS))
+    if differ:
+        raise ValueError(f"pairs.from_run={cfg.pairs.from_run}: {source} was run with other data settings "
+                         f"({', '.join(differ)} differ); its pairs are not this run's D0")
 
 
 def resolve_run_path(spec: str, run_dir: RunDir) -> Path:

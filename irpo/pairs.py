@@ -6,6 +6,7 @@ Each builder takes the iteration's scored questions and returns (rows, stats). A
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import random
@@ -185,8 +186,15 @@ def build_pairs(it, builder: PairBuilder, questions: list[ScoredQuestion], cfg, 
 
 
 def copy_pairs(it, source: IterationDir, source_name: str) -> list[dict]:
-    """Step 3 for rows that train on another run's pairs (`pairs.from_run`): its pairs.jsonl, byte for byte."""
+    """Step 3 for rows that train on another run's pairs (`pairs.from_run`): its pairs.jsonl, byte for byte.
+
+    The copy records the source's checksum; a resumed run whose source has changed since (the source run
+    was redone) refuses to go on with the old copy."""
     if it.pairs.exists() and it.pairs_stats.exists():
+        copied = read_json(it.pairs_stats).get("source_sha256")
+        if copied and source.pairs.exists() and _sha256(source.pairs) != copied:
+            raise ValueError(f"{it.pairs} is a copy of {source.pairs}, which has changed since; delete {it.path} "
+                             "to train this iteration on the new pairs")
         return read_jsonl(it.pairs)
     if not (source.pairs.exists() and source.pairs_stats.exists()):
         raise FileNotFoundError(f"pairs.from_run={source_name}: {source.pairs} does not exist yet (run that "
@@ -194,6 +202,11 @@ def copy_pairs(it, source: IterationDir, source_name: str) -> list[dict]:
     tmp = it.pairs.with_name(it.pairs.name + ".tmp")
     shutil.copyfile(source.pairs, tmp)
     tmp.replace(it.pairs)
-    write_json(it.pairs_stats, {**read_json(source.pairs_stats), "copied_from": str(source.pairs)})
+    write_json(it.pairs_stats, {**read_json(source.pairs_stats), "copied_from": str(source.pairs),
+                                "source_sha256": _sha256(it.pairs)})
     log.info("iter %d: training on the pairs of %s", it.t, source.pairs)
     return read_jsonl(it.pairs)
+
+
+def _sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -42,7 +42,7 @@ from irpo.results import (  # noqa: E402
     markdown_table,
     paired_fields,
 )
-from irpo.rundir import RunDir, read_json, write_text  # noqa: E402
+from irpo.rundir import RunDir, budget_train_log, read_json, write_text  # noqa: E402
 from irpo.stats import format_accuracy  # noqa: E402
 
 LABELS = {
@@ -219,7 +219,7 @@ def plot_accuracy(runs: list[Run], out: Path) -> Path:
 
 
 def _train_log(run: Run, t: int = 1) -> list[dict]:
-    path = run.path / f"iter_{t}" / "model" / "train_log.jsonl"
+    path = budget_train_log(run.path / f"iter_{t}")
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

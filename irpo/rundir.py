@@ -74,6 +74,13 @@ def publish_dir(tmp_dir: Path, final_dir: Path) -> None:
     os.replace(tmp_dir, final_dir)
 
 
+def budget_train_log(iteration_path: Path) -> Path:
+    """iter_t's log of training over the whole step budget: the selection run's when the model was then
+    retrained for the selected steps (its own log covers only those), else the model's."""
+    selection = Path(iteration_path) / "model_selection" / "train_log.jsonl"
+    return selection if selection.exists() else Path(iteration_path) / "model" / "train_log.jsonl"
+
+
 class RunDir:
     def __init__(self, root: str | Path):
         self.root = Path(root)

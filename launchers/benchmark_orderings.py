@@ -24,12 +24,12 @@ from pathlib import Path
 
 from irpo.report import build_report
 from irpo.results import compare_iterations
-from irpo.rundir import RunDir
+from irpo.rundir import RunDir, budget_train_log
 from irpo.stats import PairedTest
 
 
 def chosen_logp_change(run: Path) -> float:
-    log = [json.loads(line) for line in (run / "iter_1/model/train_log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in budget_train_log(run / "iter_1").read_text().splitlines()]
     k = max(1, len(log) // 5)  # mean of the last fifth minus mean of the first fifth of the steps
     return sum(e["chosen_logps"] for e in log[-k:]) / k - sum(e["chosen_logps"] for e in log[:k]) / k
 
@@ -98,6 +98,7 @@ def main() -> None:
     for name in next(iter(verdicts.values())):
         held = sum(v[name] for v in verdicts.values())
         print(f"  {name}: holds in {held}/{len(verdicts)}")
+
 
 if __name__ == "__main__":
     main()

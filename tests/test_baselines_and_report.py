@@ -69,6 +69,19 @@ def test_rows_on_another_runs_pairs_say_which_run_to_start_first(make_config, tm
         run(make_config(*SMOKE, "method=dpo", run_dir=tmp_path / "dpo"))
 
 
+def test_rows_on_another_runs_pairs_refuse_other_data_and_a_changed_source(make_config, tmp_path):
+    run(make_config(*SMOKE, "iterations=1", run_dir=tmp_path / "irpo"))
+    with pytest.raises(ValueError, match=r"other data settings \(seed, task.num_train differ\)"):
+        run(make_config(*SMOKE, "method=dpo", "seed=1", "task.num_train=12", run_dir=tmp_path / "dpo_other"))
+    run(make_config(*SMOKE, "method=dpo", "trainer.max_steps=1", run_dir=tmp_path / "dpo"))
+    source = tmp_path / "irpo/iter_1/pairs.jsonl"
+    assert (tmp_path / "dpo/iter_1/pairs.jsonl").read_bytes() == source.read_bytes()
+    source.write_text(source.read_text().splitlines(keepends=True)[0])  # the irpo run redone, other pairs
+    (tmp_path / "dpo/iter_1/metrics.json").unlink()  # so the rerun reaches its pairs step
+    with pytest.raises(ValueError, match=r"is a copy of .*which has changed since; delete .*dpo/iter_1"):
+        run(make_config(*SMOKE, "method=dpo", "trainer.max_steps=1", run_dir=tmp_path / "dpo"))
+
+
 def test_checkpoint_selection_and_retraining_with_held_out(make_config, tmp_path):
     cfg = make_config(*SMOKE, "iterations=1", "trainer.eval_every=1", "trainer.max_steps=3",
                       "trainer.retrain_with_heldout=true", "task.num_valid=6")

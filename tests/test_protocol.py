@@ -88,3 +88,24 @@ def test_scoring_a_checkpoint_leaves_the_trainers_random_stream_alone(untrained_
     torch.manual_seed(123)
     sampler.generate_with(model, tokenizer, ["Question: 1 + 1?\nSolution:"], SamplingRequest(2, 1.0, 1.0, 4, seed=9))
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_selection_keeps_the_best_scoring_steps_weights(untrained_tiny, tmp_path):
+    from safetensors.torch import load_file
+
+    held_out_scores, snapshots = iter([0.1, 0.5, 0.3, 0.5]), []
+
+    def score(model, tokenizer) -> float:  # the held-out accuracy each evaluated step gets, scripted
+        snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return next(held_out_scores)
+
+    cfg = OmegaConf.structured(TrainerConfig(lr=1e-3, batch_size=4, micro_batch_size=4, max_steps=4, eval_every=1,
+                                             save_every=0, device="cpu"))
+    trainer = build_trainer(cfg, OmegaConf.structured(ModelConfig(name="tiny")), OmegaConf.structured(ClusterConfig()))
+    summary = trainer.train(untrained_tiny, arithmetic_pairs(8), tmp_path / "out", OmegaConf.structured(LossConfig()),
+                            seed=0, select=score)
+    assert summary["selected_step"] == 2  # the best score; step 4 ties it, and a tie keeps the earlier step
+    assert summary["held_out_accuracy"] == {1: 0.1, 2: 0.5, 3: 0.3, 4: 0.5}
+    saved = load_file(str(tmp_path / "out/model.safetensors"))
+    assert all(torch.equal(saved[k], snapshots[1][k]) for k in saved)
+    assert not all(torch.equal(saved[k], snapshots[3][k]) for k in saved)

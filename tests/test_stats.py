@@ -132,7 +132,7 @@ def test_report_tests_every_row_against_irpo_at_the_same_iteration(tmp_path):
     markdown = (sweep / "report.md").read_text()
 
     assert "| Zero-shot CoT | 0 | 25.0 ± 9.7% | 25.0 ± 9.7% | 2 | - | - | +0.0 pts, p=1.00 (b=0, c=0) |" in markdown
-    assert "| STaR (SFT on chosen, 1 iteration) | 1 | 65.0 ± 10.7% | 65.0 ± 10.7% | 2 | - | - | " \
+    assert "| STaR (SFT on chosen of D0, 1 iteration) | 1 | 65.0 ± 10.7% | 65.0 ± 10.7% | 2 | - | - | " \
            "+40.0 pts, p=0.039 (b=10, c=2) | +40.0 pts, p=0.039 (b=10, c=2) |" in markdown
     assert "| Iterative RPO | 2 | 65.0 ± 10.7% | 65.0 ± 10.7% | 2 | - | - | reference | reference |" in markdown
     # Iteration 1 of SFT on gold: 14 questions shared with IRPO, where it gains on test-5..test-13 (9) and loses
@@ -143,7 +143,7 @@ def test_report_tests_every_row_against_irpo_at_the_same_iteration(tmp_path):
         in markdown
 
     paired = {(row["row"], row["against"]): row for row in report["paired_tests"]}
-    assert paired[("STaR (SFT on chosen, 1 iteration), iteration 1", "Iterative RPO, iteration 2")]["greedy_paired"] \
+    assert paired[("STaR (SFT on chosen of D0, 1 iteration), iteration 1", "Iterative RPO, iteration 2")]["greedy_paired"] \
         == "+0.0 pts, p=1.00 (b=0, c=0)"
     assert paired[("Iterative RPO, iteration 2", "Iterative RPO, iteration 1")]["greedy_paired_p"] == 0.0386
     assert paired[("Iterative RPO, iteration 2", "Iterative RPO, iteration 0 (M0)")]["greedy_paired_b"] == 10

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from irpo.config import ModelConfig, SamplerConfig
 from irpo.sampling import Completion, SamplingRequest, build_sampler
-from irpo.sampling.vllm_sampler import engine_args, sampling_args
+from irpo.sampling.vllm_sampler import completions_from_worker, engine_args, sampling_args
 
 
 def configs(**sampler):
@@ -99,3 +99,15 @@ def test_loop_runs_an_iteration_with_sampler_vllm(make_config, tmp_path):
     assert all(len(g["samples"]) == cfg.generation.num_samples for g in generations)
     stats = read_json(tmp_path / "run" / "iter_1" / "generation_stats.json")
     assert stats["engine_start_seconds"] > 0 and stats["sequences"] == cfg.task.num_train * cfg.generation.num_samples
+
+
+def test_worker_output_becomes_completions_with_hf_truncation_rule():
+    """vLLM reports finish_reason "length" for any sample that ran to max_tokens; one that finished its answer
+    line before that is not cut off (hf would have stopped it there), one without an answer line is."""
+    result = {"completions": [[["2 + 3 = 5\nFinal answer: 5\nQuestion: next one", "2 + 3 = 5\n3 +", "5\nFinal answer: 5"]]],
+              "truncated": [[[True, True, False]]]}
+    request = SamplingRequest(3, 1.0, 1.0, 16, seed=0)
+    (kept, too_long), = completions_from_worker(result, [request], fits=[True, False])
+    assert [c.truncated for c in kept] == [False, True, False]
+    assert [c.text for c in kept][0].startswith("2 + 3 = 5\nFinal answer: 5\n")
+    assert too_long == [Completion("", truncated=True)] * 3

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from irpo.child import run_child
 from irpo.models.loading import load_tokenizer
+from irpo.sampling.hf import answer_line_finished
 from irpo.sampling.types import Completion
 from irpo.training.data import encode_prompt
 
@@ -59,6 +60,23 @@ def sampling_args(request, prompt_index: int, prompt_tokens: int, max_model_len:
     }
 
 
+def completions_from_worker(result: dict, requests: list, fits: list[bool]) -> list[list[list[Completion]]]:
+    """The worker's out.json as completions per request and prompt; prompts that did not fit get empty ones.
+
+    vLLM has no answer-line stop: a sample that finished its answer line and then ran on to max_tokens
+    ends at that line once trimmed, as hf's would, so only one without a finished answer line (vLLM's
+    finish_reason "length") counts as cut off.
+    """
+    results = []
+    for request, texts, cut in zip(requests, result["completions"], result["truncated"], strict=True):
+        by_prompt = iter([[Completion(t, c and not (request.stop_after and answer_line_finished(t, request.stop_after)))
+                           for t, c in zip(row_texts, row_cut, strict=True)]
+                          for row_texts, row_cut in zip(texts, cut, strict=True)])
+        # A prompt that did not fit has no room to answer: its empty samples count as cut off.
+        results.append([next(by_prompt) if ok else [Completion("", True)] * request.num_samples for ok in fits])
+    return results
+
+
 class VLLMSampler:
     def __init__(self, sampler_cfg, model_cfg):
         self.cfg = sampler_cfg
@@ -94,12 +112,7 @@ class VLLMSampler:
                    str(spec_path), str(out_path)], work / "vllm.log", what=f"vLLM sampler ({descs[0]})", env=env)
         result = json.loads(out_path.read_text())
         shutil.rmtree(work, ignore_errors=True)
-        results = []
-        for request, texts, cut in zip(requests, result["completions"], result["truncated"], strict=True):
-            by_prompt = iter([[Completion(t, c) for t, c in zip(row_texts, row_cut, strict=True)]
-                              for row_texts, row_cut in zip(texts, cut, strict=True)])
-            # A prompt that did not fit has no room to answer: its empty samples count as cut off.
-            results.append([next(by_prompt) if ok else [Completion("", True)] * request.num_samples for ok in fits])
+        results = completions_from_worker(result, requests, fits)
         self.last_stats = {**result["stats"][0], "prompts_too_long": fits.count(False),
                            "truncated": sum(c.truncated for row in results[0] for c in row),
                            "engine_start_seconds": result["engine_start_seconds"]}
