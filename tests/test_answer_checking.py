@@ -88,6 +88,11 @@ def test_the_response_keeps_an_answer_written_on_the_next_line():
     "40 is wrong",
     "it isn't 40",
     "40 (incorrect)",
+    # Arithmetic in words on another number, and numbers glued to what changes them (a review's finds).
+    "twice 20", "double 40", "40 doubled", "triple 40", "40 tripled", "half of 80", "a quarter of 160",
+    "one fifth of 200", "sqrt(1600)", "\\sqrt{1600}", "√1600", "sqrt 1600", "square root of 1600", "40²", "40¹",
+    "40₂", "39½", "40k", "40K", "40M", "4O", "40ish", "40 ish", "over 40", "under 40", "40 and up", "40 max",
+    "40 minimum", "40 (rounded)", "40 to the nearest ten", "40 dozen", "4 tens",
 ])
 def test_gsm8k_rejects_anything_but_one_stated_number_equal_to_the_gold(answer_line):
     assert gsm8k_reward("40", f"Some reasoning.\nFinal answer: {answer_line}") == 0.0
@@ -109,7 +114,7 @@ def test_gsm8k_rejects_the_gold_number_outside_the_stated_answer(completion):
     "40", "40.", "40.00", "$40", "$ 40", "40 dollars", "$40 per day.", "40 apples", "40%", "40 percent",
     "**40**", "*40*", "`40`", "\\boxed{40}", "$\\boxed{40}$", "\\text{40 cm}", "40 m^2", "40 km/h", "$40/hour",
     "3 + 37 = 40", "5 * 8 = 40 apples", "x = 40", "Total = $40.00", "a = b = 40", "40 (forty)", "forty (40)",
-    "80/2", "\\frac{80}{2}", "40 times", "40 quarters",
+    "80/2", "\\frac{80}{2}", "40 times", "40 quarters", "40kg", "40km", "40 M",
 ])
 def test_gsm8k_accepts_one_stated_number_with_units(answer_line):
     assert gsm8k_reward("40", f"Reasoning.\nFinal answer: {answer_line}") == 1.0
@@ -179,6 +184,9 @@ def arc_answer(answer_line: str):
     "a plant",
     "",
     "none of the above",
+    # A letter taken back or doubted right after it.
+    "(A) is wrong", "(A) is incorrect", "(A) is not the answer", "(A) or maybe not", "(A) - no wait",
+    "(A) (I am not sure)", "(A)?", "A?", "(A), probably", "A, I guess", "(A) isn't right",
 ])
 def test_arc_rejects_ambiguous_or_letterless_answers(answer_line):
     assert arc_answer(answer_line) is None
@@ -189,6 +197,7 @@ def test_arc_rejects_ambiguous_or_letterless_answers(answer_line):
     "\\boxed{A}", "$\\boxed{A}$", "\\textbf{(A)}", "Option A", "option (a)", "Choice: A", "Answer: A",
     "The answer is A.", "The correct answer is (A).", "The answer is **(A)**", "(A) a plant", "A. a plant",
     "A: a plant", "A - a plant", "A (a plant)", "(A) because B and C are animals",
+    "(A) because the others are not plants", "(A). The others do not make food.", "(A) since no other fits",
 ])
 def test_arc_accepts_the_ways_models_write_one_letter(answer_line):
     assert arc_answer(answer_line) == "A"

@@ -55,6 +55,13 @@ _OTHER_WRAPPED = re.compile(r"[(\[{]\s*([A-Za-z])\s*[)\]}]")
 _OTHER_BARE = re.compile(r"(?<![\w'])([A-Z])(?![\w'])(?!\s+[a-z])")
 
 
+# A letter taken back or doubted right after it: "(A) is wrong", "(A)?", "(A) (I am not sure)", "A - no wait".
+# Only the first clause after the letter counts, so an explanation ("(B) because it is not ...") stays.
+_FIRST_CLAUSE = re.compile(r"\bbecause\b|\bsince\b|\bas\b|[.;:!]\s")
+_DOUBT = re.compile(r"\?|\b(?:wrong|incorrect|not|no|false|maybe|perhaps|possibly|probably|unsure|guess|unlikely|"
+                    r"or|wait)\b|n't\b", re.IGNORECASE)
+
+
 def _plain(text: str) -> str:
     text = re.sub(r"\*\*|__|[*`$]", "", text)
     for _ in range(2):
@@ -80,6 +87,8 @@ def read_letter(answer: str, options: list[tuple[str, str]]) -> Optional[str]:
     stated, texts = _words(tail), dict(options)
     if stated and stated == _words(texts.get(letter, "")):  # "(C) A and B": the option's own text
         return letter
+    if _DOUBT.search(_FIRST_CLAUSE.split(tail, maxsplit=1)[0]):
+        return None
     labels = set(texts)
     others = {m.upper() for m in _OTHER_WRAPPED.findall(tail)} | set(_OTHER_BARE.findall(tail))
     if (others & labels) - {letter}:

@@ -30,6 +30,14 @@ class Splits:
     # Rows dropped while loading (no usable gold answer, ...), by reason.
     skipped: dict[str, int] = field(default_factory=dict)
 
+    def __post_init__(self):
+        # Stages join samples, rewards and pairs to questions by id: one id for two questions would lose one.
+        seen: set[str] = set()
+        repeated = sorted({e.id for e in self.train + self.valid + self.test if e.id in seen or seen.add(e.id)})
+        if repeated:
+            raise ValueError(f"{len(repeated)} question ids occur more than once across the splits "
+                             f"(e.g. {', '.join(repeated[:3])}); each question needs its own id")
+
     def get(self, name: str) -> list[Example]:
         if name not in ("train", "valid", "test"):
             raise KeyError(f"unknown split '{name}'; valid splits: train, valid, test")

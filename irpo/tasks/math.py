@@ -139,9 +139,10 @@ class MATHTask(Task):
                 skipped["no_gold_answer"] += 1
                 log.warning("%s:%d: solution has no \\boxed answer; row skipped", source, line)
                 continue
-            # The release's own ids; rows without one (the hub's) are named by subject and fingerprint.
-            fallback = (f"{split}/{row['subject_dir']}/{fingerprint(row['problem'])}" if row.get("subject_dir")
-                        else f"{split}-{line}")
+            # The release's own ids; rows without one (the hub's) are named by subject and fingerprint (of the
+            # solution too: the release has two train rows with one problem and different solutions).
+            fallback = (f"{split}/{row['subject_dir']}/{fingerprint(row['problem'])}-"
+                        f"{fingerprint(row['solution'])[:8]}" if row.get("subject_dir") else f"{split}-{line}")
             # Appendix B.1's in-context format: "Solution: [solution] Final answer: [answer]".
             solution = f" {row['solution'].strip()}\n{FINAL_ANSWER} {answer}"
             examples.append(Example(id=row.get("unique_id") or fallback, question=row["problem"].strip(),
@@ -191,11 +192,11 @@ class MATHTask(Task):
     def extract_answer(self, example: Example, completion: str) -> Optional[str]:
         final = extract_after_final_answer(completion)
         if final is not None and "\\boxed" not in final:
-            return final.strip().strip("$").strip().rstrip(".").strip() or None
+            return final.strip().rstrip(".").strip().strip("$").strip().rstrip(".").strip() or None
         if final is not None and len({normalize(b) for b in all_boxed(final)}) > 1:
             return None  # "\boxed{5} or \boxed{6}" names no one answer
         # A \boxed{...} may run past the answer line's end; read it from the whole completion.
-        return last_boxed(final or "") or last_boxed(completion)
+        return (last_boxed(final or "") or last_boxed(completion) or "").strip() or None  # "\\boxed{}" names none
 
     def is_correct(self, example: Example, answer: Optional[str]) -> bool:
         if answer is None:

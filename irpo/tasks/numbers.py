@@ -28,11 +28,17 @@ _OPERATOR = re.compile(r"[+*×÷^]|/(?!\s*[A-Za-z])|\\(?:times|cdot|div)")  # "/
 # Words and signs that make a number a bound, a guess or a denial rather than the answer.
 _HEDGE = re.compile(r"[≈~<>≤≥≠±]|\\(?:approx|sim|le|ge|leq|geq|neq|pm)\b|"
                     r"\b(?:not|never|about|around|approx\w*|roughly|nearly|almost|maybe|perhaps|probably|"
-                    r"least|most|than|between|either|or|up to|wrong|incorrect|false)\b|-ish\b|n't\b", re.IGNORECASE)
+                    r"least|most|than|between|either|or|up to|wrong|incorrect|false|over|under|max|maximum|"
+                    r"min|minimum|and up|rounded|round|nearest|estimated?|ish)\b|-ish\b|(?<=\d)ish\b|n't\b",
+                    re.IGNORECASE)
 # Words that do arithmetic on the number ("18 squared", "18 and a half", "18 plus tax").
 # ("18 times" and "18 quarters" are counts, so those words stay.)
-_WORD_OPERATOR = re.compile(r"\b(?:plus|squared|cubed|divided|multiplied)\b|\band (?:a|one) (?:half|quarter|third)\b",
+_WORD_OPERATOR = re.compile(r"\b(?:plus|squared|cubed|divided|multiplied|twice|double[ds]?|triple[ds]?|quadruple[ds]?|"
+                            r"halved|sqrt|root of|dozens?|tens)\b|\band (?:a|one) (?:half|quarter|third)\b|"
+                            r"\b(?:half|quarter|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth)s? of\b|√|\\sqrt",
                             re.IGNORECASE)
+# Glued to a number, these change or garble it: "40k" (40000), "40²", "3½", "4O" (a letter O for a zero).
+_GLUED = re.compile(r"[²³¹⁰-⁹₀-₉½¼¾⅓⅔⅛]|(?:[kKMBO]|bn)(?![A-Za-z])")
 _SCALE = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9, "trillion": 10**12}
 # Between two "=" of one line, a separate statement ("x = 5, y = 6") rather than a chain ("a = b = 6").
 _STATEMENT_BREAK = re.compile(r",\s|;|\band\b")
@@ -68,6 +74,8 @@ def stated_number(answer: str) -> Optional[Fraction]:
     if len(numbers) != 1:
         return None
     after = text[numbers[0].end():]
+    if _GLUED.match(after):
+        return None
     scale = re.match(r"\s*(hundred|thousand|million|billion|trillion)\b", after, re.IGNORECASE)
     rest = text[: numbers[0].start()] + " " + after
     if re.search(r"\d", rest) or _OPERATOR.search(rest):
