@@ -157,7 +157,7 @@ def render_prompt(task, example, tokenizer, use_chat_template: bool) -> str:
 
 # Changing these on a resumed run cannot invalidate finished work.
 RESUMABLE_KEYS = {"iterations", "run_dir", "log_level", "sampler.batch_size", "sampler.device", "trainer.device",
-                  "trainer.num_processes", "cluster.*", "logger.*"}
+                  "trainer.num_processes", "trainer.save_every", "cluster.*", "logger.*"}
 
 
 def record_config(run_dir: RunDir, cfg: DictConfig) -> None:

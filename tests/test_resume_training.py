@@ -142,3 +142,54 @@ def test_the_log_is_cut_back_to_the_checkpoint(tmp_path):
     log.write_text("".join(json.dumps({"step": s}) + "\n" for s in range(1, 8)) + '{"step": 8, "lo')
     cut_log(log, 4)
     assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2, 3, 4]
+
+
+DEEPSPEED_TRAIN = TRAIN.replace('device="cpu"', 'device="cpu", name="deepspeed", num_processes={ranks}, zero_stage=3')
+
+
+def kill_everything(process: subprocess.Popen) -> None:
+    """SIGKILL to a process and all its descendants (the DeepSpeed ranks under torchrun), as a preemption does."""
+    import psutil
+
+    parent = psutil.Process(process.pid)
+    for proc in [*parent.children(recursive=True), parent]:
+        proc.kill()
+    process.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_killed_deepspeed_training_resumes_on_as_many_ranks(untrained_tiny, tmp_path):
+    pytest.importorskip("deepspeed")
+
+    def launch(out: Path, ranks: int = 2) -> subprocess.Popen:
+        code = DEEPSPEED_TRAIN.format(tests=str(Path(__file__).parent), steps=8, save_every=2, model=str(untrained_tiny),
+                                      out=str(out), ranks=ranks)
+        return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    whole = launch(tmp_path / "whole")
+    assert whole.wait() == 0, whole.stderr.read().decode()[-3000:]
+    out = tmp_path / "model"
+    state = resume_dir(out.with_name("model.tmp")) / "state.json"
+    child = launch(out)
+    deadline = time.monotonic() + 600
+    while not (state.exists() and json.loads(state.read_text())["step"] >= 4) and time.monotonic() < deadline:
+        assert child.poll() is None, child.stderr.read().decode()[-3000:]
+        time.sleep(0.05)
+    kill_everything(child)
+
+    fewer = launch(out, ranks=1)
+    assert fewer.wait() != 0
+    assert "was saved by 2 ranks and this run has 1" in fewer.stderr.read().decode()
+    rerun = launch(out)
+    assert rerun.wait() == 0, rerun.stderr.read().decode()[-3000:]
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["resumed_from_step"] >= 4 and summary["steps"] == 8
+    assert [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()] == \
+        list(range(1, 9))
+    from safetensors.torch import load_file
+
+    resumed, uninterrupted = load_file(out / "model.safetensors"), load_file(tmp_path / "whole/model.safetensors")
+    assert all(torch.allclose(resumed[k], uninterrupted[k], rtol=0, atol=1e-6) for k in uninterrupted)
+    assert not resume_dir(out).exists()

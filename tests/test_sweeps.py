@@ -141,3 +141,40 @@ def test_deepspeed_ranks_train_inside_a_slurm_job(tmp_path, model_cache):
     summary = read_json(run_dir / "iter_1" / "model" / "train_summary.json")
     assert (summary["trainer"], summary["world_size"]) == ("deepspeed", 2)
     assert (run_dir / "results.json").exists()
+
+
+@needs_slurm
+def test_a_requeued_slurm_job_resumes_mid_training(tmp_path, model_cache):
+    """scontrol requeue kills a running job and queues it again, as a preemption does: the requeued job
+    continues its training stage from the last checkpoint and ends where an uninterrupted run ends."""
+    import time
+
+    env = {**os.environ, "IRPO_CACHE": str(model_cache), "OMP_NUM_THREADS": "1"}
+    training = ["experiment=smoke", "iterations=1", "trainer.max_steps=40", "trainer.save_every=4",
+                "trainer.eval_every=0", "trainer.retrain_with_heldout=false"]
+    alone = tmp_path / "uninterrupted"
+    assert irpo(*training, f"hydra.run.dir={alone}", env=env).returncode == 0
+
+    sweep = tmp_path / "sweep"
+    job = subprocess.Popen([sys.executable, "-m", "irpo", "-m", *training, "cluster=slurm", "cluster.gpus_per_node=0",
+                            "cluster.mem_gb=2", "cluster.timeout_min=20", "cluster.cpus_per_task=1",
+                            f"hydra.sweep.dir={sweep}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=env)
+    deadline = time.monotonic() + 600
+    while not list(sweep.glob("*/iter_1/model.tmp/resume/checkpoint.pt")) and time.monotonic() < deadline:
+        assert job.poll() is None, job.communicate()[1][-3000:]
+        time.sleep(0.2)
+    assert list(sweep.glob("*/iter_1/model.tmp/resume/checkpoint.pt")), "the job made no checkpoint in time"
+    job_ids = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()
+    assert job_ids, "no job in the queue"
+    for job_id in job_ids:
+        subprocess.run(["scontrol", "requeue", job_id], check=True)
+    _, stderr = job.communicate(timeout=900)
+    assert job.returncode == 0, stderr[-3000:]
+
+    (resumed,) = [p for p in sweep.iterdir() if (p / "config.yaml").exists()]
+    summary = read_json(resumed / "iter_1" / "model" / "train_summary.json")
+    assert summary["resumed_from_step"] > 0 and summary["steps"] == 40
+    assert (resumed / "iter_1" / "model" / "model.safetensors").read_bytes() == \
+        (alone / "iter_1" / "model" / "model.safetensors").read_bytes()
+    assert (resumed / "iter_1" / "eval.jsonl").read_bytes() == (alone / "iter_1" / "eval.jsonl").read_bytes()

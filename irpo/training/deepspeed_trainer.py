@@ -23,6 +23,8 @@ from omegaconf import OmegaConf
 
 from irpo.child import project_pythonpath, run_child
 from irpo.rundir import publish_dir, read_json, write_json, write_jsonl
+from irpo.training.resume import job_identity, prepare_tmp_dir, resume_dir
+from irpo.training.step import total_steps
 
 log = logging.getLogger(__name__)
 
@@ -110,32 +112,37 @@ class DeepSpeedTrainer:
             raise ValueError(f"{desc}: no training pairs; nothing to train on (see pairs_stats.json)")
         selecting = select is not None and self.cfg.eval_every > 0
         tmp_dir = output_dir.with_name(output_dir.name + ".tmp")
-        if tmp_dir.exists():
-            shutil.rmtree(tmp_dir)
+        prepare_tmp_dir(tmp_dir)  # kept when it holds a checkpoint: the ranks continue from it
         job = tmp_dir / "job"
-        job.mkdir(parents=True)
+        job.mkdir(exist_ok=True)
         write_jsonl(job / "pairs.jsonl", pairs)
         spec = {"init_model_dir": str(init_model_dir), "output_dir": str(tmp_dir), "pairs": str(job / "pairs.jsonl"),
                 "trainer": OmegaConf.to_container(self.cfg, resolve=True),
                 "model": OmegaConf.to_container(self.model_cfg, resolve=True),
                 "loss": OmegaConf.to_container(loss_cfg, resolve=True),
-                "seed": seed, "max_steps": max_steps, "desc": desc, "save_every": self.cfg.eval_every if selecting else 0}
+                "seed": seed, "max_steps": max_steps, "desc": desc, "save_every": self.cfg.eval_every if selecting else 0,
+                "identity": job_identity(init_model_dir, len(pairs), total_steps(self.cfg, len(pairs), max_steps), seed,
+                                         desc, zero_stage=self.cfg.zero_stage)}
         (job / "spec.json").write_text(json.dumps(spec, indent=2))
         env = dict(os.environ, PYTHONPATH=project_pythonpath(os.environ))
         if not _has_cuda():
             env.setdefault("DS_ACCELERATOR", "cpu")
         ranks = ranks_per_node(self.cfg) * self.cluster_cfg.nodes
-        log.info("%s: DeepSpeed ZeRO-%d on %d rank(s)", desc, self.cfg.zero_stage, ranks)
-        run_child(launch_command(self.cfg, self.cluster_cfg, job / "spec.json", env=env), tmp_dir / "launch.log",
-                  what=f"DeepSpeed trainer ({desc})", env=env)
+        if (tmp_dir / "train_summary.json").exists():  # the ranks finished before a kill: on to selection
+            log.info("%s: the DeepSpeed ranks finished in an earlier run", desc)
+        else:
+            log.info("%s: DeepSpeed ZeRO-%d on %d rank(s)", desc, self.cfg.zero_stage, ranks)
+            run_child(launch_command(self.cfg, self.cluster_cfg, job / "spec.json", env=env), tmp_dir / "launch.log",
+                      what=f"DeepSpeed trainer ({desc})", env=env)
         if not (tmp_dir / "train_summary.json").exists():
             raise RuntimeError(f"DeepSpeed trainer ({desc}) exited cleanly but saved no model; see {tmp_dir}")
         shutil.rmtree(job)
         summary = read_json(tmp_dir / "train_summary.json")
-        if selecting:
+        if selecting and summary.get("held_out_accuracy") is None:  # not yet selected (or killed while selecting)
             summary.update(select_checkpoint(tmp_dir, summary["steps"], select))
             write_json(tmp_dir / "train_summary.json", summary)
         publish_dir(tmp_dir, output_dir)
+        shutil.rmtree(resume_dir(output_dir), ignore_errors=True)  # M_t's directory holds the model, not the run
         return summary
 
 
@@ -144,9 +151,13 @@ def select_checkpoint(model_dir: Path, last_step: int, select) -> dict:
     model_dir (ties keep the earlier, less-trained step) and the checkpoints are deleted."""
     candidates = {int(p.name.split("_")[1]): p for p in (model_dir / "checkpoints").glob("step_*")}
     candidates[last_step] = model_dir
-    scores = {}
+    # Scores already computed (by a run that was then killed) are kept, not recomputed.
+    scored = model_dir / "selection_scores.json"
+    scores = {int(k): v for k, v in read_json(scored).items()} if scored.exists() else {}
     for step in sorted(candidates):
-        scores[step] = select.score_dir(candidates[step])
+        if step not in scores:
+            scores[step] = select.score_dir(candidates[step])
+            write_json(scored, scores)
         log.info("checkpoint at step %d: held-out accuracy %.3f", step, scores[step])
     best = max(sorted(scores), key=lambda step: scores[step])
     if best != last_step:
@@ -155,6 +166,7 @@ def select_checkpoint(model_dir: Path, last_step: int, select) -> dict:
         for weights in [*candidates[best].glob("*.safetensors"), *candidates[best].glob("*.safetensors.index.json")]:
             shutil.move(str(weights), model_dir / weights.name)
     shutil.rmtree(model_dir / "checkpoints", ignore_errors=True)
+    scored.unlink(missing_ok=True)
     return {"selected_step": best, "held_out_accuracy": scores}
 
 

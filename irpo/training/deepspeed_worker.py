@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 from irpo.models.loading import DTYPES, load_tokenizer
 from irpo.rundir import read_jsonl, write_json
 from irpo.training.deepspeed_trainer import deepspeed_config, use_bf16
+from irpo.training.resume import ResumeError, cut_log, due, read_state, resume_dir, rng_state, set_rng_state, write_state
 from irpo.training.step import (encode_pairs, lr_multiplier, micro_batch_loss, score_sequences, step_batches,
                                 total_steps, train_summary)
 
@@ -59,19 +61,40 @@ def main(spec_path: str) -> None:
                                                           config=ds_config)
     pad_id = tokenizer.pad_token_id
 
-    if data.uses_rejected:  # the reference is the initial model: score every pair once, before any update
-        engine.eval()
-        data.reference = {name: _sharded_scores(engine, seqs, pad_id, device, cfg.micro_batch_size * 2, rank, world)
-                          for name, seqs in (("chosen", data.chosen), ("rejected", data.rejected))}
-        engine.train()
-
     output_dir = Path(spec["output_dir"])
+    resume = resume_dir(output_dir)
+    state = read_state(output_dir, spec["identity"])
+    start_step, elapsed_before = 0, 0.0
+    if state is not None:  # continue from the last checkpoint: weights, optimizer and lr schedule from DeepSpeed
+        if state["world_size"] != world:
+            raise ResumeError(f"{resume} was saved by {state['world_size']} ranks and this run has {world}; resume "
+                              f"with as many ranks (trainer.num_processes x cluster.nodes), or delete {resume} to "
+                              "restart this training stage from step 0")
+        engine.load_checkpoint(str(resume / "deepspeed"), tag=state["tag"])
+        set_rng_state(torch.load(resume / f"rng_rank{rank}.pt", weights_only=True))
+        start_step, elapsed_before = state["step"], state["seconds"]
+        if rank == 0:
+            print(f"{spec['desc']}: resuming from the checkpoint at step {start_step} of {steps}", flush=True)
+
+    if data.uses_rejected:  # the reference is the initial model: score every pair once, before any update
+        if state is not None:
+            data.reference = torch.load(resume / "reference.pt", weights_only=True)
+        else:
+            engine.eval()
+            data.reference = {name: _sharded_scores(engine, seqs, pad_id, device, cfg.micro_batch_size * 2, rank,
+                                                    world)
+                              for name, seqs in (("chosen", data.chosen), ("rejected", data.rejected))}
+            engine.train()
+
     share = cfg.batch_size // world
     started = time.perf_counter()
-    log_file = (output_dir / "train_log.jsonl").open("w") if rank == 0 else None
+    if rank == 0:
+        cut_log(output_dir / "train_log.jsonl", start_step)
+    log_file = (output_dir / "train_log.jsonl").open("a") if rank == 0 else None
     batches = step_batches(len(pairs), cfg.batch_size, steps, seed)
-    for step, batch_indices in enumerate(tqdm(batches, desc=spec["desc"], unit="step", leave=False,
-                                              disable=rank != 0), start=1):
+    for step, batch_indices in enumerate(tqdm(batches[start_step:], desc=spec["desc"], unit="step", leave=False,
+                                              initial=start_step, total=steps, disable=rank != 0),
+                                         start=start_step + 1):
         step_start = time.perf_counter()
         mine = batch_indices[rank * share:(rank + 1) * share]
         sums, tokens = {}, 0
@@ -96,16 +119,38 @@ def main(spec_path: str) -> None:
             log_file.flush()
         if spec["save_every"] and step % spec["save_every"] == 0 and step < steps:
             save(engine, tokenizer, output_dir / "checkpoints" / f"step_{step}", cfg.zero_stage, rank)
+        if due(step, cfg.save_every, steps):
+            checkpoint(engine, resume, step, data.reference, rank, spec["identity"], world,
+                       elapsed_before + time.perf_counter() - started)
 
     save(engine, tokenizer, output_dir, cfg.zero_stage, rank)
     if rank == 0:
         log_file.close()
-        summary = train_summary(cfg, loss_cfg, steps, len(pairs), time.perf_counter() - started,
+        summary = train_summary(cfg, loss_cfg, steps, len(pairs), elapsed_before + time.perf_counter() - started,
                                 spec["init_model_dir"])
-        summary.update(world_size=world, zero_stage=cfg.zero_stage, bf16=bf16)
+        summary.update(world_size=world, zero_stage=cfg.zero_stage, bf16=bf16, resumed_from_step=start_step)
         write_json(output_dir / "train_summary.json", summary)
     dist.barrier()
     dist.destroy_process_group()
+
+
+def checkpoint(engine, resume: Path, step: int, reference, rank: int, identity: dict, world: int,
+               seconds: float) -> None:
+    """DeepSpeed's own checkpoint (sharded optimizer state under ZeRO), each rank's RNG, the reference
+    log-probs; state.json last, so it only ever names a complete checkpoint. Older ones go after it."""
+    tag = f"step_{step}"
+    engine.save_checkpoint(str(resume / "deepspeed"), tag=tag)
+    torch.save(rng_state(), resume / f"rng_rank{rank}.pt")
+    if rank == 0 and reference is not None and not (resume / "reference.pt").exists():
+        torch.save(reference, resume / "reference.pt")
+    dist.barrier()
+    if rank == 0:
+        previous = read_state(resume.parent, identity)
+        write_state(resume.parent, {"identity": identity, "step": step, "tag": tag, "world_size": world,
+                                    "seconds": seconds})
+        if previous is not None:
+            shutil.rmtree(resume / "deepspeed" / previous["tag"], ignore_errors=True)
+    dist.barrier()
 
 
 def save(engine, tokenizer, directory: Path, zero_stage: int, rank: int) -> None:

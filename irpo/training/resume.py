@@ -44,13 +44,15 @@ def job_identity(init_model_dir, num_pairs: int, steps: int, seed: int, desc: st
 
 
 def prepare_tmp_dir(tmp_dir: Path) -> bool:
-    """Keeps `tmp_dir` when it holds a checkpoint to resume from (True); otherwise starts it afresh."""
+    """Whether `tmp_dir` holds a checkpoint to resume from. It is kept when it does, or when its training
+    finished (train_summary.json: DeepSpeed's checkpoint selection may still be due); else started afresh."""
     resume = resume_dir(tmp_dir)
     if (resume / CHECKPOINT).exists() or (resume / STATE).exists():
         return True
-    if tmp_dir.exists():
-        shutil.rmtree(tmp_dir)
-    tmp_dir.mkdir(parents=True)
+    if not (tmp_dir / "train_summary.json").exists():
+        if tmp_dir.exists():
+            shutil.rmtree(tmp_dir)
+        tmp_dir.mkdir(parents=True)
     return False
 
 
@@ -67,14 +69,17 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_torch_checkpoint(tmp_dir: Path, state: dict) -> None:
-    """Writes resume/checkpoint.pt atomically: the previous checkpoint stays until the new one is whole."""
+def save_torch_checkpoint(tmp_dir: Path, state: dict) -> int:
+    """Writes resume/checkpoint.pt atomically (the previous checkpoint stays until the new one is whole);
+    returns its size in bytes."""
     resume = resume_dir(tmp_dir)
     resume.mkdir(exist_ok=True)
     partial = resume / (CHECKPOINT + ".partial")
     try:
         torch.save(state, partial)
+        size = partial.stat().st_size
         os.replace(partial, resume / CHECKPOINT)
+        return size
     except BaseException:  # a full disk or a kill mid-write: the last whole checkpoint is still there
         partial.unlink(missing_ok=True)
         raise

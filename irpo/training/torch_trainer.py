@@ -68,7 +68,7 @@ class TorchTrainer:
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg, steps))
         order = step_batches(len(pairs), cfg.batch_size, steps, seed)
-        start_step, elapsed_before = 0, 0.0
+        start_step, elapsed_before, checkpoint_seconds, checkpoint_bytes = 0, 0.0, 0.0, 0
         if resumed:
             model.load_state_dict(resumed["model"])
             optimizer.load_state_dict(resumed["optimizer"])
@@ -110,23 +110,26 @@ class TorchTrainer:
                 log_file.write(json.dumps(stats) + "\n")
                 log_file.flush()  # dashboards tail this file while training runs
                 if due(step, cfg.save_every, steps):
-                    save_torch_checkpoint(tmp_dir, {
+                    saving_since = time.perf_counter()
+                    checkpoint_bytes = save_torch_checkpoint(tmp_dir, {
                         "identity": identity, "step": step,
                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": schedule.state_dict(), "rng": rng_state(), "scores": scores,
                         "best_step": best["step"], "best_score": best["score"], "best_state": best["state"],
                         "reference": data.reference, "seconds": elapsed_before + time.perf_counter() - started})
+                    checkpoint_seconds += time.perf_counter() - saving_since
 
         if selecting:
             model.load_state_dict(best["state"])
 
         model.save_pretrained(tmp_dir, safe_serialization=True)
         tokenizer.save_pretrained(tmp_dir)
-        shutil.rmtree(resume_dir(tmp_dir), ignore_errors=True)  # M_t's directory holds the model, not the run
         summary = train_summary(cfg, loss_cfg, steps, len(pairs), elapsed_before + time.perf_counter() - started,
                                 init_model_dir)
         summary.update(selected_step=best["step"] if selecting else steps, held_out_accuracy=scores or None,
-                       resumed_from_step=start_step)
+                       resumed_from_step=start_step, checkpoint_seconds=round(checkpoint_seconds, 3),
+                       checkpoint_bytes=checkpoint_bytes)
         write_json(tmp_dir / "train_summary.json", summary)
         publish_dir(tmp_dir, output_dir)
+        shutil.rmtree(resume_dir(output_dir), ignore_errors=True)  # M_t's directory holds the model, not the run
         return summary
