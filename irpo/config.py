@@ -257,7 +257,8 @@ def validate(cfg: DictConfig) -> None:
     if cfg.trainer.epochs is not None and cfg.trainer.epochs <= 0:
         raise ValueError(f"trainer.epochs must be > 0 or null (no epoch cap), not {cfg.trainer.epochs}")
     if cfg.trainer.save_every < 0:
-        raise ValueError(f"trainer.save_every must be >= 0 (0 = no mid-training checkpoints), not {cfg.trainer.save_every}")
+        raise ValueError(f"trainer.save_every must be >= 0 (0 = no mid-training checkpoints), not "
+                         f"{cfg.trainer.save_every}")
     if cfg.trainer.select_examples is not None and cfg.trainer.select_examples <= 0:
         raise ValueError("trainer.select_examples must be > 0 or null (the whole held-out split)")
     if cfg.pairs.data_multiplier < 1 or cfg.pairs.pairs_per_prompt < 1:

@@ -110,10 +110,10 @@ def build_preference_pairs(questions: list[ScoredQuestion], cfg, fits: Fits) -> 
             stats["skipped_no_loser"] += 1
             continue
         stats["prompts_used"] += 1
-        for w, l in pair_walk(len(winners), len(losers), cfg.pairs_per_prompt * cfg.data_multiplier,
-                              cfg.distinct_pairs):
+        for w, loser in pair_walk(len(winners), len(losers), cfg.pairs_per_prompt * cfg.data_multiplier,
+                                  cfg.distinct_pairs):
             pairs.append({"id": q.id, "split": q.split, "prompt": q.prompt, "chosen": winners[w],
-                          "rejected": losers[l]})
+                          "rejected": losers[loser]})
     return _finish(pairs, stats, questions, cfg)
 
 

@@ -228,7 +228,8 @@ def _train_log(run: Run, t: int = 1) -> list[dict]:
 def plot_logprobs(runs: list[Run], out: Path) -> list[Path]:
     """Chosen (solid) and rejected (dashed) sequence log-probs over iteration 1's training steps."""
     with_logs = {run.method: run for run in runs if "rejected_logps" in (_train_log(run)[:1] or [{}])[0]}
-    comparisons = [("star", "irpo", "SFT on chosen vs DPO+NLL (Figure 2)"), ("dpo", "irpo", "DPO vs DPO+NLL (Figure 3)")]
+    comparisons = [("star", "irpo", "SFT on chosen vs DPO+NLL (Figure 2)"),
+                   ("dpo", "irpo", "DPO vs DPO+NLL (Figure 3)")]
     made = []
     for left, right, title in comparisons:
         if left in with_logs and right in with_logs:

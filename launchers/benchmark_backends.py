@@ -135,7 +135,7 @@ def main() -> None:
         results.append(measure(name, work, args))
     print(f"\n{os.cpu_count()} CPU cores; {args.pairs} pairs (batch 16, micro-batch 8); "
           f"{args.prompts} prompts x {args.samples} samples")
-    print(f"| stage | tokens/s | stage wall (s) | peak RSS (MiB) | notes |\n|---|---|---|---|---|")
+    print("| stage | tokens/s | stage wall (s) | peak RSS (MiB) | notes |\n|---|---|---|---|---|")
     for r in results:
         notes = f"{r['steps']} steps" if "steps" in r else f"{r['new_tokens']} new tokens"
         if "engine_start_seconds" in r:

@@ -163,8 +163,8 @@ def test_killed_deepspeed_training_resumes_on_as_many_ranks(untrained_tiny, tmp_
     pytest.importorskip("deepspeed")
 
     def launch(out: Path, ranks: int = 2) -> subprocess.Popen:
-        code = DEEPSPEED_TRAIN.format(tests=str(Path(__file__).parent), steps=8, save_every=2, model=str(untrained_tiny),
-                                      out=str(out), ranks=ranks)
+        code = DEEPSPEED_TRAIN.format(tests=str(Path(__file__).parent), steps=8, save_every=2,
+                                      model=str(untrained_tiny), out=str(out), ranks=ranks)
         return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
 

@@ -143,7 +143,8 @@ def test_report_tests_every_row_against_irpo_at_the_same_iteration(tmp_path):
         in markdown
 
     paired = {(row["row"], row["against"]): row for row in report["paired_tests"]}
-    assert paired[("STaR (SFT on chosen of D0, 1 iteration), iteration 1", "Iterative RPO, iteration 2")]["greedy_paired"] \
+    star = "STaR (SFT on chosen of D0, 1 iteration), iteration 1"
+    assert paired[(star, "Iterative RPO, iteration 2")]["greedy_paired"] \
         == "+0.0 pts, p=1.00 (b=0, c=0)"
     assert paired[("Iterative RPO, iteration 2", "Iterative RPO, iteration 1")]["greedy_paired_p"] == 0.0386
     assert paired[("Iterative RPO, iteration 2", "Iterative RPO, iteration 0 (M0)")]["greedy_paired_b"] == 10

@@ -104,7 +104,8 @@ def test_loop_runs_an_iteration_with_sampler_vllm(make_config, tmp_path):
 def test_worker_output_becomes_completions_with_hf_truncation_rule():
     """vLLM reports finish_reason "length" for any sample that ran to max_tokens; one that finished its answer
     line before that is not cut off (hf would have stopped it there), one without an answer line is."""
-    result = {"completions": [[["2 + 3 = 5\nFinal answer: 5\nQuestion: next one", "2 + 3 = 5\n3 +", "5\nFinal answer: 5"]]],
+    result = {"completions": [[["2 + 3 = 5\nFinal answer: 5\nQuestion: next one", "2 + 3 = 5\n3 +",
+                                "5\nFinal answer: 5"]]],
               "truncated": [[[True, True, False]]]}
     request = SamplingRequest(3, 1.0, 1.0, 16, seed=0)
     (kept, too_long), = completions_from_worker(result, [request], fits=[True, False])

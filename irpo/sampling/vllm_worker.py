@@ -46,7 +46,8 @@ def main(spec_path: str, out_path: str) -> None:
                       "seconds": round(seconds, 2), "tokens_per_s": round(new_tokens / max(seconds, 1e-9), 1)})
     tmp = out_path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump({"completions": completions, "truncated": truncated, "stats": stats, "engine_start_seconds": round(engine_seconds, 1)}, f)
+        json.dump({"completions": completions, "truncated": truncated, "stats": stats,
+                   "engine_start_seconds": round(engine_seconds, 1)}, f)
     os.replace(tmp, out_path)
 
 

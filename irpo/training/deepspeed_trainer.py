@@ -120,7 +120,8 @@ class DeepSpeedTrainer:
                 "trainer": OmegaConf.to_container(self.cfg, resolve=True),
                 "model": OmegaConf.to_container(self.model_cfg, resolve=True),
                 "loss": OmegaConf.to_container(loss_cfg, resolve=True),
-                "seed": seed, "max_steps": max_steps, "desc": desc, "save_every": self.cfg.eval_every if selecting else 0,
+                "seed": seed, "max_steps": max_steps, "desc": desc,
+                "save_every": self.cfg.eval_every if selecting else 0,
                 "identity": job_identity(init_model_dir, len(pairs), total_steps(self.cfg, len(pairs), max_steps), seed,
                                          desc, zero_stage=self.cfg.zero_stage)}
         (job / "spec.json").write_text(json.dumps(spec, indent=2))

@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 from irpo.models.loading import DTYPES, load_tokenizer
 from irpo.rundir import read_jsonl, write_json
 from irpo.training.deepspeed_trainer import deepspeed_config, use_bf16
-from irpo.training.resume import ResumeError, cut_log, due, read_state, resume_dir, rng_state, set_rng_state, write_state
+from irpo.training.resume import (ResumeError, cut_log, due, read_state, resume_dir, rng_state, set_rng_state,
+                                  write_state)
 from irpo.training.step import (encode_pairs, lr_multiplier, micro_batch_loss, score_sequences, step_batches,
                                 total_steps, train_summary)
 
