@@ -222,7 +222,7 @@ def test_kill_9_while_sampling_then_rerun_gives_the_uninterrupted_bytes(stage, t
     while not (shards / "00000.jsonl").exists():  # the stage has written its first shard
         assert process.poll() is None, f"the run ended before writing {shards}/00000.jsonl:\n" + process.stdout.read()
         time.sleep(0.02)
-    time.sleep(random.Random(f"{stage}-{trial}").uniform(0.0, 1.0))  # then a seeded random moment
+    time.sleep(random.Random(f"{stage}-{trial}").uniform(0.0, 2.5))  # then a seeded random moment
     process.send_signal(signal.SIGKILL)
     process.communicate()
     done_before = sorted(p.name for p in shards.glob("*.jsonl")) if shards.is_dir() else []

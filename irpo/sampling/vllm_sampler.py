@@ -46,7 +46,8 @@ def engine_args(sampler_cfg, model_cfg, model_dir: str | Path) -> dict:
 def sampling_args(request, prompt_index: int, prompt_tokens: int, max_model_len: int) -> dict:
     """Keyword arguments of `vllm.SamplingParams` for one prompt of a request.
 
-    Each prompt gets its own seed, so its samples do not depend on which other prompts share the batch.
+    Each prompt gets its own seed from its index among the stage's prompts (`prompt_index`, not its place in
+    this call), so its samples do not depend on which other prompts share the batch, or the shard split.
     """
     greedy = request.temperature == 0
     return {
