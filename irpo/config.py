@@ -65,6 +65,11 @@ class SamplerConfig:
     name: str = "hf"  # hf (transformers generate, in this process) | vllm (vLLM's engine, in a child process)
     batch_size: int = 256  # sequences per generate call (hf; vLLM schedules its own batches)
     device: str = "auto"  # hf only
+    # Generation and evaluation write their rows in shards of this many prompts as they are drawn, so a killed
+    # stage resumes at its first missing shard (irpo/shards.py). At the paper's scale 256 prompts x 30 samples
+    # are minutes of a 70B model on 8 GPUs; the embedded default makes 2 shards of samples and 1 of test
+    # questions. Batches never cross a shard's end, so it is part of what the samples are (not resumable).
+    shard_prompts: int = 256
     # vllm only. Each generation stage starts a fresh engine on M_{t-1}'s directory in a child process,
     # so its GPU memory is free again before training starts.
     tensor_parallel_size: int = 1
@@ -281,6 +286,8 @@ def validate(cfg: DictConfig) -> None:
         raise ValueError("generation.temperatures needs at least one value")
     if cfg.iterations < 0:
         raise ValueError("iterations must be >= 0")
+    if cfg.sampler.shard_prompts < 1:
+        raise ValueError(f"sampler.shard_prompts must be >= 1, not {cfg.sampler.shard_prompts}")
 
 
 def _check_backends_installed(cfg: DictConfig) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
-from irpo.rundir import IterationDir, read_json, write_json, write_jsonl
+
+from irpo.rundir import IterationDir, read_json, write_json
 from irpo.sampling import SamplingRequest
+from irpo.shards import ShardedFile
 
 log = logging.getLogger(__name__)
 
@@ -20,24 +22,32 @@ def judge_greedy(task, example, completion: str) -> dict:
 
 
 def evaluate(it: IterationDir, model_dir, examples: list, prompts: dict[str, str], sampler, task, eval_cfg,
-             generation_cfg, seed: int) -> dict:
-    """Writes eval.jsonl (per question) and eval.json (accuracies) for the model in `model_dir`."""
+             generation_cfg, seed: int, shard_prompts: int) -> dict:
+    """Writes eval.jsonl (per question) and eval.json (accuracies) for the model in `model_dir`; the questions
+    are drawn in shards of `shard_prompts` (irpo.shards), so a killed evaluation resumes at its first missing one."""
     if it.eval_metrics.exists():
         return read_json(it.eval_metrics)
-    batch = [prompts[e.id] for e in examples]
+    by_id = {e.id: e for e in examples}
     requests, descs = [greedy_request(generation_cfg, seed)], [f"iter {it.t} eval greedy"]
     if eval_cfg.majority_k > 0:
         requests.append(SamplingRequest(eval_cfg.majority_k, eval_cfg.temperature, generation_cfg.top_p,
                                         generation_cfg.max_new_tokens, seed, stop=tuple(generation_cfg.stop)))
         descs.append(f"iter {it.t} eval majority@{eval_cfg.majority_k}")
-    greedy, *voted = sampler.generate_each(model_dir, batch, requests, descs)
-    votes = voted[0] if voted else [[] for _ in examples]
-    rows = []
-    for example, greedy_out, samples in zip(examples, greedy, votes, strict=True):
-        majority = task.majority_vote(example, [task.finish(s.text) for s in samples]) if samples else None
-        rows.append({"id": example.id, "gold": example.gold_answer, **judge_greedy(task, example, greedy_out[0].text),
-                     "greedy_truncated": greedy_out[0].truncated,
-                     "majority_answer": majority, "majority_correct": task.is_correct(example, majority)})
+
+    def make_rows(shard, results) -> list[dict]:
+        greedy, *voted = results
+        votes = voted[0] if voted else [[] for _ in shard.ids]
+        rows = []
+        for example_id, greedy_out, samples in zip(shard.ids, greedy, votes, strict=True):
+            example = by_id[example_id]
+            majority = task.majority_vote(example, [task.finish(s.text) for s in samples]) if samples else None
+            rows.append({"id": example.id, "gold": example.gold_answer,
+                         **judge_greedy(task, example, greedy_out[0].text), "greedy_truncated": greedy_out[0].truncated,
+                         "majority_answer": majority, "majority_correct": task.is_correct(example, majority)})
+        return rows
+
+    stage = ShardedFile(it.eval_predictions, [e.id for e in examples], shard_prompts)
+    rows = stage.draw(prompts, sampler, model_dir, requests, descs, make_rows, what=f"iter {it.t} eval")
     n = max(len(rows), 1)
     metrics = {"split": eval_cfg.split, "examples": len(rows),
                "greedy_accuracy": round(sum(r["greedy_correct"] for r in rows) / n, 4),
@@ -48,7 +58,6 @@ def evaluate(it: IterationDir, model_dir, examples: list, prompts: dict[str, str
                "greedy_truncated": sum(r["greedy_truncated"] for r in rows)}
     log.info("iter %d: greedy accuracy %.3f, majority@%d %s on %d %s examples", it.t, metrics["greedy_accuracy"],
              eval_cfg.majority_k, metrics["majority_accuracy"], len(rows), eval_cfg.split)
-    write_jsonl(it.eval_predictions, rows)
     write_json(it.eval_metrics, metrics)
     return metrics
 

@@ -26,7 +26,7 @@ from irpo.models.seed import prepare_seed_model
 from irpo.pairs import PAIR_BUILDERS, ScoredQuestion, build_pairs, copy_pairs
 from irpo.results import write_results
 from irpo.reward import reward, reward_stats
-from irpo.rundir import RunDir, read_json, write_json
+from irpo.rundir import RunDir, check_rows_match, read_json, write_json
 from irpo.sampling import SamplingRequest, build_sampler
 from irpo.tasks import build_task
 from irpo.tracking import build_tracker
@@ -64,7 +64,7 @@ def run(cfg: DictConfig) -> list[dict]:
 
     def evaluate_model(it, directory):
         return evaluate(it, directory, test_examples, prompts, sampler, task, cfg.eval, cfg.generation,
-                        seed=cfg.seed + 7919 * it.t)
+                        seed=cfg.seed + 7919 * it.t, shard_prompts=cfg.sampler.shard_prompts)
 
     with build_tracker(cfg, run_dir) as tracker:  # dashboards mirror the run dir as it is written (logger=...)
         m0 = run_dir.iteration(0)
@@ -89,11 +89,17 @@ def run(cfg: DictConfig) -> list[dict]:
                                               cfg.generation.top_p, cfg.generation.max_new_tokens,
                                               seed=cfg.seed + 1000 * t, stop=tuple(cfg.generation.stop))
                     to_sample = {q.id: q.prompt for q in questions}
-                    generations = generate(it, model_dir, to_sample, sampler, request, task)  # 1
+                    generations = generate(it, model_dir, to_sample, sampler, request, task,  # 1
+                                           cfg.sampler.shard_prompts)
                     rewards = reward(it, generations, pair_examples, task)  # 2
+                    check_rows_match(it.rewards, rewards, [g["id"] for g in generations], REDO_REWARDS)
                     for q, gen, rew in zip(questions, generations, rewards, strict=True):
                         q.samples, q.rewards, q.truncated = gen["samples"], rew["rewards"], gen.get("truncated", [])
                 pairs = build_pairs(it, builder, questions, cfg.pairs, fits)  # 3
+                stray = next((p["id"] for p in pairs if p["id"] not in pair_examples), None)
+                if stray is not None:
+                    raise ValueError(f"{it.pairs}: holds a pair for id {stray!r}, which is not among this iteration's "
+                                     f"prompts; delete it and {it.pairs_stats.name} and rerun to build the pairs again")
             select = HeldOutScorer(held_out, prompts, sampler, task, cfg.generation, cfg.seed) if held_out else None
             with tracker.watch_training(it):
                 model_dir = train(it, model_dir, pairs, trainer, cfg.loss, seed=cfg.seed + t, select=select,  # 4
@@ -105,6 +111,11 @@ def run(cfg: DictConfig) -> list[dict]:
             tracker.log_iteration(it)
 
     return write_results(run_dir, title=f"{cfg.method} on {cfg.task.name} ({run_dir.root})")
+
+
+# rewards.jsonl that does not line up with generations.jsonl was scored from other samples.
+REDO_REWARDS = "it was scored from other samples: delete it and the files made from it (pairs.jsonl, " \
+               "pairs_stats.json) and rerun"
 
 
 def resolve_init_model(cfg: DictConfig, task, run_dir: RunDir) -> str:

@@ -173,7 +173,7 @@ PAIR_BUILDERS.register("gold_sft")(PairBuilder("gold_sft", False, build_gold_sft
 def build_pairs(it, builder: PairBuilder, questions: list[ScoredQuestion], cfg, fits: Fits) -> list[dict]:
     """Step 3 of Figure 1: writes pairs.jsonl and pairs_stats.json."""
     if it.pairs.exists() and it.pairs_stats.exists():
-        return read_jsonl(it.pairs)
+        return read_jsonl(it.pairs, "delete that file and rerun to build the pairs again")
     rows, stats = builder.build(questions, cfg, fits)
     log.info("iter %d: %s built %d rows (kept %d, %d distinct) from %d prompts; skipped %d (no winner %d, no "
              "loser %d, no gold %d); %d truncated samples and %d over-long rows dropped", it.t, builder.name,

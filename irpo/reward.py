@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 def reward(it: IterationDir, generations: list[dict], examples: dict, task) -> list[dict]:
     """Writes rewards.jsonl (answers and 0/1 rewards per sample) and reward_stats.json."""
     if it.rewards.exists():
-        return read_jsonl(it.rewards)
+        return read_jsonl(it.rewards, "delete that file and rerun to score the samples again")
     rows, total, correct, no_answer = [], 0, 0, 0
     for gen in generations:
         example = examples[gen["id"]]

@@ -5,6 +5,7 @@ Layout::
     <run>/config.yaml                 resolved config
     <run>/iter_0/metrics.json         evaluation of the seed model M0
     <run>/iter_t/generations.jsonl    N samples per training prompt from M_{t-1}
+    <run>/iter_t/generations.shards/  while sampling runs: its rows, a file per shard of prompts (irpo.shards)
     <run>/iter_t/rewards.jsonl        extracted answer and 0/1 reward per sample
     <run>/iter_t/pairs.jsonl          (prompt, chosen, rejected) training pairs
     <run>/iter_t/pairs_stats.json     pairs made, prompts skipped and why
@@ -14,11 +15,13 @@ Layout::
     <run>/results.md, results.json    the Table-1-shaped summary
 
 Every file is written under a temporary name and renamed into place, so a file that exists is
-complete and a killed run resumes at the first missing artifact.
+complete and a killed run resumes at the first missing artifact (a sampling stage: at its first missing
+shard).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -32,9 +35,27 @@ def write_json(path: Path, obj: Any) -> None:
 
 def write_text(path: Path, content: str | bytes) -> None:
     """Writes under a temporary name and renames into place, so a reader never sees half a file."""
+    with replacing(path) as tmp:
+        tmp.write_bytes(content if isinstance(content, bytes) else content.encode())
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """Yields a temporary path to write `path` at; renamed into place only once the write is whole.
+
+    A failed write (a full disk: OSError ENOSPC) removes the temporary file and raises naming `path`, whose
+    previous content, if any, is unchanged."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(content if isinstance(content, bytes) else content.encode())
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise OSError(e.errno, f"writing {path} failed ({e.strerror or e}); its previous content, if any, "
+                                   "is unchanged") from e
+        raise
 
 
 def read_json(path: Path) -> Any:
@@ -42,21 +63,21 @@ def read_json(path: Path) -> Any:
 
 
 def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
-    tmp = path.with_name(path.name + ".tmp")
     count = 0
-    with tmp.open("w") as f:
+    with replacing(path) as tmp, tmp.open("w") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1
-    os.replace(tmp, path)
     return count
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    return list(iter_jsonl(path))
+def read_jsonl(path: Path, fix: str | None = None) -> list[dict]:
+    return list(iter_jsonl(path, fix))
 
 
-def iter_jsonl(path: Path) -> Iterator[dict]:
+def iter_jsonl(path: Path, fix: str | None = None) -> Iterator[dict]:
+    """The rows of a JSONL file; a line that does not parse fails naming the file, the line and `fix`
+    (what to delete to recover, for a stage's artifact)."""
     with Path(path).open() as f:
         for line_number, line in enumerate(f, start=1):
             if not line.strip():
@@ -64,7 +85,21 @@ def iter_jsonl(path: Path) -> Iterator[dict]:
             try:
                 yield json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{line_number}: not valid JSON ({e.msg})") from None
+                raise ValueError(f"{path}: line {line_number} is not valid JSON ({e.msg}; cut off?)"
+                                 + (f"; {fix}" if fix else "")) from None
+
+
+def check_rows_match(path: Path, rows: list[dict], ids: list[str], fix: str) -> list[dict]:
+    """`rows` (read from `path`) are one per id of `ids`, in that order; else an error naming the file and `fix`."""
+    if len(rows) != len(ids):
+        raise ValueError(f"{path}: {len(rows)} rows where {len(ids)} were expected (cut short, or written for "
+                         f"other prompts?); {fix}")
+    for line_number, (row, expected) in enumerate(zip(rows, ids), start=1):
+        found = row.get("id") if isinstance(row, dict) else None
+        if found != expected:
+            raise ValueError(f"{path}: line {line_number} is for id {found!r} where {expected!r} was expected "
+                             f"(written for other prompts?); {fix}")
+    return rows
 
 
 def publish_dir(tmp_dir: Path, final_dir: Path) -> None:

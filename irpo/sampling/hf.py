@@ -6,13 +6,14 @@ import logging
 import re
 import time
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from tqdm.auto import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from irpo.models.loading import load_model, load_tokenizer, pick_device
-from irpo.sampling.types import Completion
+from irpo.sampling.types import Completion, PromptShard
 from irpo.training.data import encode_prompt
 
 log = logging.getLogger(__name__)
@@ -89,21 +90,31 @@ class HFSampler:
 
     def generate_each(self, model_dir: str | Path, prompts: list[str], requests: list, descs: list[str]) -> list:
         """One result per request, from a single load of the model (evaluation draws greedy and voting samples)."""
+        (results,) = self.generate_shards(model_dir, [PromptShard(0, prompts)], requests, descs)
+        return results
+
+    def generate_shards(self, model_dir: str | Path, shards: list[PromptShard], requests: list,
+                        descs: list[str]) -> Iterator[list]:
+        """From a single load of the model, yields each shard's results (one per request) as soon as they are drawn."""
         tokenizer = load_tokenizer(model_dir)
         model = load_model(model_dir, self.model_cfg.dtype, str(pick_device(self.cfg.device)))
-        return [self.generate_with(model, tokenizer, prompts, r, d) for r, d in zip(requests, descs)]
+        for shard in shards:
+            yield [self.generate_with(model, tokenizer, shard.prompts, r, d, first_index=shard.first_index)
+                   for r, d in zip(requests, descs)]
 
-    def generate_with(self, model, tokenizer, prompts: list[str], request,
-                      desc: str = "sample") -> list[list[Completion]]:
+    def generate_with(self, model, tokenizer, prompts: list[str], request, desc: str = "sample",
+                      first_index: int = 0) -> list[list[Completion]]:
         """The same, from a model already in memory (the trainer's checkpoint selection uses this).
+        `first_index`: the index of prompts[0] among the stage's prompts (see PromptShard).
 
         Sampling seeds torch's global generator; the caller's RNG state is restored afterwards, so scoring
         a checkpoint mid-training leaves the trainer's random stream (dropout) as it was."""
         with torch.random.fork_rng(devices=[]):
-            return self._generate_with(model, tokenizer, prompts, request, desc)
+            return self._generate_with(model, tokenizer, prompts, request, desc, first_index)
 
     @torch.no_grad()
-    def _generate_with(self, model, tokenizer, prompts: list[str], request, desc: str) -> list[list[Completion]]:
+    def _generate_with(self, model, tokenizer, prompts: list[str], request, desc: str,
+                       first_index: int) -> list[list[Completion]]:
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
@@ -115,8 +126,7 @@ class HFSampler:
         new_tokens = 0
         too_long = 0
         started = time.perf_counter()
-        for batch_number, start in enumerate(tqdm(range(0, len(prompts), prompts_per_batch), desc=desc,
-                                                  unit="batch", leave=False)):
+        for start in tqdm(range(0, len(prompts), prompts_per_batch), desc=desc, unit="batch", leave=False):
             batch_prompts = prompts[start:start + prompts_per_batch]
             encoded = [encode_prompt(tokenizer, p) for p in batch_prompts]
             # A prompt that fills the context gets empty completions (no answer: a loser), not a crash.
@@ -126,8 +136,11 @@ class HFSampler:
             width = max(map(len, encoded))
             input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(e)) + e for e in encoded], device=device)
             attention_mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=device)
-            # Seeding per batch makes a prompt's samples independent of how many batches ran before it.
-            torch.manual_seed(request.seed * 1_000_003 + batch_number)
+            # Seeding per batch, by its index in the stage (from its first prompt's), makes a batch's samples the
+            # same whichever batches, shards or calls ran before it (a resumed stage draws only its missing
+            # shards). Where shard_prompts is not a multiple of the batch, the two part-batches around a shard's
+            # end share a seed (different prompts, so no sample repeats).
+            torch.manual_seed(request.seed * 1_000_003 + (first_index + start) // prompts_per_batch)
             stopping = StoppingCriteriaList([AnswerLineDone(tokenizer, width, request.stop_after)]) \
                 if request.stop_after else None
             output = model.generate(

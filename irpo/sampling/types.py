@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 
 @dataclass(frozen=True)
@@ -26,3 +26,11 @@ class Completion:
 
     text: str
     truncated: bool = False
+
+
+class PromptShard(NamedTuple):
+    """Consecutive prompts of a stage, drawn in one go. Samplers seed from each prompt's index in the stage
+    (`first_index` + its place here), so a prompt's samples do not depend on how the stage was split."""
+
+    first_index: int
+    prompts: list[str]

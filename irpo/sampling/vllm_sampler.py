@@ -15,12 +15,14 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
+from typing import Iterator
 
-from irpo.child import run_child
+from irpo.child import StageProcessError, run_child
 from irpo.models.loading import load_tokenizer
 from irpo.sampling.hf import answer_line_finished
-from irpo.sampling.types import Completion
+from irpo.sampling.types import Completion, PromptShard
 from irpo.training.data import encode_prompt
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,8 @@ def engine_args(sampler_cfg, model_cfg, model_dir: str | Path) -> dict:
 def sampling_args(request, prompt_index: int, prompt_tokens: int, max_model_len: int) -> dict:
     """Keyword arguments of `vllm.SamplingParams` for one prompt of a request.
 
-    Each prompt gets its own seed, so its samples do not depend on which other prompts share the batch.
+    Each prompt gets its own seed from its index among the stage's prompts (`prompt_index`, not its place in
+    this call), so its samples do not depend on which other prompts share the batch, or the shard split.
     """
     greedy = request.temperature == 0
     return {
@@ -88,30 +91,41 @@ class VLLMSampler:
 
     def generate_each(self, model_dir, prompts: list[str], requests: list, descs: list[str]) -> list:
         """One engine start for all requests (evaluation draws greedy and voting samples from one load)."""
+        (results,) = self.generate_shards(model_dir, [PromptShard(0, prompts)], requests, descs)
+        return results
+
+    def generate_shards(self, model_dir, shards: list[PromptShard], requests: list, descs: list[str]) -> Iterator[list]:
+        """One engine start for all shards; yields each shard's results (one per request) as soon as the
+        worker has written them, so the stage can save a shard while the engine draws the next one."""
         tokenizer = load_tokenizer(model_dir)
         max_len = self.cfg.max_model_len or self.model_cfg.max_length
-        token_ids = [encode_prompt(tokenizer, p) for p in prompts]
-        fits = [len(ids) < max_len for ids in token_ids]
-        if not all(fits):
-            log.warning("%d prompts are longer than %d tokens; their samples are empty", fits.count(False), max_len)
-        kept = [i for i, ok in enumerate(fits) if ok]
-        spec = {
-            "engine": engine_args(self.cfg, self.model_cfg, model_dir),
-            "prompt_token_ids": [token_ids[i] for i in kept],
-            "requests": [{"desc": desc, "params": [sampling_args(r, i, len(token_ids[i]), max_len) for i in kept]}
-                         for r, desc in zip(requests, descs)],
-        }
+        spec_shards, shard_fits = [], []
+        for shard in shards:
+            token_ids = [encode_prompt(tokenizer, p) for p in shard.prompts]
+            fits = [len(ids) < max_len for ids in token_ids]
+            kept = [i for i, ok in enumerate(fits) if ok]
+            spec_shards.append({
+                "prompt_token_ids": [token_ids[i] for i in kept],
+                "requests": [{"desc": desc, "params": [sampling_args(r, shard.first_index + i, len(token_ids[i]),
+                                                                     max_len) for i in kept]}
+                             for r, desc in zip(requests, descs)]})
+            shard_fits.append(fits)
+        too_long = sum(fits.count(False) for fits in shard_fits)
+        if too_long:
+            log.warning("%d prompts are longer than %d tokens; their samples are empty", too_long, max_len)
         work = Path(tempfile.mkdtemp(prefix="irpo-vllm-"))  # kept if the child fails: its log is in there
-        spec_path, out_path = work / "spec.json", work / "out.json"
-        spec_path.write_text(json.dumps(spec))
-        # Run by path, not as irpo.sampling.vllm_worker: the worker's interpreter needs vLLM only, not irpo.
-        python = os.path.expanduser(self.cfg.python) if self.cfg.python else sys.executable
-        # vLLM's INFO lines (hundreds per engine start) would bury the loop's own; its progress bar stays.
-        env = {"VLLM_LOGGING_LEVEL": "WARNING", **os.environ}
-        run_child([python, str(Path(__file__).with_name("vllm_worker.py")),
-                   str(spec_path), str(out_path)], work / "vllm.log", what=f"vLLM sampler ({descs[0]})", env=env)
-        result = json.loads(out_path.read_text())
+        spec_path, out_dir = work / "spec.json", work / "out"
+        spec_path.write_text(json.dumps({"engine": engine_args(self.cfg, self.model_cfg, model_dir),
+                                         "shards": spec_shards}))
+        worker = _WorkerThread(self.cfg, spec_path, out_dir, work / "vllm.log", what=f"vLLM sampler ({descs[0]})")
+        worker.start()
+        for number, fits in enumerate(shard_fits):
+            result = json.loads(worker.wait_for(out_dir / f"{number:05d}.json").read_text())
+            yield self._shard_results(result, requests, fits)
+        worker.finish()
         shutil.rmtree(work, ignore_errors=True)
+
+    def _shard_results(self, result: dict, requests: list, fits: list[bool]) -> list:
         results = completions_from_worker(result, requests, fits)
         self.last_stats = {**result["stats"][0], "prompts_too_long": fits.count(False),
                            "truncated": sum(c.truncated for row in results[0] for c in row),
@@ -124,3 +138,39 @@ class VLLMSampler:
         from irpo.sampling.hf import HFSampler
 
         return HFSampler(self.cfg, self.model_cfg).generate_with(model, tokenizer, prompts, request, desc)
+
+
+class _WorkerThread(threading.Thread):
+    """Runs the vLLM worker (through `run_child`, which streams its output) while the caller waits for its
+    shard files; a failure of the worker is raised in the caller."""
+
+    def __init__(self, sampler_cfg, spec_path: Path, out_dir: Path, log_path: Path, what: str):
+        super().__init__(daemon=True)  # a killed loop does not wait for it (the engine's process is its own)
+        python = os.path.expanduser(sampler_cfg.python) if sampler_cfg.python else sys.executable
+        # Run by path, not as irpo.sampling.vllm_worker: the worker's interpreter needs vLLM only, not irpo.
+        self.command = [python, str(Path(__file__).with_name("vllm_worker.py")), str(spec_path), str(out_dir)]
+        self.log_path, self.what = log_path, what
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        # vLLM's INFO lines (hundreds per engine start) would bury the loop's own; its progress bar stays.
+        env = {"VLLM_LOGGING_LEVEL": "WARNING", **os.environ}
+        try:
+            run_child(self.command, self.log_path, what=self.what, env=env)
+        except BaseException as e:  # raised in the caller's thread by wait_for / finish
+            self.error = e
+
+    def wait_for(self, path: Path, poll_seconds: float = 0.5) -> Path:
+        """`path` once the worker has written it; the worker's error if it stopped without writing it."""
+        while not path.exists():
+            if not self.is_alive():
+                if path.exists():
+                    break
+                raise self.error or StageProcessError(f"{self.what} exited without writing {path.name}")
+            self.join(poll_seconds)
+        return path
+
+    def finish(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
