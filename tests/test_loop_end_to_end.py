@@ -27,7 +27,7 @@ def test_default_pipeline_writes_every_artifact(make_config, tmp_path):
     for t in (1, 2):
         it = RunDir(root).iteration(t)
         generations = read_jsonl(it.generations)
-        assert len(generations) == cfg.task.num_train
+        assert len(generations) == cfg.task.num_train + cfg.task.num_valid  # held-out prompts join the retrain
         assert all(len(g["samples"]) == cfg.generation.num_samples for g in generations)
         rewards = read_jsonl(it.rewards)
         assert all(set(r["rewards"]) <= {0.0, 1.0} for r in rewards)
@@ -88,8 +88,8 @@ def test_alpha_zero_takes_the_plain_dpo_path(make_config, tmp_path):
 
 
 def test_an_iteration_with_no_pairs_is_a_logged_skip_not_a_crash(make_config, tmp_path):
-    # The smoke model gets nothing right, so STaR (SFT on correct samples) has no data.
-    rows = run(make_config(*SMOKE, "method=star", "iterations=1"))
+    # The smoke model gets nothing right, so SFT on its own correct samples has no data.
+    rows = run(make_config(*SMOKE, "method=sft_self_correct", "iterations=1"))
     skipped = read_json(tmp_path / "run/iter_1/train_skipped.json")
     assert skipped["reason"] == "no training pairs"
     assert read_json(tmp_path / "run/iter_1/metrics.json")["train"]["steps"] == 0
