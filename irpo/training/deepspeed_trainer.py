@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 
 from irpo.child import project_pythonpath, run_child
 from irpo.rundir import publish_dir, read_json, write_json, write_jsonl
+from irpo.training import lora
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,10 @@ class DeepSpeedTrainer:
             raise RuntimeError(f"DeepSpeed trainer ({desc}) exited cleanly but saved no model; see {tmp_dir}")
         shutil.rmtree(job)
         summary = read_json(tmp_dir / "train_summary.json")
+        if lora.enabled(self.cfg.lora):  # the ranks saved adapters: merge each into M_{t-1}'s weights
+            for directory in [tmp_dir, *sorted((tmp_dir / "checkpoints").glob("step_*"))]:
+                lora.merge_saved_adapter(init_model_dir, directory, self.model_cfg.dtype,
+                                         keep_adapter=self.cfg.lora.save_adapter)
         if selecting:
             summary.update(select_checkpoint(tmp_dir, summary["steps"], select))
             write_json(tmp_dir / "train_summary.json", summary)
@@ -154,6 +159,9 @@ def select_checkpoint(model_dir: Path, last_step: int, select) -> dict:
             old.unlink()
         for weights in [*candidates[best].glob("*.safetensors"), *candidates[best].glob("*.safetensors.index.json")]:
             shutil.move(str(weights), model_dir / weights.name)
+        if (candidates[best] / lora.ADAPTER_DIR).exists():  # trainer.lora.save_adapter: the selected step's
+            shutil.rmtree(model_dir / lora.ADAPTER_DIR)
+            shutil.move(str(candidates[best] / lora.ADAPTER_DIR), model_dir / lora.ADAPTER_DIR)
     shutil.rmtree(model_dir / "checkpoints", ignore_errors=True)
     return {"selected_step": best, "held_out_accuracy": scores}
 
