@@ -136,3 +136,17 @@ def test_sft_baseline_trains_adapters(make_config, tmp_path):
     run(make_config("experiment=smoke", "method=sft_gold", *LORA))
     train = read_json(tmp_path / "run" / "iter_1" / "metrics.json")["train"]
     assert train["loss"] == "sft" and train["lora"]["rank"] == 4 and train["steps"] > 0
+
+
+def test_one_gpu_8b_preset_is_the_papers_gsm8k_protocol_with_lora_and_vllm(make_config):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = make_config("experiment=gsm8k_8b_lora_1gpu")
+    assert (cfg.task.name, cfg.sampler.name, cfg.model.dtype) == ("gsm8k", "vllm", "bfloat16")
+    assert cfg.trainer.lora.rank == 16 and cfg.trainer.gradient_checkpointing
+    assert cfg.trainer.eval_every > 0 and cfg.trainer.retrain_with_heldout and cfg.generation.num_samples == 30
+    # Its target modules name linear layers of the 8B architecture (shapes only, on the meta device).
+    with torch.device("meta"):
+        model = LlamaForCausalLM(LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=1,
+                                             num_attention_heads=32, num_key_value_heads=8, vocab_size=128256))
+    lora.check_target_modules(model, cfg.trainer.lora.target_modules)
