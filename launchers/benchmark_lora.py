@@ -93,8 +93,9 @@ def estimate(rank: int, gpus: int = 8, gpu_gb: float = 80) -> list[str]:
 
     from irpo.config import LoraConfig
 
-    rows = [f"| model | parameters | LoRA r={rank} parameters | full, 1 GPU | full, ZeRO-3 over {gpus} | "
-            f"LoRA, 1 GPU | LoRA, ZeRO-3 over {gpus} |", "|---|---|---|---|---|---|---|"]
+    header = (f"| model | parameters | LoRA r={rank} parameters | full, 1 GPU | full, ZeRO-3 over {gpus} | "
+              f"LoRA, 1 GPU | LoRA, ZeRO-3 over {gpus} |")
+    rows = [header, "|---|---|---|---|---|---|---|"]
     for name, (hidden, intermediate, layers, heads, kv_heads, vocab) in SHAPES.items():
         config = LlamaConfig(hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
                              num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab)

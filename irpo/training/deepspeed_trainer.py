@@ -6,6 +6,8 @@ ranks save a checkpoint every eval_every steps and this side scores each with th
 the held-out questions once the ranks have exited (so vLLM can have the GPUs), keeping the best. The DeepSpeed config is generated here from
 `trainer.*` (`deepspeed_config`), so the effective batch is `trainer.batch_size` whatever the
 number of ranks; `trainer.deepspeed_config` names a JSON file merged over it for anything else.
+With trainer.lora the ranks save only the adapters (checkpoints included) and this side merges each into
+M_{t-1}'s weights, so what is scored and published is a plain model directory.
 """
 
 from __future__ import annotations
