@@ -2,10 +2,12 @@
 8B and 70B models, computed from their shapes.
 
     OMP_NUM_THREADS=1 python launchers/benchmark_lora.py [--model-dir DIR ...] [--steps 8] [--rank 16]
+                                                         [--micro-batch 8]
 
-Measured: each (model, mode) trains `--steps` DPO+NLL steps (batch 8) on the embedded task's gold CoT vs the
-same CoT with a wrong answer, in a process of its own; peak RSS is that process's ru_maxrss, tokens/s the
-median over the steps after the first. The default model is the embedded default's M0; --model-dir adds
+Measured: each (model, mode) trains `--steps` DPO+NLL steps (batch 8, `--micro-batch` pairs a forward pass)
+on the embedded task's gold CoT vs the same CoT with a wrong answer, in a process of its own; peak RSS is
+that process's ru_maxrss (the final merge and save included), tokens/s the median over the steps after the
+first. The default model is the embedded default's M0; --model-dir adds
 any other plain model directory (e.g. SmolLM2-135M-Instruct). "state" is what the shapes predict for
 weights + gradients + AdamW's two moments in float32 (full: 16 bytes a parameter; LoRA: 4 bytes a frozen
 parameter + 16 an adapter parameter); the rest of the peak is the runtime and the activations.
@@ -41,21 +43,22 @@ def parameter_counts(model, rank: int, targets: list[str]) -> tuple[int, int]:
     return total, adapters
 
 
-def train_once(model_dir: str, pairs_file: Path, mode: str, steps: int, rank: int, out: Path) -> None:
+def train_once(model_dir: str, pairs_file: Path, mode: str, steps: int, rank: int, micro_batch: int,
+               out: Path) -> None:
     """One measurement, in this (fresh) process."""
     from omegaconf import OmegaConf
 
     from irpo.config import ClusterConfig, LoraConfig, LossConfig, ModelConfig, TrainerConfig
-    from irpo.models.loading import load_model
     from irpo.training import build_trainer
 
     lora = LoraConfig(rank=rank if mode == "lora" else 0, alpha=2.0 * rank)
-    cfg = OmegaConf.structured(TrainerConfig(lr=1e-4, batch_size=8, micro_batch_size=8, max_steps=steps,
+    cfg = OmegaConf.structured(TrainerConfig(lr=1e-4, batch_size=8, micro_batch_size=micro_batch, max_steps=steps,
                                              device="cpu", lora=lora))
     trainer = build_trainer(cfg, OmegaConf.structured(ModelConfig(name="bench")), OmegaConf.structured(ClusterConfig()))
     summary = trainer.train(model_dir, json.loads(pairs_file.read_text()), out / "model", LossConfig(), seed=0)
     log = [json.loads(line) for line in (out / "model" / "train_log.jsonl").read_text().splitlines()]
-    total, adapters = parameter_counts(load_model(model_dir), rank, list(lora.target_modules))
+    adapters = summary["trainable_parameters"] if mode == "lora" else 0
+    total = summary["parameters"] - adapters
     state = 16 * total if mode == "full" else 4 * total + 16 * adapters
     (out / "result.json").write_text(json.dumps({
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB,
@@ -63,7 +66,7 @@ def train_once(model_dir: str, pairs_file: Path, mode: str, steps: int, rank: in
         "trainable": summary["trainable_parameters"], "parameters": total, "state_gb": state / GB}))
 
 
-def measure(model_dirs: list[str], steps: int, rank: int) -> list[str]:
+def measure(model_dirs: list[str], steps: int, rank: int, micro_batch: int) -> list[str]:
     sys.path.insert(0, str(Path(__file__).parent))
     from benchmark_backends import prepare
 
@@ -77,7 +80,7 @@ def measure(model_dirs: list[str], steps: int, rank: int) -> list[str]:
                 out = work / f"{len(rows)}"
                 out.mkdir()
                 subprocess.run([sys.executable, __file__, "--one", model_dir, str(work / "pairs.json"), mode,
-                                str(steps), str(rank), str(out)], check=True, cwd=ROOT)
+                                str(steps), str(rank), str(micro_batch), str(out)], check=True, cwd=ROOT)
                 r = json.loads((out / "result.json").read_text())
                 label = "full fine-tuning" if mode == "full" else f"LoRA r={rank}"
                 rows.append(f"| {name} ({r['parameters'] / 1e6:.1f}M) | {label} | {r['trainable'] / 1e6:.2f}M | "
@@ -113,16 +116,17 @@ def estimate(rank: int, gpus: int = 8, gpu_gb: float = 80) -> list[str]:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--one":
-        model_dir, pairs, mode, steps, rank, out = sys.argv[2:8]
-        return train_once(model_dir, Path(pairs), mode, int(steps), int(rank), Path(out))
+        model_dir, pairs, mode, steps, rank, micro_batch, out = sys.argv[2:9]
+        return train_once(model_dir, Path(pairs), mode, int(steps), int(rank), int(micro_batch), Path(out))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", action="append", default=[], help="another plain model directory to measure")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--micro-batch", type=int, default=8, help="pairs a forward pass (fewer: less activation memory)")
     parser.add_argument("--estimate-only", action="store_true", help="only the 8B/70B table (no training)")
     args = parser.parse_args()
     if not args.estimate_only:
-        print("\n".join(measure(args.model_dir, args.steps, args.rank)) + "\n")
+        print("\n".join(measure(args.model_dir, args.steps, args.rank, args.micro_batch)) + "\n")
     print("\n".join(estimate(args.rank)))
 
 
