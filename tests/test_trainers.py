@@ -105,6 +105,7 @@ def test_two_rank_deepspeed_matches_torch_trainer(untrained_tiny, tmp_path, zero
 
     (torch_summary, torch_log, torch_weights), (ds_summary, ds_log, ds_weights) = runs["torch"], runs["deepspeed"]
     assert ds_summary["steps"] == torch_summary["steps"] == 3 and ds_summary["world_size"] == 2
+    assert ds_summary["parameters"] == torch_summary["parameters"]  # ZeRO-3 shards counted at full size
     assert [r["step"] for r in ds_log] == [1, 2, 3]
     for torch_row, ds_row in zip(torch_log, ds_log):
         assert set(ds_row) == set(torch_row)  # same keys logged

@@ -53,7 +53,7 @@ def main(spec_path: str) -> None:
         model.gradient_checkpointing_enable()
     if lora.enabled(cfg.lora):  # the same seeded adapters as the torch trainer's, on every rank
         model = lora.wrap(model, cfg.lora, seed, cfg.gradient_checkpointing)
-    parameters = lora.count_parameters(model)  # before ZeRO-3 partitions them
+    parameters = lora.count_parameters(model)
     pairs = read_jsonl(Path(spec["pairs"]))
     data = encode_pairs(tokenizer, pairs, loss_cfg.name)
     steps = total_steps(cfg, len(pairs), spec["max_steps"])

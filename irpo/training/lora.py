@@ -121,8 +121,11 @@ def merge_saved_adapter(init_model_dir, directory: Path, dtype: str, keep_adapte
 
 
 def count_parameters(model) -> dict[str, int]:
-    return {"trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "parameters": sum(p.numel() for p in model.parameters())}
+    def size(p) -> int:  # a ZeRO-3 shard knows its full size as ds_numel
+        return getattr(p, "ds_numel", p.numel())
+
+    return {"trainable_parameters": sum(size(p) for p in model.parameters() if p.requires_grad),
+            "parameters": sum(size(p) for p in model.parameters())}
 
 
 def summary(lora_cfg) -> dict | None:
