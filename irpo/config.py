@@ -86,6 +86,21 @@ class SamplerConfig:
 
 
 @dataclass
+class LoraConfig:
+    """trainer.lora: train low-rank adapters on the frozen M_{t-1} instead of every weight (README, "LoRA on
+    one GPU"). Each iteration merges them into the weights, so M_t is a plain model directory."""
+
+    rank: int = 0  # r; 0 = LoRA off (full fine-tuning)
+    alpha: float = 16.0  # the update is (alpha / rank) * B A
+    dropout: float = 0.0  # on the adapters' input, in training only
+    # Last component of the linear layers' names; an unknown name fails listing the model's linear layers.
+    # The default is every linear layer of a Llama-style block (Llama, Qwen2, Mistral, SmolLM2, the tiny model).
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    save_adapter: bool = False  # also keep the adapter alone in iter_t/model/adapter/ (M_t is always merged)
+
+
+@dataclass
 class TrainerConfig:
     name: str = "torch"
     lr: float = 7e-7
@@ -108,6 +123,7 @@ class TrainerConfig:
     # Then retrain from M_{t-1} on the train + held-out pairs for the selected number of steps (the paper
     # does on GSM8K and MATH; on ARC it only trains on the training set).
     retrain_with_heldout: bool = False
+    lora: LoraConfig = field(default_factory=LoraConfig)
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more compute
     # Mid-training checkpoint (weights, optimizer, lr schedule, data position, RNG) every save_every steps, so
     # a killed or requeued stage continues from it; 0 = off. Cost per checkpoint: README, "Run directories".
@@ -268,7 +284,12 @@ def validate(cfg: DictConfig) -> None:
         raise ValueError("trainer.select_examples must be > 0 or null (the whole held-out split)")
     if cfg.pairs.data_multiplier < 1 or cfg.pairs.pairs_per_prompt < 1:
         raise ValueError("pairs.pairs_per_prompt and pairs.data_multiplier must be >= 1")
+    from irpo.training import lora
     from irpo.training.step import lr_multiplier
+
+    lora.check_config(cfg.trainer.lora)
+    if lora.enabled(cfg.trainer.lora):  # an unknown target module fails now, not after a generation stage
+        lora.check_target_modules_of(cfg.model, cfg.trainer.lora)
 
     lr_multiplier(cfg.trainer, 1)  # an unknown trainer.lr_schedule fails here, not after a generation stage
     if cfg.trainer.name == "deepspeed":

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from conftest import arithmetic_pairs
-from irpo.config import ClusterConfig, LossConfig, ModelConfig, TrainerConfig
+from irpo.config import ClusterConfig, LoraConfig, LossConfig, ModelConfig, TrainerConfig
 from irpo.models.loading import load_model, load_tokenizer
 from irpo.training import build_trainer
 from irpo.training.deepspeed_trainer import deepspeed_config, launch_command
@@ -81,8 +81,13 @@ needs_deepspeed = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is No
 
 @needs_deepspeed
 @pytest.mark.distributed
+@pytest.mark.parametrize("lora_rank", [0, 4], ids=["full", "lora"])
 @pytest.mark.parametrize("zero_stage", [2, 3])
-def test_two_rank_deepspeed_matches_torch_trainer(untrained_tiny, tmp_path, zero_stage):
+def test_two_rank_deepspeed_matches_torch_trainer(untrained_tiny, tmp_path, zero_stage, lora_rank):
+    """Full fine-tuning, and LoRA (trainer.lora.rank=4: the ranks train and save adapters, the launcher
+    merges them into the weights) under the same tolerances."""
+    if lora_rank:
+        pytest.importorskip("peft", reason="peft is not installed (pip install -e '.[lora]')")
     pairs = arithmetic_pairs(48)
     loss = OmegaConf.structured(LossConfig(name="dpo_nll", alpha=1.0, beta=0.1))
     model_cfg = OmegaConf.structured(ModelConfig(name="tiny"))
@@ -90,7 +95,7 @@ def test_two_rank_deepspeed_matches_torch_trainer(untrained_tiny, tmp_path, zero
     runs = {}
     for name in ("torch", "deepspeed"):
         cfg = trainer_cfg(name=name, num_processes=2, zero_stage=zero_stage, epochs=1.0, warmup_steps=1,
-                          lr_schedule="cosine")
+                          lr_schedule="cosine", lora=LoraConfig(rank=lora_rank, save_adapter=True))
         out = tmp_path / name
         summary = build_trainer(cfg, model_cfg, cluster).train(untrained_tiny, pairs, out, loss, seed=3)
         runs[name] = (summary, [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()],
@@ -98,6 +103,7 @@ def test_two_rank_deepspeed_matches_torch_trainer(untrained_tiny, tmp_path, zero
 
     (torch_summary, torch_log, torch_weights), (ds_summary, ds_log, ds_weights) = runs["torch"], runs["deepspeed"]
     assert ds_summary["steps"] == torch_summary["steps"] == 3 and ds_summary["world_size"] == 2
+    assert ds_summary["parameters"] == torch_summary["parameters"]  # ZeRO-3 shards counted at full size
     assert [r["step"] for r in ds_log] == [1, 2, 3]
     for torch_row, ds_row in zip(torch_log, ds_log):
         assert set(ds_row) == set(torch_row)  # same keys logged
@@ -109,6 +115,13 @@ def test_two_rank_deepspeed_matches_torch_trainer(untrained_tiny, tmp_path, zero
     for key in torch_weights:
         moved = (torch_weights[key] - initial[key]).abs().max()
         assert (ds_weights[key] - torch_weights[key]).abs().max() <= 1e-3 * max(float(moved), 1e-6) + 1e-5, key
+    if lora_rank:  # the adapters themselves match, and only the adapted linear layers moved
+        assert ds_summary["trainable_parameters"] == torch_summary["trainable_parameters"] < 50_000
+        adapters = [load_file(tmp_path / name / "adapter" / "adapter_model.safetensors") for name in runs]
+        for key in adapters[0]:
+            assert (adapters[1][key] - adapters[0][key]).abs().max() <= 1e-3 * float(adapters[0][key].abs().max()) \
+                + 1e-5, key
+        assert all(torch.equal(ds_weights[k], initial[k]) for k in ds_weights if "norm" in k or "embed" in k)
 
     # The saved model is an ordinary save_pretrained directory: the next iteration's sampler loads it.
     model, tokenizer = load_model(tmp_path / "deepspeed"), load_tokenizer(tmp_path / "deepspeed")

@@ -6,6 +6,8 @@ ranks save a checkpoint every eval_every steps and this side scores each with th
 the held-out questions once the ranks have exited (so vLLM can have the GPUs), keeping the best. The DeepSpeed config is generated here from
 `trainer.*` (`deepspeed_config`), so the effective batch is `trainer.batch_size` whatever the
 number of ranks; `trainer.deepspeed_config` names a JSON file merged over it for anything else.
+With trainer.lora the ranks save only the adapters (checkpoints included) and this side merges each into
+M_{t-1}'s weights, so what is scored and published is a plain model directory.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from omegaconf import OmegaConf
 
 from irpo.child import project_pythonpath, run_child
 from irpo.rundir import publish_dir, read_json, write_json, write_jsonl
+from irpo.training import lora
 from irpo.training.resume import job_identity, prepare_tmp_dir, resume_dir
 from irpo.training.step import total_steps
 
@@ -139,6 +142,11 @@ class DeepSpeedTrainer:
             raise RuntimeError(f"DeepSpeed trainer ({desc}) exited cleanly but saved no model; see {tmp_dir}")
         shutil.rmtree(job)
         summary = read_json(tmp_dir / "train_summary.json")
+        if lora.enabled(self.cfg.lora):  # the ranks saved adapters: merge each into M_{t-1}'s weights
+            for directory in [tmp_dir, *sorted((tmp_dir / "checkpoints").glob("step_*"))]:
+                if (directory / lora.ADAPTER_DIR).exists():  # (from M_{t-1} each time: a rerun merges the same)
+                    lora.merge_saved_adapter(init_model_dir, directory, self.model_cfg.dtype,
+                                             keep_adapter=self.cfg.lora.save_adapter)
         if selecting and summary.get("held_out_accuracy") is None:  # not yet selected (or killed while selecting)
             summary.update(select_checkpoint(tmp_dir, summary["steps"], select))
             write_json(tmp_dir / "train_summary.json", summary)
@@ -166,6 +174,9 @@ def select_checkpoint(model_dir: Path, last_step: int, select) -> dict:
             old.unlink()
         for weights in [*candidates[best].glob("*.safetensors"), *candidates[best].glob("*.safetensors.index.json")]:
             shutil.move(str(weights), model_dir / weights.name)
+        if (candidates[best] / lora.ADAPTER_DIR).exists():  # trainer.lora.save_adapter: the selected step's
+            shutil.rmtree(model_dir / lora.ADAPTER_DIR)
+            shutil.move(str(candidates[best] / lora.ADAPTER_DIR), model_dir / lora.ADAPTER_DIR)
     shutil.rmtree(model_dir / "checkpoints", ignore_errors=True)
     scored.unlink(missing_ok=True)
     return {"selected_step": best, "held_out_accuracy": scores}

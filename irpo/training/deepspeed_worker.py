@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from irpo.models.loading import DTYPES, load_tokenizer
 from irpo.rundir import read_jsonl, write_json
+from irpo.training import lora
 from irpo.training.deepspeed_trainer import deepspeed_config, use_bf16
 from irpo.training.resume import (ResumeError, cut_log, due, read_state, resume_dir, rng_state, set_rng_state,
                                   write_state)
@@ -53,10 +54,14 @@ def main(spec_path: str) -> None:
     model = AutoModelForCausalLM.from_pretrained(spec["init_model_dir"], dtype=DTYPES[spec["model"]["dtype"]])
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
+    if lora.enabled(cfg.lora):  # the same seeded adapters as the torch trainer's, on every rank
+        model = lora.wrap(model, cfg.lora, seed, cfg.gradient_checkpointing)
+    parameters = lora.count_parameters(model)
     pairs = read_jsonl(Path(spec["pairs"]))
     data = encode_pairs(tokenizer, pairs, loss_cfg.name)
     steps = total_steps(cfg, len(pairs), spec["max_steps"])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    trained = [p for p in model.parameters() if p.requires_grad]  # the adapters only, under LoRA
+    optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg, steps))
     engine, optimizer, _, schedule = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=schedule,
                                                           config=ds_config)
@@ -119,17 +124,18 @@ def main(spec_path: str) -> None:
             log_file.write(json.dumps(stats) + "\n")
             log_file.flush()
         if spec["save_every"] and step % spec["save_every"] == 0 and step < steps:
-            save(engine, tokenizer, output_dir / "checkpoints" / f"step_{step}", cfg.zero_stage, rank)
+            save(engine, tokenizer, output_dir / "checkpoints" / f"step_{step}", cfg, rank)
         if due(step, cfg.save_every, steps):
             checkpoint(engine, resume, step, data.reference, rank, spec["identity"], world,
                        elapsed_before + time.perf_counter() - started)
 
-    save(engine, tokenizer, output_dir, cfg.zero_stage, rank)
+    save(engine, tokenizer, output_dir, cfg, rank)
     if rank == 0:
         log_file.close()
         summary = train_summary(cfg, loss_cfg, steps, len(pairs), elapsed_before + time.perf_counter() - started,
                                 spec["init_model_dir"])
-        summary.update(world_size=world, zero_stage=cfg.zero_stage, bf16=bf16, resumed_from_step=start_step)
+        summary.update(world_size=world, zero_stage=cfg.zero_stage, bf16=bf16, resumed_from_step=start_step,
+                       **parameters)
         write_json(output_dir / "train_summary.json", summary)
     dist.barrier()
     dist.destroy_process_group()
@@ -154,11 +160,21 @@ def checkpoint(engine, resume: Path, step: int, reference, rank: int, identity: 
     dist.barrier()
 
 
-def save(engine, tokenizer, directory: Path, zero_stage: int, rank: int) -> None:
-    """save_pretrained (safetensors) of the full model; under ZeRO-3 every rank takes part in the gather."""
-    state = engine._zero3_consolidated_16bit_state_dict() if zero_stage == 3 else engine.module.state_dict()
+def save(engine, tokenizer, directory: Path, cfg, rank: int) -> None:
+    """save_pretrained (safetensors) of the full model; under ZeRO-3 every rank takes part in the gather.
+    Under LoRA only the adapter is saved, in directory/adapter/; the launcher merges it into M_{t-1}."""
+    if lora.enabled(cfg.lora):
+        import deepspeed
+
+        adapters = [p for p in engine.module.parameters() if p.requires_grad]
+        with deepspeed.zero.GatheredParameters(adapters):  # a no-op below ZeRO-3
+            state = lora.trainable_state(engine.module) if rank == 0 else None
+        weights_dir = directory / lora.ADAPTER_DIR
+    else:
+        state = engine._zero3_consolidated_16bit_state_dict() if cfg.zero_stage == 3 else engine.module.state_dict()
+        weights_dir = directory
     if rank == 0:
-        engine.module.save_pretrained(directory, state_dict=state, safe_serialization=True)
+        engine.module.save_pretrained(weights_dir, state_dict=state, safe_serialization=True)
         tokenizer.save_pretrained(directory)
 
 

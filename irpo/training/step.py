@@ -15,6 +15,7 @@ import torch
 
 from irpo.loss import LOSSES, compute_loss
 from irpo.training.data import EncodedSequence, collate, encode, sequence_logps
+from irpo.training.lora import summary as lora_summary
 
 
 @dataclass
@@ -114,7 +115,7 @@ def train_summary(cfg, loss_cfg, steps: int, num_pairs: int, seconds: float, ini
     return {"steps": steps, "pairs": num_pairs, "loss": loss_cfg.name, "alpha": loss_cfg.alpha,
             "beta": loss_cfg.beta, "lr": cfg.lr, "batch_size": cfg.batch_size, "trainer": cfg.name,
             "seconds": round(seconds, 2), "init_model": str(init_model_dir), "selected_step": steps,
-            "held_out_accuracy": None}
+            "held_out_accuracy": None, "lora": lora_summary(cfg.lora)}
 
 
 def to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:

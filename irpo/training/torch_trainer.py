@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from irpo.models.loading import load_model, load_tokenizer, pick_device
 from irpo.rundir import publish_dir, write_json
+from irpo.training import lora
 from irpo.training.resume import (cut_log, due, job_identity, load_torch_checkpoint, prepare_tmp_dir, resume_dir,
                                   rng_state, save_torch_checkpoint, set_rng_state)
 from irpo.training.step import (encode_pairs, lr_multiplier, micro_batch_loss, score_sequences, step_batches,
@@ -46,6 +47,8 @@ class TorchTrainer:
         model = load_model(init_model_dir, self.model_cfg.dtype, str(device))
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
+        if lora.enabled(cfg.lora):  # starts as M_{t-1} itself (B = 0): the reference below is unchanged
+            model = lora.wrap(model, cfg.lora, seed, cfg.gradient_checkpointing)
 
         data = encode_pairs(tokenizer, pairs, loss_cfg.name)
         steps = total_steps(cfg, len(pairs), max_steps)
@@ -65,7 +68,8 @@ class TorchTrainer:
         selecting = select is not None and cfg.eval_every > 0
         best = {"score": -1.0, "step": None, "state": None}
         scores: dict[int, float] = {}
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        trained = [p for p in model.parameters() if p.requires_grad]  # the adapters only, under LoRA
+        optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg, steps))
         order = step_batches(len(pairs), cfg.batch_size, steps, seed)
         start_step, elapsed_before, checkpoint_seconds, checkpoint_bytes = 0, 0.0, 0.0, 0
@@ -95,7 +99,7 @@ class TorchTrainer:
                     tokens += micro_tokens
                     for key, value in micro_sums.items():
                         sums[key] = sums.get(key, 0.0) + value
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                grad_norm = torch.nn.utils.clip_grad_norm_(trained, cfg.max_grad_norm)
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -105,8 +109,7 @@ class TorchTrainer:
                 if selecting and (step % cfg.eval_every == 0 or step == steps):
                     scores[step] = stats["held_out_accuracy"] = select(model, tokenizer)
                     if scores[step] > best["score"]:  # ties keep the earlier, less-trained step
-                        best = {"score": scores[step], "step": step,
-                                "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
+                        best = {"score": scores[step], "step": step, "state": lora.trainable_state(model)}
                 log_file.write(json.dumps(stats) + "\n")
                 log_file.flush()  # dashboards tail this file while training runs
                 if due(step, cfg.save_every, steps):
@@ -120,15 +123,19 @@ class TorchTrainer:
                     checkpoint_seconds += time.perf_counter() - saving_since
 
         if selecting:
-            model.load_state_dict(best["state"])
+            lora.restore_trainable_state(model, best["state"])
 
-        model.save_pretrained(tmp_dir, safe_serialization=True)
+        parameters = lora.count_parameters(model)
+        if lora.enabled(cfg.lora):
+            lora.save_merged(model, tmp_dir, cfg.lora)
+        else:
+            model.save_pretrained(tmp_dir, safe_serialization=True)
         tokenizer.save_pretrained(tmp_dir)
         summary = train_summary(cfg, loss_cfg, steps, len(pairs), elapsed_before + time.perf_counter() - started,
                                 init_model_dir)
         summary.update(selected_step=best["step"] if selecting else steps, held_out_accuracy=scores or None,
                        resumed_from_step=start_step, checkpoint_seconds=round(checkpoint_seconds, 3),
-                       checkpoint_bytes=checkpoint_bytes)
+                       checkpoint_bytes=checkpoint_bytes, **parameters)
         write_json(tmp_dir / "train_summary.json", summary)
         publish_dir(tmp_dir, output_dir)
         shutil.rmtree(resume_dir(output_dir), ignore_errors=True)  # M_t's directory holds the model, not the run
