@@ -18,20 +18,15 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from safetensors import safe_open
+from test_vllm_sampler import vllm_python
 
-from irpo.config import (
-    ClusterConfig,
-    LossConfig,
-    ModelConfig,
-    SamplerConfig,
-    TrainerConfig,
-)
+from irpo.config import ClusterConfig, LossConfig, ModelConfig, SamplerConfig, TrainerConfig
 from irpo.loop import render_prompt, run
 from irpo.models.gguf import check_gguf_source, import_gguf, resolve_gguf_file
 from irpo.models.loading import load_model, load_tokenizer
 from irpo.models.seed import check_seed_source
 from irpo.rundir import RunDir, read_json, read_jsonl
-from irpo.sampling import SamplingRequest
+from irpo.sampling import SamplingRequest, build_sampler
 from irpo.sampling.hf import HFSampler
 from irpo.tasks.base import Example
 from irpo.tasks.gsm8k import GSM8KTask, GSM8KTaskConfig
@@ -182,3 +177,22 @@ def test_one_deepspeed_step_on_two_ranks_matches_the_torch_trainer(smollm2_dir, 
     # The gathered ZeRO-3 weights are an ordinary directory that loads and moved from M0.
     moved = load_model(tmp_path / "deepspeed").model.layers[0].mlp.down_proj.weight
     assert not torch.equal(moved, load_model(smollm2_dir).model.layers[0].mlp.down_proj.weight)
+
+
+@needs_smol
+@pytest.mark.vllm
+@pytest.mark.slow
+@pytest.mark.skipif(vllm_python() is None, reason="vLLM is not installed here; set IRPO_VLLM_PYTHON to an "
+                    "interpreter that has it (README, 'Scaling out') to run this test")
+def test_vllm_samples_the_imported_directory(smollm2_dir):
+    sampler_cfg = OmegaConf.structured(SamplerConfig(name="vllm", python=vllm_python(), gpu_memory_utilization=0.3))
+    tokenizer = load_tokenizer(smollm2_dir)
+    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
+                                             add_generation_prompt=True) for q in ("What is 2 + 3?", "Name a color.")]
+    sampler = build_sampler(sampler_cfg, model_cfg())
+    greedy, sampled = sampler.generate_each(smollm2_dir, prompts, [SamplingRequest(1, 0.0, 1.0, 16, seed=0),
+                                                                   SamplingRequest(3, 0.8, 1.0, 16, seed=0)],
+                                            ["greedy", "sampled"])
+    assert [len(g) for g in greedy] == [1, 1] and [len(s) for s in sampled] == [3, 3]
+    assert re.search(r"\b5\b", greedy[0][0])  # the same plain directory, read by vLLM, still adds
+    assert all(text for texts in sampled for text in texts)
