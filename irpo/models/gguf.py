@@ -61,11 +61,12 @@ def resolve_gguf_file(spec: str) -> Path:
     return path
 
 
-def check_gguf_source(spec: str) -> None:
-    """Config-time checks: the file exists and the packages the import needs are installed."""
-    resolve_gguf_file(spec)
+def check_gguf_source(spec: str) -> Path:
+    """Config-time checks: the file exists and the packages the import needs are installed. Returns the file."""
+    path = resolve_gguf_file(spec)
     for module in ("gguf", "accelerate"):
         _require_module(module, "importing a GGUF checkpoint (model.gguf_file)")
+    return path
 
 
 def file_sha256(path: Path) -> str:
@@ -78,8 +79,7 @@ def file_sha256(path: Path) -> str:
 
 def import_gguf(spec: str, cache_root: Path | None = None) -> str:
     """The cached model directory for the GGUF file `spec`, imported on first use (keyed by the file's hash)."""
-    check_gguf_source(spec)
-    source = resolve_gguf_file(spec)
+    source = check_gguf_source(spec)
     cache_root = cache_root or default_cache_dir()
     cache_root.mkdir(parents=True, exist_ok=True)
     sha = file_sha256(source)
