@@ -150,7 +150,7 @@ def test_a_requeued_slurm_job_resumes_mid_training(tmp_path, model_cache):
     import time
 
     env = {**os.environ, "IRPO_CACHE": str(model_cache), "OMP_NUM_THREADS": "1"}
-    training = ["experiment=smoke", "iterations=1", "trainer.max_steps=40", "trainer.save_every=4",
+    training = ["experiment=smoke", "iterations=1", "trainer.max_steps=240", "trainer.save_every=4",
                 "trainer.eval_every=0", "trainer.retrain_with_heldout=false"]
     alone = tmp_path / "uninterrupted"
     assert irpo(*training, f"hydra.run.dir={alone}", env=env).returncode == 0
@@ -174,7 +174,7 @@ def test_a_requeued_slurm_job_resumes_mid_training(tmp_path, model_cache):
 
     (resumed,) = [p for p in sweep.iterdir() if (p / "config.yaml").exists()]
     summary = read_json(resumed / "iter_1" / "model" / "train_summary.json")
-    assert summary["resumed_from_step"] > 0 and summary["steps"] == 40
+    assert summary["resumed_from_step"] > 0 and summary["steps"] == 240
     assert (resumed / "iter_1" / "model" / "model.safetensors").read_bytes() == \
         (alone / "iter_1" / "model" / "model.safetensors").read_bytes()
     assert (resumed / "iter_1" / "eval.jsonl").read_bytes() == (alone / "iter_1" / "eval.jsonl").read_bytes()
