@@ -108,7 +108,9 @@ def test_answer_line_stopping_trimming_and_reward_on_its_real_outputs(smollm2_di
     full = sampler.generate_with(model, tokenizer, prompts, SamplingRequest(1, 0.0, 1.0, 32, seed=0, stop_after=None))
 
     rewards = []
-    for example, (cut,), (whole,) in zip(examples, stopped, full):
+    for example, (cut_sample,), (whole_sample,) in zip(examples, stopped, full):
+        cut, whole = cut_sample.text, whole_sample.text
+        assert not cut_sample.truncated  # it ended at its answer line, within the budget
         assert "Final answer:" in whole and whole.strip() != task.finish(whole), whole  # something to cut
         assert cut.rstrip("\n") == task.finish(whole)  # stopped right after the answer line
         assert task.finish(cut) == cut.rstrip("\n")
@@ -194,5 +196,5 @@ def test_vllm_samples_the_imported_directory(smollm2_dir):
                                                                    SamplingRequest(3, 0.8, 1.0, 16, seed=0)],
                                             ["greedy", "sampled"])
     assert [len(g) for g in greedy] == [1, 1] and [len(s) for s in sampled] == [3, 3]
-    assert re.search(r"\b5\b", greedy[0][0])  # the same plain directory, read by vLLM, still adds
-    assert all(text for texts in sampled for text in texts)
+    assert re.search(r"\b5\b", greedy[0][0].text)  # the same plain directory, read by vLLM, still adds
+    assert all(c.text for row in sampled for c in row)

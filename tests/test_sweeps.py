@@ -150,7 +150,7 @@ def test_a_requeued_slurm_job_resumes_mid_training(tmp_path, model_cache):
     import time
 
     env = {**os.environ, "IRPO_CACHE": str(model_cache), "OMP_NUM_THREADS": "1"}
-    training = ["experiment=smoke", "iterations=1", "trainer.max_steps=240", "trainer.save_every=4",
+    training = ["experiment=smoke", "iterations=1", "trainer.max_steps=1200", "trainer.save_every=4",
                 "trainer.eval_every=0", "trainer.retrain_with_heldout=false"]
     alone = tmp_path / "uninterrupted"
     assert irpo(*training, f"hydra.run.dir={alone}", env=env).returncode == 0
@@ -165,16 +165,16 @@ def test_a_requeued_slurm_job_resumes_mid_training(tmp_path, model_cache):
         assert job.poll() is None, job.communicate()[1][-3000:]
         time.sleep(0.2)
     assert list(sweep.glob("*/iter_1/model.tmp/resume/checkpoint.pt")), "the job made no checkpoint in time"
-    job_ids = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()
-    assert job_ids, "no job in the queue"
-    for job_id in job_ids:
-        subprocess.run(["scontrol", "requeue", job_id], check=True)
+    job_ids = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i"], capture_output=True, text=True).stdout.split()
+    assert job_ids, "no running job in the queue"
+    requeue = subprocess.run(["scontrol", "requeue", *job_ids], capture_output=True, text=True)
+    assert requeue.returncode == 0, f"scontrol requeue {job_ids}: {requeue.stderr}"
     _, stderr = job.communicate(timeout=900)
     assert job.returncode == 0, stderr[-3000:]
 
     (resumed,) = [p for p in sweep.iterdir() if (p / "config.yaml").exists()]
     summary = read_json(resumed / "iter_1" / "model" / "train_summary.json")
-    assert summary["resumed_from_step"] > 0 and summary["steps"] == 240
+    assert summary["resumed_from_step"] > 0 and summary["steps"] == 1200
     assert (resumed / "iter_1" / "model" / "model.safetensors").read_bytes() == \
         (alone / "iter_1" / "model" / "model.safetensors").read_bytes()
     assert (resumed / "iter_1" / "eval.jsonl").read_bytes() == (alone / "iter_1" / "eval.jsonl").read_bytes()
