@@ -149,7 +149,7 @@ def test_deepspeed_checkpoint_selection_picks_what_the_torch_trainer_picks(make_
     from irpo.rundir import read_json
 
     common = ["experiment=smoke", "iterations=1", "trainer.eval_every=1", "trainer.max_steps=3",
-              "trainer.micro_batch_size=8", "task.num_valid=6"]
+              "trainer.micro_batch_size=8", "task.num_valid=6", "trainer.retrain_with_heldout=false"]
     summaries, weights = {}, {}
     for name in ("torch", "deepspeed"):
         run_dir = tmp_path / name
