@@ -17,11 +17,15 @@ def test_gsm8k_with_stories260k_runs_every_stage(shared_dir, make_config, tmp_pa
                       f"model.name_or_path={shared_dir}/models/stories260K",
                       "task.max_train=6", "eval.max_examples=4", "iterations=1", "generation.num_samples=2",
                       "generation.max_new_tokens=24", "eval.majority_k=2", "trainer.max_steps=2",
-                      "trainer.batch_size=4", "trainer.micro_batch_size=2")
+                      "trainer.batch_size=4", "trainer.micro_batch_size=2", "trainer.select_examples=4",
+                      # Stories end sentences, not answers: a sample ends at its first "." (within the 24 tokens),
+                      # so it is a loser, not cut off by the budget (cut-off samples join no pair).
+                      "generation.stop=[.]")
     rows = run(cfg)
     it = RunDir(tmp_path / "run").iteration(1)
     generations = read_jsonl(it.generations)
-    assert len(generations) == 6 and all(len(g["samples"]) == 2 for g in generations)
+    # 6 training questions and the 4 held-out ones the retrain uses (GSM8K's protocol)
+    assert len(generations) == 6 + 4 and all(len(g["samples"]) == 2 for g in generations)
     assert generations[0]["prompt"].startswith("Your task is to answer the question below.")
     pairs = read_jsonl(it.pairs)
     assert pairs, read_json(it.pairs_stats)
