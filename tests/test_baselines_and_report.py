@@ -135,8 +135,8 @@ def test_report_tests_a_baseline_against_irpo_on_real_runs(make_config, tmp_path
     assert dpo["greedy_vs_irpo_points"] == pytest.approx(100 * (dpo["greedy_accuracy"] - read_json(
         sweep / "irpo/iter_1/eval.json")["greedy_accuracy"]))
     markdown = (sweep / "report.md").read_text()
-    assert "| DPO, from M0 | 1 | " in markdown and "## Paired tests" in markdown
-    assert "| DPO, from M0, iteration 1 | Iterative RPO, iteration 2 |" in markdown
+    assert "| DPO on D0, from M0 | 1 | " in markdown and "## Paired tests" in markdown
+    assert "| DPO on D0, from M0, iteration 1 | Iterative RPO, iteration 2 |" in markdown
     with (sweep / "report.csv").open() as f:
         header = next(csv.reader(f))
     assert {"greedy_se", "majority_se", "greedy_vs_irpo_p", "majority_vs_irpo_b"} <= set(header)
