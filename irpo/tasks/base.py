@@ -32,8 +32,8 @@ class Splits:
 
     def __post_init__(self):
         # Stages join samples, rewards and pairs to questions by id: one id for two questions would lose one.
-        seen: set[str] = set()
-        repeated = sorted({e.id for e in self.train + self.valid + self.test if e.id in seen or seen.add(e.id)})
+        counts = Counter(e.id for e in self.train + self.valid + self.test)
+        repeated = sorted(qid for qid, count in counts.items() if count > 1)
         if repeated:
             raise ValueError(f"{len(repeated)} question ids occur more than once across the splits "
                              f"(e.g. {', '.join(repeated[:3])}); each question needs its own id")
