@@ -23,8 +23,9 @@ def main(cfg: DictConfig) -> None:
     if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and int(os.environ.get("SLURM_PROCID", "0")) > 0:
         # A job over several nodes starts one task per node; the loop runs once, in the first, and
         # trainer=deepspeed reaches the other nodes itself (srun + torchrun).
-        logging.getLogger("irpo").info("Slurm task %s: the loop runs in task 0; nothing to do here",
-                                       os.environ["SLURM_PROCID"])
+        logging.getLogger("irpo").info(
+            "Slurm task %s: the loop runs in task 0; nothing to do here", os.environ["SLURM_PROCID"]
+        )
         return
     try:
         validate(cfg)  # bad names, sizes and paths fail here with one line, before any work

@@ -28,8 +28,9 @@ def project_pythonpath(env: dict[str, str]) -> str:
     return os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
 
 
-def run_child(command: list[str], log_path: Path, what: str, env: dict[str, str] | None = None,
-              tail_lines: int = 40) -> None:
+def run_child(
+    command: list[str], log_path: Path, what: str, env: dict[str, str] | None = None, tail_lines: int = 40
+) -> None:
     """Runs `command`, echoing its output to stderr and `log_path`; raises with its last lines if it fails."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
@@ -39,8 +40,9 @@ def run_child(command: list[str], log_path: Path, what: str, env: dict[str, str]
         log_file.write("$ " + " ".join(command) + "\n")
         log_file.flush()
         # Its own process group, so that stopping it also stops what it started (torchrun's ranks, vLLM's workers).
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         try:
             while chunk := process.stdout.read1(65536):
                 text = chunk.decode(errors="replace")
@@ -58,8 +60,10 @@ def run_child(command: list[str], log_path: Path, what: str, env: dict[str, str]
     if returncode != 0:
         if partial.strip():
             tail.append(partial)
-        raise StageProcessError(f"{what} failed (exit code {returncode}): {cause or 'see its output below'}\n"
-                                f"full log: {log_path}\n" + "\n".join(f"  | {line}" for line in tail))
+        raise StageProcessError(
+            f"{what} failed (exit code {returncode}): {cause or 'see its output below'}\n"
+            f"full log: {log_path}\n" + "\n".join(f"  | {line}" for line in tail)
+        )
 
 
 def _stop_group(process: subprocess.Popen, grace_seconds: float = 10.0) -> None:

@@ -99,7 +99,8 @@ class LoraConfig:
     # Last component of the linear layers' names; an unknown name fails listing the model's linear layers.
     # The default is every linear layer of a Llama-style block (Llama, Qwen2, Mistral, SmolLM2, the tiny model).
     target_modules: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
     save_adapter: bool = False  # also keep the adapter alone in iter_t/model/adapter/ (M_t is always merged)
 
 
@@ -271,15 +272,18 @@ def validate(cfg: DictConfig) -> None:
 
     check_seed_source(cfg.model)
     if cfg.trainer.batch_size % cfg.trainer.micro_batch_size:
-        raise ValueError(f"trainer.batch_size ({cfg.trainer.batch_size}) must be a multiple of "
-                         f"trainer.micro_batch_size ({cfg.trainer.micro_batch_size})")
+        raise ValueError(
+            f"trainer.batch_size ({cfg.trainer.batch_size}) must be a multiple of "
+            f"trainer.micro_batch_size ({cfg.trainer.micro_batch_size})"
+        )
     if cfg.trainer.retrain_with_heldout and cfg.trainer.eval_every <= 0:
         raise ValueError("trainer.retrain_with_heldout needs checkpoint selection: set trainer.eval_every > 0")
     if cfg.trainer.epochs is not None and cfg.trainer.epochs <= 0:
         raise ValueError(f"trainer.epochs must be > 0 or null (no epoch cap), not {cfg.trainer.epochs}")
     if cfg.trainer.save_every < 0:
-        raise ValueError(f"trainer.save_every must be >= 0 (0 = no mid-training checkpoints), not "
-                         f"{cfg.trainer.save_every}")
+        raise ValueError(
+            f"trainer.save_every must be >= 0 (0 = no mid-training checkpoints), not {cfg.trainer.save_every}"
+        )
     if cfg.trainer.select_examples is not None and cfg.trainer.select_examples <= 0:
         raise ValueError("trainer.select_examples must be > 0 or null (the whole held-out split)")
     if cfg.pairs.data_multiplier < 1 or cfg.pairs.pairs_per_prompt < 1:
@@ -323,10 +327,14 @@ def _check_backends_installed(cfg: DictConfig) -> None:
             if not (os.access(python, os.X_OK) or shutil.which(python)):
                 raise FileNotFoundError(f"sampler.python={cfg.sampler.python}: no such interpreter")
         elif importlib.util.find_spec("vllm") is None:
-            raise ValueError("sampler=vllm needs vLLM: pip install -e '.[vllm]', or point sampler.python at an "
-                             "interpreter that has it (README, 'Scaling out')")
-    for chosen, module, extra in ((cfg.trainer.name == "deepspeed", "deepspeed", "deepspeed"),
-                                  (cfg.logger.name == "wandb" and cfg.logger.mode != "disabled", "wandb", "wandb")):
+            raise ValueError(
+                "sampler=vllm needs vLLM: pip install -e '.[vllm]', or point sampler.python at an "
+                "interpreter that has it (README, 'Scaling out')"
+            )
+    for chosen, module, extra in (
+        (cfg.trainer.name == "deepspeed", "deepspeed", "deepspeed"),
+        (cfg.logger.name == "wandb" and cfg.logger.mode != "disabled", "wandb", "wandb"),
+    ):
         if chosen and importlib.util.find_spec(module) is None:
             raise ValueError(f"{module} is not installed: pip install -e '.[{extra}]'")
 

@@ -21,8 +21,18 @@ def judge_greedy(task, example, completion: str) -> dict:
     return {"greedy": completion, "greedy_answer": answer, "greedy_correct": task.is_correct(example, answer)}
 
 
-def evaluate(it: IterationDir, model_dir, examples: list, prompts: dict[str, str], sampler, task, eval_cfg,
-             generation_cfg, seed: int, shard_prompts: int) -> dict:
+def evaluate(
+    it: IterationDir,
+    model_dir,
+    examples: list,
+    prompts: dict[str, str],
+    sampler,
+    task,
+    eval_cfg,
+    generation_cfg,
+    seed: int,
+    shard_prompts: int,
+) -> dict:
     """Writes eval.jsonl (per question) and eval.json (accuracies) for the model in `model_dir`; the questions
     are drawn in shards of `shard_prompts` (irpo.shards), so a killed evaluation resumes at its first missing one."""
     if it.eval_metrics.exists():
@@ -30,8 +40,16 @@ def evaluate(it: IterationDir, model_dir, examples: list, prompts: dict[str, str
     by_id = {e.id: e for e in examples}
     requests, descs = [greedy_request(generation_cfg, seed)], [f"iter {it.t} eval greedy"]
     if eval_cfg.majority_k > 0:
-        requests.append(SamplingRequest(eval_cfg.majority_k, eval_cfg.temperature, generation_cfg.top_p,
-                                        generation_cfg.max_new_tokens, seed, stop=tuple(generation_cfg.stop)))
+        requests.append(
+            SamplingRequest(
+                eval_cfg.majority_k,
+                eval_cfg.temperature,
+                generation_cfg.top_p,
+                generation_cfg.max_new_tokens,
+                seed,
+                stop=tuple(generation_cfg.stop),
+            )
+        )
         descs.append(f"iter {it.t} eval majority@{eval_cfg.majority_k}")
 
     def make_rows(shard, results) -> list[dict]:
@@ -41,23 +59,41 @@ def evaluate(it: IterationDir, model_dir, examples: list, prompts: dict[str, str
         for example_id, greedy_out, samples in zip(shard.ids, greedy, votes, strict=True):
             example = by_id[example_id]
             majority = task.majority_vote(example, [task.finish(s.text) for s in samples]) if samples else None
-            rows.append({"id": example.id, "gold": example.gold_answer,
-                         **judge_greedy(task, example, greedy_out[0].text), "greedy_truncated": greedy_out[0].truncated,
-                         "majority_answer": majority, "majority_correct": task.is_correct(example, majority)})
+            rows.append(
+                {
+                    "id": example.id,
+                    "gold": example.gold_answer,
+                    **judge_greedy(task, example, greedy_out[0].text),
+                    "greedy_truncated": greedy_out[0].truncated,
+                    "majority_answer": majority,
+                    "majority_correct": task.is_correct(example, majority),
+                }
+            )
         return rows
 
     stage = ShardedFile(it.eval_predictions, [e.id for e in examples], shard_prompts)
     rows = stage.draw(prompts, sampler, model_dir, requests, descs, make_rows, what=f"iter {it.t} eval")
     n = max(len(rows), 1)
-    metrics = {"split": eval_cfg.split, "examples": len(rows),
-               "greedy_accuracy": round(sum(r["greedy_correct"] for r in rows) / n, 4),
-               "majority_accuracy": round(sum(r["majority_correct"] for r in rows) / n, 4)
-               if eval_cfg.majority_k > 0 else None,
-               "majority_k": eval_cfg.majority_k,
-               "greedy_no_answer": sum(r["greedy_answer"] is None for r in rows),
-               "greedy_truncated": sum(r["greedy_truncated"] for r in rows)}
-    log.info("iter %d: greedy accuracy %.3f, majority@%d %s on %d %s examples", it.t, metrics["greedy_accuracy"],
-             eval_cfg.majority_k, metrics["majority_accuracy"], len(rows), eval_cfg.split)
+    metrics = {
+        "split": eval_cfg.split,
+        "examples": len(rows),
+        "greedy_accuracy": round(sum(r["greedy_correct"] for r in rows) / n, 4),
+        "majority_accuracy": round(sum(r["majority_correct"] for r in rows) / n, 4)
+        if eval_cfg.majority_k > 0
+        else None,
+        "majority_k": eval_cfg.majority_k,
+        "greedy_no_answer": sum(r["greedy_answer"] is None for r in rows),
+        "greedy_truncated": sum(r["greedy_truncated"] for r in rows),
+    }
+    log.info(
+        "iter %d: greedy accuracy %.3f, majority@%d %s on %d %s examples",
+        it.t,
+        metrics["greedy_accuracy"],
+        eval_cfg.majority_k,
+        metrics["majority_accuracy"],
+        len(rows),
+        eval_cfg.split,
+    )
     write_json(it.eval_metrics, metrics)
     return metrics
 
@@ -79,6 +115,8 @@ class HeldOutScorer:
         return self._accuracy(self.sampler.generate(model_dir, self.batch, self.request, desc="select"))
 
     def _accuracy(self, outputs) -> float:
-        correct = sum(judge_greedy(self.task, e, out[0].text)["greedy_correct"]
-                      for e, out in zip(self.examples, outputs, strict=True))
+        correct = sum(
+            judge_greedy(self.task, e, out[0].text)["greedy_correct"]
+            for e, out in zip(self.examples, outputs, strict=True)
+        )
         return correct / len(self.examples)

@@ -48,23 +48,36 @@ def run(cfg: DictConfig) -> list[dict]:
     test_examples = splits.get(cfg.eval.split)[: cfg.eval.max_examples]
     held_out = splits.valid[: cfg.trainer.select_examples] if cfg.trainer.eval_every > 0 else []
     # Retraining with the held-out prompts needs their samples and pairs too.
-    pair_examples = dict(train_examples, **{e.id: e for e in held_out}) if cfg.trainer.retrain_with_heldout \
-        else train_examples
+    pair_examples = (
+        dict(train_examples, **{e.id: e for e in held_out}) if cfg.trainer.retrain_with_heldout else train_examples
+    )
     sampler = build_sampler(cfg.sampler, cfg.model)
     trainer = build_trainer(cfg.trainer, cfg.model, cfg.cluster)
     builder = PAIR_BUILDERS.get(cfg.pairs.builder)
 
     model_dir = resolve_init_model(cfg, task, run_dir)  # M0, or the model a baseline starts from
     tokenizer = load_tokenizer(model_dir)
-    prompts = {e.id: render_prompt(task, e, tokenizer, cfg.model.use_chat_template)
-               for e in list(train_examples.values()) + held_out + test_examples}
+    prompts = {
+        e.id: render_prompt(task, e, tokenizer, cfg.model.use_chat_template)
+        for e in list(train_examples.values()) + held_out + test_examples
+    }
 
     def fits(prompt: str, response: str) -> bool:
         return len(encode(tokenizer, prompt, response).input_ids) <= cfg.model.max_length
 
     def evaluate_model(it, directory):
-        return evaluate(it, directory, test_examples, prompts, sampler, task, cfg.eval, cfg.generation,
-                        seed=cfg.seed + 7919 * it.t, shard_prompts=cfg.sampler.shard_prompts)
+        return evaluate(
+            it,
+            directory,
+            test_examples,
+            prompts,
+            sampler,
+            task,
+            cfg.eval,
+            cfg.generation,
+            seed=cfg.seed + 7919 * it.t,
+            shard_prompts=cfg.sampler.shard_prompts,
+        )
 
     with build_tracker(cfg, run_dir) as tracker:  # dashboards mirror the run dir as it is written (logger=...)
         m0 = run_dir.iteration(0)
@@ -82,15 +95,36 @@ def run(cfg: DictConfig) -> list[dict]:
                 check_same_data(cfg, source)
                 pairs = copy_pairs(it, RunDir(source).iteration(t), cfg.pairs.from_run)
             else:
-                questions = [ScoredQuestion(e.id, prompts[e.id], e.gold_solution, [], [], split="train" if e.id in
-                                            train_examples else "valid") for e in pair_examples.values()]
+                questions = [
+                    ScoredQuestion(
+                        e.id,
+                        prompts[e.id],
+                        e.gold_solution,
+                        [],
+                        [],
+                        split="train" if e.id in train_examples else "valid",
+                    )
+                    for e in pair_examples.values()
+                ]
                 if builder.needs_samples:
-                    request = SamplingRequest(cfg.generation.num_samples, temperature_for(cfg, t),
-                                              cfg.generation.top_p, cfg.generation.max_new_tokens,
-                                              seed=cfg.seed + 1000 * t, stop=tuple(cfg.generation.stop))
+                    request = SamplingRequest(
+                        cfg.generation.num_samples,
+                        temperature_for(cfg, t),
+                        cfg.generation.top_p,
+                        cfg.generation.max_new_tokens,
+                        seed=cfg.seed + 1000 * t,
+                        stop=tuple(cfg.generation.stop),
+                    )
                     to_sample = {q.id: q.prompt for q in questions}
-                    generations = generate(it, model_dir, to_sample, sampler, request, task,  # 1
-                                           cfg.sampler.shard_prompts)
+                    generations = generate(
+                        it,
+                        model_dir,
+                        to_sample,
+                        sampler,
+                        request,
+                        task,  # 1
+                        cfg.sampler.shard_prompts,
+                    )
                     rewards = reward(it, generations, pair_examples, task)  # 2
                     check_rows_match(it.rewards, rewards, [g["id"] for g in generations], REDO_REWARDS)
                     for q, gen, rew in zip(questions, generations, rewards, strict=True):
@@ -98,24 +132,44 @@ def run(cfg: DictConfig) -> list[dict]:
                 pairs = build_pairs(it, builder, questions, cfg.pairs, fits)  # 3
                 stray = next((p["id"] for p in pairs if p["id"] not in pair_examples), None)
                 if stray is not None:
-                    raise ValueError(f"{it.pairs}: holds a pair for id {stray!r}, which is not among this iteration's "
-                                     f"prompts; delete it and {it.pairs_stats.name} and rerun to build the pairs again")
+                    raise ValueError(
+                        f"{it.pairs}: holds a pair for id {stray!r}, which is not among this iteration's "
+                        f"prompts; delete it and {it.pairs_stats.name} and rerun to build the pairs again"
+                    )
             select = HeldOutScorer(held_out, prompts, sampler, task, cfg.generation, cfg.seed) if held_out else None
             with tracker.watch_training(it):
-                model_dir = train(it, model_dir, pairs, trainer, cfg.loss, seed=cfg.seed + t, select=select,  # 4
-                                  retrain_with_heldout=cfg.trainer.retrain_with_heldout)
+                model_dir = train(
+                    it,
+                    model_dir,
+                    pairs,
+                    trainer,
+                    cfg.loss,
+                    seed=cfg.seed + t,
+                    select=select,  # 4
+                    retrain_with_heldout=cfg.trainer.retrain_with_heldout,
+                )
             metrics = evaluate_model(it, model_dir)  # 5
-            write_json(it.metrics, {"iteration": t, "model": model_dir, "temperature": temperature_for(cfg, t),
-                                    "rewards": reward_stats(it), "pairs": read_json(it.pairs_stats),
-                                    "train": train_summary(it), "eval": metrics})
+            write_json(
+                it.metrics,
+                {
+                    "iteration": t,
+                    "model": model_dir,
+                    "temperature": temperature_for(cfg, t),
+                    "rewards": reward_stats(it),
+                    "pairs": read_json(it.pairs_stats),
+                    "train": train_summary(it),
+                    "eval": metrics,
+                },
+            )
             tracker.log_iteration(it)
 
     return write_results(run_dir, title=f"{cfg.method} on {cfg.task.name} ({run_dir.root})")
 
 
 # rewards.jsonl that does not line up with generations.jsonl was scored from other samples.
-REDO_REWARDS = "it was scored from other samples: delete it and the files made from it (pairs.jsonl, " \
-               "pairs_stats.json) and rerun"
+REDO_REWARDS = (
+    "it was scored from other samples: delete it and the files made from it (pairs.jsonl, pairs_stats.json) and rerun"
+)
 
 
 def resolve_init_model(cfg: DictConfig, task, run_dir: RunDir) -> str:
@@ -129,13 +183,21 @@ def resolve_init_model(cfg: DictConfig, task, run_dir: RunDir) -> str:
     finished = [it for it in RunDir(path).iterations() if it.metrics.exists()] if path.is_dir() else []
     if finished:
         return read_json(finished[-1].metrics)["model"]
-    raise FileNotFoundError(f"init_from={spec}: {path} is neither a model directory nor a run directory with a "
-                            "finished iteration (run that baseline first; in a sweep it must come earlier)")
+    raise FileNotFoundError(
+        f"init_from={spec}: {path} is neither a model directory nor a run directory with a "
+        "finished iteration (run that baseline first; in a sweep it must come earlier)"
+    )
 
 
 # A run whose pairs another run trains on must agree with it on what the pairs are made of and from.
-SAME_DATA_KEYS = ("task", "model", "seed", "trainer.retrain_with_heldout", "trainer.select_examples",
-                  "trainer.eval_every")
+SAME_DATA_KEYS = (
+    "task",
+    "model",
+    "seed",
+    "trainer.retrain_with_heldout",
+    "trainer.select_examples",
+    "trainer.eval_every",
+)
 
 
 def check_same_data(cfg: DictConfig, source: Path) -> None:
@@ -144,16 +206,21 @@ def check_same_data(cfg: DictConfig, source: Path) -> None:
         return  # not started yet: copy_pairs says which run to run first
     theirs = OmegaConf.to_container(OmegaConf.load(source / "config.yaml"))
     ours = OmegaConf.to_container(cfg, resolve=True)
-    differ = sorted(k for k in _flat_diff(theirs, ours) if k != "model.tiny.cache_dir" and
-                    any(k == key or k.startswith(key + ".") for key in SAME_DATA_KEYS))
+    differ = sorted(
+        k
+        for k in _flat_diff(theirs, ours)
+        if k != "model.tiny.cache_dir" and any(k == key or k.startswith(key + ".") for key in SAME_DATA_KEYS)
+    )
     if differ:
-        raise ValueError(f"pairs.from_run={cfg.pairs.from_run}: {source} was run with other data settings "
-                         f"({', '.join(differ)} differ); its pairs are not this run's D0")
+        raise ValueError(
+            f"pairs.from_run={cfg.pairs.from_run}: {source} was run with other data settings "
+            f"({', '.join(differ)} differ); its pairs are not this run's D0"
+        )
 
 
 def resolve_run_path(spec: str, run_dir: RunDir) -> Path:
     """run:<name> is the run directory <name> beside this one (a sweep's sibling job); else a path."""
-    return run_dir.root.parent / spec[len("run:"):] if spec.startswith("run:") else Path(spec).expanduser()
+    return run_dir.root.parent / spec[len("run:") :] if spec.startswith("run:") else Path(spec).expanduser()
 
 
 def render_prompt(task, example, tokenizer, use_chat_template: bool) -> str:
@@ -162,13 +229,24 @@ def render_prompt(task, example, tokenizer, use_chat_template: bool) -> str:
         return text
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError("model.use_chat_template=true but the tokenizer has no chat template")
-    return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                         add_generation_prompt=True)
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+    )
 
 
 # Changing these on a resumed run cannot invalidate finished work.
-RESUMABLE_KEYS = {"iterations", "run_dir", "log_level", "sampler.batch_size", "sampler.device", "trainer.device",
-                  "trainer.num_processes", "trainer.save_every", "cluster.*", "logger.*"}
+RESUMABLE_KEYS = {
+    "iterations",
+    "run_dir",
+    "log_level",
+    "sampler.batch_size",
+    "sampler.device",
+    "trainer.device",
+    "trainer.num_processes",
+    "trainer.save_every",
+    "cluster.*",
+    "logger.*",
+}
 
 
 def record_config(run_dir: RunDir, cfg: DictConfig) -> None:
@@ -178,8 +256,10 @@ def record_config(run_dir: RunDir, cfg: DictConfig) -> None:
         previous = OmegaConf.to_container(OmegaConf.load(run_dir.config))
         changed = sorted(k for k in _flat_diff(previous, resolved) if not _resumable(k))
         if changed:
-            raise ValueError(f"{run_dir.root} was started with a different config ({', '.join(changed)} changed); "
-                             "use a new run directory, or restore those values to resume")
+            raise ValueError(
+                f"{run_dir.root} was started with a different config ({', '.join(changed)} changed); "
+                "use a new run directory, or restore those values to resume"
+            )
     tmp = run_dir.config.with_suffix(".tmp")
     tmp.write_text(OmegaConf.to_yaml(resolved))
     tmp.replace(run_dir.config)

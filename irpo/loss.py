@@ -11,8 +11,8 @@ in tokens. α = 0 is standard DPO; the NLL term alone (no loser, no reference) i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -82,9 +82,9 @@ def compute_loss(
     alpha: float,
     policy_chosen_logps: torch.Tensor,
     chosen_lengths: torch.Tensor,
-    policy_rejected_logps: Optional[torch.Tensor] = None,
-    reference_chosen_logps: Optional[torch.Tensor] = None,
-    reference_rejected_logps: Optional[torch.Tensor] = None,
+    policy_rejected_logps: torch.Tensor | None = None,
+    reference_chosen_logps: torch.Tensor | None = None,
+    reference_rejected_logps: torch.Tensor | None = None,
 ) -> LossTerms:
     objective = LOSSES.get(name)
     if not objective.uses_rejected:

@@ -12,8 +12,8 @@ import math
 import random
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 from irpo.registry import Registry
 from irpo.rundir import IterationDir, read_json, read_jsonl, write_json, write_jsonl
@@ -28,7 +28,7 @@ Fits = Callable[[str, str], bool]
 class ScoredQuestion:
     id: str
     prompt: str
-    gold_solution: Optional[str]
+    gold_solution: str | None
     samples: list[str]
     rewards: list[float]
     split: str = "train"  # "valid" rows are used only when retraining with the held-out prompts
@@ -62,7 +62,7 @@ def _unique(texts: list[str], dedupe: bool) -> list[str]:
     return list(dict.fromkeys(texts)) if dedupe else list(texts)
 
 
-def cap(rows: list[dict], max_pairs: Optional[int], seed: int) -> list[dict]:
+def cap(rows: list[dict], max_pairs: int | None, seed: int) -> list[dict]:
     """A seeded random subsample of at most `max_pairs` rows, kept in their original order."""
     if max_pairs is None or len(rows) <= max_pairs:
         return rows
@@ -80,8 +80,10 @@ def pair_walk(num_winners: int, num_losers: int, count: int, distinct: bool) -> 
     if not distinct:
         return [(k % num_winners, k % num_losers) for k in range(count)]
     cycle = math.lcm(num_winners, num_losers)
-    return [(k % cycle % num_winners, (k % cycle + k // cycle) % num_losers)
-            for k in range(min(count, num_winners * num_losers))]
+    return [
+        (k % cycle % num_winners, (k % cycle + k // cycle) % num_losers)
+        for k in range(min(count, num_winners * num_losers))
+    ]
 
 
 def build_preference_pairs(questions: list[ScoredQuestion], cfg, fits: Fits) -> tuple[list[dict], dict]:
@@ -100,7 +102,7 @@ def build_preference_pairs(questions: list[ScoredQuestion], cfg, fits: Fits) -> 
         losers = _unique([s for s, r in finished if r <= 0], cfg.dedupe)
         if cfg.include_gold and q.gold_solution:
             if fits(q.prompt, q.gold_solution):
-                winners = _unique([q.gold_solution] + winners, cfg.dedupe)
+                winners = _unique([q.gold_solution, *winners], cfg.dedupe)
             else:
                 stats["dropped_too_long"] += 1
         if not winners:
@@ -110,10 +112,12 @@ def build_preference_pairs(questions: list[ScoredQuestion], cfg, fits: Fits) -> 
             stats["skipped_no_loser"] += 1
             continue
         stats["prompts_used"] += 1
-        for w, loser in pair_walk(len(winners), len(losers), cfg.pairs_per_prompt * cfg.data_multiplier,
-                                  cfg.distinct_pairs):
-            pairs.append({"id": q.id, "split": q.split, "prompt": q.prompt, "chosen": winners[w],
-                          "rejected": losers[loser]})
+        for w, loser in pair_walk(
+            len(winners), len(losers), cfg.pairs_per_prompt * cfg.data_multiplier, cfg.distinct_pairs
+        ):
+            pairs.append(
+                {"id": q.id, "split": q.split, "prompt": q.prompt, "chosen": winners[w], "rejected": losers[loser]}
+            )
     return _finish(pairs, stats, questions, cfg)
 
 
@@ -151,10 +155,18 @@ def build_gold_sft(questions: list[ScoredQuestion], cfg, fits: Fits) -> tuple[li
 def _finish(rows: list[dict], stats: Counter, questions: list[ScoredQuestion], cfg) -> tuple[list[dict], dict]:
     made = len(rows)
     rows = cap(rows, cfg.max_pairs * cfg.data_multiplier if cfg.max_pairs is not None else None, cfg.seed)
-    summary = {"questions": len(questions), "pairs_made": made, "pairs_kept": len(rows),
-               "pairs_distinct": len({(r["id"], r["chosen"], r.get("rejected")) for r in rows}),
-               "prompts_used": 0, "skipped_no_winner": 0, "skipped_no_loser": 0, "skipped_no_gold": 0,
-               "dropped_too_long": 0, "samples_truncated": 0}
+    summary = {
+        "questions": len(questions),
+        "pairs_made": made,
+        "pairs_kept": len(rows),
+        "pairs_distinct": len({(r["id"], r["chosen"], r.get("rejected")) for r in rows}),
+        "prompts_used": 0,
+        "skipped_no_winner": 0,
+        "skipped_no_loser": 0,
+        "skipped_no_gold": 0,
+        "dropped_too_long": 0,
+        "samples_truncated": 0,
+    }
     summary.update(stats)
     summary["prompts_skipped"] = summary["skipped_no_winner"] + summary["skipped_no_loser"] + summary["skipped_no_gold"]
     if rows:
@@ -175,11 +187,22 @@ def build_pairs(it, builder: PairBuilder, questions: list[ScoredQuestion], cfg, 
     if it.pairs.exists() and it.pairs_stats.exists():
         return read_jsonl(it.pairs, "delete that file and rerun to build the pairs again")
     rows, stats = builder.build(questions, cfg, fits)
-    log.info("iter %d: %s built %d rows (kept %d, %d distinct) from %d prompts; skipped %d (no winner %d, no "
-             "loser %d, no gold %d); %d truncated samples and %d over-long rows dropped", it.t, builder.name,
-             stats["pairs_made"], stats["pairs_kept"], stats["pairs_distinct"], stats["questions"],
-             stats["prompts_skipped"], stats["skipped_no_winner"], stats["skipped_no_loser"],
-             stats["skipped_no_gold"], stats["samples_truncated"], stats["dropped_too_long"])
+    log.info(
+        "iter %d: %s built %d rows (kept %d, %d distinct) from %d prompts; skipped %d (no winner %d, no "
+        "loser %d, no gold %d); %d truncated samples and %d over-long rows dropped",
+        it.t,
+        builder.name,
+        stats["pairs_made"],
+        stats["pairs_kept"],
+        stats["pairs_distinct"],
+        stats["questions"],
+        stats["prompts_skipped"],
+        stats["skipped_no_winner"],
+        stats["skipped_no_loser"],
+        stats["skipped_no_gold"],
+        stats["samples_truncated"],
+        stats["dropped_too_long"],
+    )
     write_jsonl(it.pairs, rows)
     write_json(it.pairs_stats, stats)
     return rows
@@ -193,17 +216,23 @@ def copy_pairs(it, source: IterationDir, source_name: str) -> list[dict]:
     if it.pairs.exists() and it.pairs_stats.exists():
         copied = read_json(it.pairs_stats).get("source_sha256")
         if copied and source.pairs.exists() and _sha256(source.pairs) != copied:
-            raise ValueError(f"{it.pairs} is a copy of {source.pairs}, which has changed since; delete {it.path} "
-                             "to train this iteration on the new pairs")
+            raise ValueError(
+                f"{it.pairs} is a copy of {source.pairs}, which has changed since; delete {it.path} "
+                "to train this iteration on the new pairs"
+            )
         return read_jsonl(it.pairs)
     if not (source.pairs.exists() and source.pairs_stats.exists()):
-        raise FileNotFoundError(f"pairs.from_run={source_name}: {source.pairs} does not exist yet (run that "
-                                "method first; in a sweep it must come earlier)")
+        raise FileNotFoundError(
+            f"pairs.from_run={source_name}: {source.pairs} does not exist yet (run that "
+            "method first; in a sweep it must come earlier)"
+        )
     tmp = it.pairs.with_name(it.pairs.name + ".tmp")
     shutil.copyfile(source.pairs, tmp)
     tmp.replace(it.pairs)
-    write_json(it.pairs_stats, {**read_json(source.pairs_stats), "copied_from": str(source.pairs),
-                                "source_sha256": _sha256(it.pairs)})
+    write_json(
+        it.pairs_stats,
+        {**read_json(source.pairs_stats), "copied_from": str(source.pairs), "source_sha256": _sha256(it.pairs)},
+    )
     log.info("iter %d: training on the pairs of %s", it.t, source.pairs)
     return read_jsonl(it.pairs)
 

@@ -29,12 +29,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-from hydra.experimental.callback import Callback  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
 
-from irpo.results import (  # noqa: E402
+from irpo.results import (
     PAIRED_LEGEND,
     collect_rows,
     compare_iterations,
@@ -42,8 +42,8 @@ from irpo.results import (  # noqa: E402
     markdown_table,
     paired_fields,
 )
-from irpo.rundir import RunDir, budget_train_log, read_json, write_text  # noqa: E402
-from irpo.stats import format_accuracy  # noqa: E402
+from irpo.rundir import RunDir, budget_train_log, read_json, write_text
+from irpo.stats import format_accuracy
 
 LABELS = {
     "zero_shot": "Zero-shot CoT",
@@ -71,8 +71,11 @@ class Run:
     @property
     def label(self) -> str:
         base = LABELS.get(self.method, self.method)
-        return base if self.name in (self.method, "") or self.name.startswith(f"{self.method}-") else \
-            f"{base} [{self.name}]"
+        return (
+            base
+            if self.name in (self.method, "") or self.name.startswith(f"{self.method}-")
+            else f"{base} [{self.name}]"
+        )
 
 
 def find_runs(root: Path) -> list[Run]:
@@ -109,10 +112,16 @@ def table_rows(runs: list[Run]) -> list[dict]:
                 if m0_shown or run.config.get("init_from") is not None:
                     continue
                 m0_shown, label = True, "Seed model M0"
-            rows.append({"method": label, "run": run.name, **row,
-                         "alpha": run.config.get("loss", {}).get("alpha"),
-                         "beta": run.config.get("loss", {}).get("beta"),
-                         **vs_reference(run, row, reference)})
+            rows.append(
+                {
+                    "method": label,
+                    "run": run.name,
+                    **row,
+                    "alpha": run.config.get("loss", {}).get("alpha"),
+                    "beta": run.config.get("loss", {}).get("beta"),
+                    **vs_reference(run, row, reference),
+                }
+            )
     return rows
 
 
@@ -140,19 +149,33 @@ def paired_tests(runs: list[Run], reference: Run | None) -> list[dict]:
     if not irpo_its:
         return []
     last, name = irpo_its[-1], reference.label
-    pairs = [(f"{run.label}, iteration {its[-1].t}", its[-1], f"{name}, iteration {last.t}", last)
-             for run in runs if run is not reference for its in [finished(run)] if its]
+    pairs = [
+        (f"{run.label}, iteration {its[-1].t}", its[-1], f"{name}, iteration {last.t}", last)
+        for run in runs
+        if run is not reference
+        for its in [finished(run)]
+        if its
+    ]
     pairs += [(f"{name}, iteration {b.t}", b, f"{name}, iteration {a.t}", a) for a, b in pairwise(irpo_its)]
     if last.t > 1:
         pairs.append((f"{name}, iteration {last.t}", last, f"{name}, iteration 0 (M0)", irpo_its[0]))
-    return [{"row": label, "against": against, **paired_fields("paired", compare_iterations(it, ref))}
-            for label, it, against, ref in pairs]
+    return [
+        {"row": label, "against": against, **paired_fields("paired", compare_iterations(it, ref))}
+        for label, it, against, ref in pairs
+    ]
 
 
-TABLE = [("method", "Method"), ("iteration", "Iteration"), ("greedy_accuracy", "Test acc, greedy"),
-         ("majority_accuracy", "Test acc, maj@k"), ("majority_k", "k"), ("pairs", "Pairs"),
-         ("selected_step", "Train steps kept"), ("greedy_vs_irpo", "Greedy vs IRPO, same iteration"),
-         ("majority_vs_irpo", "Maj@k vs IRPO, same iteration")]
+TABLE = [
+    ("method", "Method"),
+    ("iteration", "Iteration"),
+    ("greedy_accuracy", "Test acc, greedy"),
+    ("majority_accuracy", "Test acc, maj@k"),
+    ("majority_k", "k"),
+    ("pairs", "Pairs"),
+    ("selected_step", "Train steps kept"),
+    ("greedy_vs_irpo", "Greedy vs IRPO, same iteration"),
+    ("majority_vs_irpo", "Maj@k vs IRPO, same iteration"),
+]
 PAIRED = [("row", "Row"), ("against", "Against"), ("greedy_paired", "Greedy"), ("majority_paired", "Maj@k")]
 
 
@@ -172,8 +195,10 @@ def write_table(rows: list[dict], tests: list[dict], reference: Run | None, out:
     if reference is None:
         markdown += "No paired tests: they need one IRPO run (method irpo), or one named `irpo` among several.\n"
     else:
-        markdown += (f"vs IRPO: against the IRPO run `{reference.name}` at the same iteration, on the same test "
-                     f"questions. {PAIRED_LEGEND}\n\n## Paired tests\n\n" + markdown_table(PAIRED, tests))
+        markdown += (
+            f"vs IRPO: against the IRPO run `{reference.name}` at the same iteration, on the same test "
+            f"questions. {PAIRED_LEGEND}\n\n## Paired tests\n\n" + markdown_table(PAIRED, tests)
+        )
     write_text(out / "report.md", markdown)
     write_csv(rows, out / "report.csv")
     if tests:
@@ -196,14 +221,26 @@ def accuracy_figure(runs: list[Run]):
         rows = collect_rows(RunDir(run.path))
         dodge = 0.04 * (i - (len(runs) - 1) / 2)  # runs side by side at each iteration, so bars do not overlap
         greedy = [r for r in rows if r["greedy_accuracy"] is not None]
-        bars = ax.errorbar([r["iteration"] + dodge for r in greedy], [100 * r["greedy_accuracy"] for r in greedy],
-                           yerr=[100 * (r["greedy_se"] or 0) for r in greedy], marker="o", capsize=3,
-                           label=run.label)
+        bars = ax.errorbar(
+            [r["iteration"] + dodge for r in greedy],
+            [100 * r["greedy_accuracy"] for r in greedy],
+            yerr=[100 * (r["greedy_se"] or 0) for r in greedy],
+            marker="o",
+            capsize=3,
+            label=run.label,
+        )
         majority = [r for r in rows if r["majority_accuracy"] is not None]
         if majority:
-            ax.errorbar([r["iteration"] + dodge for r in majority], [100 * r["majority_accuracy"] for r in majority],
-                        yerr=[100 * (r["majority_se"] or 0) for r in majority], marker="x", linestyle="--",
-                        capsize=3, color=bars.lines[0].get_color(), alpha=0.6)
+            ax.errorbar(
+                [r["iteration"] + dodge for r in majority],
+                [100 * r["majority_accuracy"] for r in majority],
+                yerr=[100 * (r["majority_se"] or 0) for r in majority],
+                marker="x",
+                linestyle="--",
+                capsize=3,
+                color=bars.lines[0].get_color(),
+                alpha=0.6,
+            )
     ax.set_xlabel("iteration (0 = the model the method starts from)")
     ax.set_ylabel("test accuracy (%), bars: ±1 standard error")
     ax.set_title("Test accuracy per iteration (solid: greedy, dashed: majority vote)", fontsize=10)
@@ -228,13 +265,16 @@ def _train_log(run: Run, t: int = 1) -> list[dict]:
 def plot_logprobs(runs: list[Run], out: Path) -> list[Path]:
     """Chosen (solid) and rejected (dashed) sequence log-probs over iteration 1's training steps."""
     with_logs = {run.method: run for run in runs if "rejected_logps" in (_train_log(run)[:1] or [{}])[0]}
-    comparisons = [("star", "irpo", "SFT on chosen vs DPO+NLL (Figure 2)"),
-                   ("dpo", "irpo", "DPO vs DPO+NLL (Figure 3)")]
+    comparisons = [
+        ("star", "irpo", "SFT on chosen vs DPO+NLL (Figure 2)"),
+        ("dpo", "irpo", "DPO vs DPO+NLL (Figure 3)"),
+    ]
     made = []
     for left, right, title in comparisons:
         if left in with_logs and right in with_logs:
-            made.append(_logprob_figure([with_logs[left], with_logs[right]], title,
-                                        out / f"logprobs_{left}_vs_{right}.png"))
+            made.append(
+                _logprob_figure([with_logs[left], with_logs[right]], title, out / f"logprobs_{left}_vs_{right}.png")
+            )
     if not made and with_logs:
         made.append(_logprob_figure(list(with_logs.values()), "chosen vs rejected log-probs", out / "logprobs.png"))
     return made
@@ -242,8 +282,10 @@ def plot_logprobs(runs: list[Run], out: Path) -> list[Path]:
 
 def _smooth(values: list[float]) -> list[float]:
     window = max(1, len(values) // 15)
-    return [sum(values[max(0, i - window + 1):i + 1]) / len(values[max(0, i - window + 1):i + 1])
-            for i in range(len(values))]
+    return [
+        sum(values[max(0, i - window + 1) : i + 1]) / len(values[max(0, i - window + 1) : i + 1])
+        for i in range(len(values))
+    ]
 
 
 def _logprob_figure(runs: list[Run], title: str, path: Path) -> Path:
@@ -253,7 +295,7 @@ def _logprob_figure(runs: list[Run], title: str, path: Path) -> Path:
         steps = [e["step"] for e in log]
         chosen, rejected = [e["chosen_logps"] for e in log], [e["rejected_logps"] for e in log]
         # Per-batch values are noisy: draw them faintly, and a moving average on top.
-        line, = ax.plot(steps, _smooth(chosen), label=f"{run.label}: chosen")
+        (line,) = ax.plot(steps, _smooth(chosen), label=f"{run.label}: chosen")
         ax.plot(steps, _smooth(rejected), linestyle="--", color=line.get_color(), label=f"{run.label}: rejected")
         ax.plot(steps, chosen, color=line.get_color(), alpha=0.2, linewidth=0.8)
         ax.plot(steps, rejected, color=line.get_color(), alpha=0.2, linewidth=0.8, linestyle="--")
@@ -291,15 +333,25 @@ def alpha_beta_figure(runs: list[Run]):
     ax.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])
     ax.set_xlabel("β (DPO temperature)")
     ax.set_ylabel("α (NLL weight)")
-    ax.set_title(f"greedy test accuracy after the last iteration\n(% ± one standard error; "
-                 f"M0: {format_accuracy(start['greedy_accuracy'], start['greedy_se'])})", fontsize=10)
-    for i, (alpha, row) in enumerate(zip(alphas, grid)):
-        for j, (beta, value) in enumerate(zip(betas, row)):
+    ax.set_title(
+        f"greedy test accuracy after the last iteration\n(% ± one standard error; "
+        f"M0: {format_accuracy(start['greedy_accuracy'], start['greedy_se'])})",
+        fontsize=10,
+    )
+    for i, (alpha, row) in enumerate(zip(alphas, grid, strict=True)):
+        for j, (beta, value) in enumerate(zip(betas, row, strict=True)):
             if value == value:  # not NaN: that (alpha, beta) ran
                 dark = image.norm(100 * value) < 0.6  # white text on the dark end of the colour map
                 se = errors[(alpha, beta)]
-                ax.text(j, i, f"{100 * value:.1f}" + ("" if se is None else f"\n±{100 * se:.1f}"), ha="center",
-                        va="center", color="white" if dark else "black", fontsize=9)
+                ax.text(
+                    j,
+                    i,
+                    f"{100 * value:.1f}" + ("" if se is None else f"\n±{100 * se:.1f}"),
+                    ha="center",
+                    va="center",
+                    color="white" if dark else "black",
+                    fontsize=9,
+                )
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
     return fig
@@ -312,11 +364,13 @@ def pair_summary(runs: list[Run]) -> str:
             if not it.pairs_stats.exists():
                 continue
             s = read_json(it.pairs_stats)
-            lines.append(f"{run.label}, iteration {it.t}: {s['pairs_kept']} pairs kept of {s['pairs_made']} made from "
-                         f"{s['questions']} questions; skipped {s['skipped_no_winner']} with no winner, "
-                         f"{s['skipped_no_loser']} with no loser, {s['skipped_no_gold']} with no gold; "
-                         f"{s['dropped_too_long']} dropped as too long; mean chosen {s.get('mean_chosen_chars', '-')} "
-                         f"chars, rejected {s.get('mean_rejected_chars', '-')} chars")
+            lines.append(
+                f"{run.label}, iteration {it.t}: {s['pairs_kept']} pairs kept of {s['pairs_made']} made from "
+                f"{s['questions']} questions; skipped {s['skipped_no_winner']} with no winner, "
+                f"{s['skipped_no_loser']} with no loser, {s['skipped_no_gold']} with no gold; "
+                f"{s['dropped_too_long']} dropped as too long; mean chosen {s.get('mean_chosen_chars', '-')} "
+                f"chars, rejected {s.get('mean_rejected_chars', '-')} chars"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -328,7 +382,7 @@ def build_report(root: str | Path, quiet: bool = False) -> dict:
     reference = reference_run(runs)
     rows, tests = table_rows(runs), paired_tests(runs, reference)
     markdown = write_table(rows, tests, reference, root)
-    figures = [plot_accuracy(runs, root)] + plot_logprobs(runs, root) + plot_alpha_beta(runs, root)
+    figures = [plot_accuracy(runs, root), *plot_logprobs(runs, root), *plot_alpha_beta(runs, root)]
     write_text(root / "pairs.txt", pair_summary(runs))
     if not quiet:
         print(markdown)

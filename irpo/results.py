@@ -15,15 +15,25 @@ from rich.table import Table
 from irpo.rundir import IterationDir, RunDir, read_json, read_jsonl, write_json, write_text
 from irpo.stats import PairedTest, format_accuracy, paired_test, standard_error
 
-COLUMNS = [("iteration", "Iter"), ("model", "Model"), ("greedy_accuracy", "Test acc (greedy)"),
-           ("majority_accuracy", "Test acc (maj@k)"), ("greedy_vs_m0", "Greedy vs M0"),
-           ("majority_vs_m0", "Maj@k vs M0"), ("pairs", "Pairs"), ("prompts_skipped", "Prompts skipped"),
-           ("sample_accuracy", "Train sample acc"), ("train_steps", "Train steps")]
+COLUMNS = [
+    ("iteration", "Iter"),
+    ("model", "Model"),
+    ("greedy_accuracy", "Test acc (greedy)"),
+    ("majority_accuracy", "Test acc (maj@k)"),
+    ("greedy_vs_m0", "Greedy vs M0"),
+    ("majority_vs_m0", "Maj@k vs M0"),
+    ("pairs", "Pairs"),
+    ("prompts_skipped", "Prompts skipped"),
+    ("sample_accuracy", "Train sample acc"),
+    ("train_steps", "Train steps"),
+]
 # Accuracy columns and the per-question field of eval.jsonl that each is the mean of.
 MEASURES = {"greedy": "greedy_correct", "majority": "majority_correct"}
-PAIRED_LEGEND = ("pts: percentage points, this row minus the reference, on the questions both were scored on; "
-                 "p: two-sided exact McNemar test; b: questions only this row got right, c: only the reference; "
-                 "± is one standard error, sqrt(p(1-p)/n).")
+PAIRED_LEGEND = (
+    "pts: percentage points, this row minus the reference, on the questions both were scored on; "
+    "p: two-sided exact McNemar test; b: questions only this row got right, c: only the reference; "
+    "± is one standard error, sqrt(p(1-p)/n)."
+)
 
 
 def collect_rows(run_dir: RunDir) -> list[dict]:
@@ -35,18 +45,23 @@ def collect_rows(run_dir: RunDir) -> list[dict]:
         m = read_json(it.metrics)
         evaluation = m.get("eval", {})
         examples = evaluation.get("examples")
-        rows.append({"iteration": it.t, "model": f"M{it.t}",
-                     "greedy_accuracy": evaluation.get("greedy_accuracy"),
-                     "greedy_se": accuracy_se(evaluation.get("greedy_accuracy"), examples),
-                     "majority_accuracy": evaluation.get("majority_accuracy"),
-                     "majority_se": accuracy_se(evaluation.get("majority_accuracy"), examples),
-                     "majority_k": evaluation.get("majority_k"),
-                     "examples": examples,
-                     "pairs": m.get("pairs", {}).get("pairs_kept"),
-                     "prompts_skipped": m.get("pairs", {}).get("prompts_skipped"),
-                     "sample_accuracy": m.get("rewards", {}).get("sample_accuracy"),
-                     "train_steps": m.get("train", {}).get("steps"),
-                     "selected_step": m.get("train", {}).get("selected_step")})
+        rows.append(
+            {
+                "iteration": it.t,
+                "model": f"M{it.t}",
+                "greedy_accuracy": evaluation.get("greedy_accuracy"),
+                "greedy_se": accuracy_se(evaluation.get("greedy_accuracy"), examples),
+                "majority_accuracy": evaluation.get("majority_accuracy"),
+                "majority_se": accuracy_se(evaluation.get("majority_accuracy"), examples),
+                "majority_k": evaluation.get("majority_k"),
+                "examples": examples,
+                "pairs": m.get("pairs", {}).get("pairs_kept"),
+                "prompts_skipped": m.get("pairs", {}).get("prompts_skipped"),
+                "sample_accuracy": m.get("rewards", {}).get("sample_accuracy"),
+                "train_steps": m.get("train", {}).get("steps"),
+                "selected_step": m.get("train", {}).get("selected_step"),
+            }
+        )
     return rows
 
 
@@ -69,10 +84,15 @@ def compare_iterations(a: IterationDir, b: IterationDir) -> dict[str, PairedTest
     (majority vote off: majority_k = 0)."""
     tests = {}
     for measure, key in MEASURES.items():
-        scored = all(it.eval_predictions.exists() and it.eval_metrics.exists()
-                     and read_json(it.eval_metrics).get(f"{measure}_accuracy") is not None for it in (a, b))
-        tests[measure] = paired_test(correctness(a.eval_predictions, key), correctness(b.eval_predictions, key)) \
-            if scored else None
+        scored = all(
+            it.eval_predictions.exists()
+            and it.eval_metrics.exists()
+            and read_json(it.eval_metrics).get(f"{measure}_accuracy") is not None
+            for it in (a, b)
+        )
+        tests[measure] = (
+            paired_test(correctness(a.eval_predictions, key), correctness(b.eval_predictions, key)) if scored else None
+        )
     return tests
 
 
@@ -110,10 +130,10 @@ def cell(value) -> str:
 
 def row_cell(row: dict, key: str) -> str:
     """A table cell: accuracies with their standard error ('25.5 ± 3.1%'), everything else by `cell`."""
-    if key.endswith("_accuracy") and f"{key[:-len('accuracy')]}se" in row:
+    if key.endswith("_accuracy") and f"{key[: -len('accuracy')]}se" in row:
         if row.get("examples") == 0:  # evaluate() writes 0.0 for an empty test set: no accuracy to show
             return "no questions"
-        return format_accuracy(row[key], row[f"{key[:-len('accuracy')]}se"])
+        return format_accuracy(row[key], row[f"{key[: -len('accuracy')]}se"])
     return cell(row.get(key))
 
 
@@ -124,8 +144,11 @@ def markdown_table(columns: list[tuple[str, str]], rows: list[dict]) -> str:
 
 
 def to_markdown(rows: list[dict], title: str) -> str:
-    return (f"# {title}\n\n" + markdown_table(COLUMNS, rows)
-            + f"\nvs M0: each iteration against iteration 0 on the same test questions. {PAIRED_LEGEND}\n")
+    return (
+        f"# {title}\n\n"
+        + markdown_table(COLUMNS, rows)
+        + f"\nvs M0: each iteration against iteration 0 on the same test questions. {PAIRED_LEGEND}\n"
+    )
 
 
 def write_results(run_dir: RunDir, title: str, console: Console | None = None) -> list[dict]:

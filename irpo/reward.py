@@ -23,10 +23,19 @@ def reward(it: IterationDir, generations: list[dict], examples: dict, task) -> l
         total += len(rewards)
         correct += int(sum(rewards))
         no_answer += sum(a is None for a in answers)
-    stats = {"samples": total, "correct": correct, "no_answer": no_answer,
-             "sample_accuracy": round(correct / max(total, 1), 4)}
-    log.info("iter %d: %d/%d samples correct, %d with no extractable answer (counted as losers)",
-             it.t, correct, total, no_answer)
+    stats = {
+        "samples": total,
+        "correct": correct,
+        "no_answer": no_answer,
+        "sample_accuracy": round(correct / max(total, 1), 4),
+    }
+    log.info(
+        "iter %d: %d/%d samples correct, %d with no extractable answer (counted as losers)",
+        it.t,
+        correct,
+        total,
+        no_answer,
+    )
     write_json(it.path / "reward_stats.json", stats)
     write_jsonl(it.rewards, rows)
     return rows

@@ -25,8 +25,9 @@ import contextlib
 import json
 import os
 import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -53,8 +54,9 @@ def replacing(path: Path) -> Iterator[Path]:
     except BaseException as e:
         tmp.unlink(missing_ok=True)
         if isinstance(e, OSError):
-            raise OSError(e.errno, f"writing {path} failed ({e.strerror or e}); its previous content, if any, "
-                                   "is unchanged") from e
+            raise OSError(
+                e.errno, f"writing {path} failed ({e.strerror or e}); its previous content, if any, is unchanged"
+            ) from e
         raise
 
 
@@ -85,20 +87,24 @@ def iter_jsonl(path: Path, fix: str | None = None) -> Iterator[dict]:
             try:
                 yield json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: line {line_number} is not valid JSON ({e.msg}; cut off?)"
-                                 + (f"; {fix}" if fix else "")) from None
+                raise ValueError(
+                    f"{path}: line {line_number} is not valid JSON ({e.msg}; cut off?)" + (f"; {fix}" if fix else "")
+                ) from None
 
 
 def check_rows_match(path: Path, rows: list[dict], ids: list[str], fix: str) -> list[dict]:
     """`rows` (read from `path`) are one per id of `ids`, in that order; else an error naming the file and `fix`."""
     if len(rows) != len(ids):
-        raise ValueError(f"{path}: {len(rows)} rows where {len(ids)} were expected (cut short, or written for "
-                         f"other prompts?); {fix}")
-    for line_number, (row, expected) in enumerate(zip(rows, ids), start=1):
+        raise ValueError(
+            f"{path}: {len(rows)} rows where {len(ids)} were expected (cut short, or written for other prompts?); {fix}"
+        )
+    for line_number, (row, expected) in enumerate(zip(rows, ids, strict=True), start=1):
         found = row.get("id") if isinstance(row, dict) else None
         if found != expected:
-            raise ValueError(f"{path}: line {line_number} is for id {found!r} where {expected!r} was expected "
-                             f"(written for other prompts?); {fix}")
+            raise ValueError(
+                f"{path}: line {line_number} is for id {found!r} where {expected!r} was expected "
+                f"(written for other prompts?); {fix}"
+            )
     return rows
 
 
@@ -121,10 +127,10 @@ class RunDir:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def iteration(self, t: int) -> "IterationDir":
+    def iteration(self, t: int) -> IterationDir:
         return IterationDir(self.root / f"iter_{t}", t)
 
-    def iterations(self) -> list["IterationDir"]:
+    def iterations(self) -> list[IterationDir]:
         found = [IterationDir(p, int(p.name.split("_")[1])) for p in self.root.glob("iter_*") if p.is_dir()]
         return sorted(found, key=lambda it: it.t)
 

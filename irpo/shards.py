@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from irpo.rundir import check_rows_match, read_jsonl, write_jsonl
 from irpo.sampling.types import PromptShard
@@ -40,8 +40,10 @@ def plan_shards(ids: list[str], shard_prompts: int) -> list[Shard]:
     """Consecutive runs of `shard_prompts` ids (the last one shorter), in order."""
     if shard_prompts < 1:
         raise ValueError(f"sampler.shard_prompts must be >= 1, not {shard_prompts}")
-    return [Shard(number, start, tuple(ids[start:start + shard_prompts]))
-            for number, start in enumerate(range(0, len(ids), shard_prompts))]
+    return [
+        Shard(number, start, tuple(ids[start : start + shard_prompts]))
+        for number, start in enumerate(range(0, len(ids), shard_prompts))
+    ]
 
 
 class ShardedFile:
@@ -56,8 +58,16 @@ class ShardedFile:
     def path(self, shard: Shard) -> Path:
         return self.folder / f"{shard.number:05d}.jsonl"
 
-    def draw(self, prompts: dict[str, str], sampler, model_dir, requests: list, descs: list[str],
-             make_rows: Callable[[Shard, list], list[dict]], what: str) -> list[dict]:
+    def draw(
+        self,
+        prompts: dict[str, str],
+        sampler,
+        model_dir,
+        requests: list,
+        descs: list[str],
+        make_rows: Callable[[Shard, list], list[dict]],
+        what: str,
+    ) -> list[dict]:
         """The stage's rows: read from its file if it exists; else the missing shards drawn (`make_rows` turns
         a shard and its results, one per request, into its rows), then every shard joined into the file."""
         if self.final.exists():
@@ -67,12 +77,19 @@ class ShardedFile:
         todo = self.missing()
         total = len(self.shards)
         if len(todo) < total:
-            log.info("%s: %d of %d shards already drawn (%s), drawing the other %d", what, total - len(todo), total,
-                     self.folder, len(todo))
+            log.info(
+                "%s: %d of %d shards already drawn (%s), drawing the other %d",
+                what,
+                total - len(todo),
+                total,
+                self.folder,
+                len(todo),
+            )
         if todo:
             self.folder.mkdir(parents=True, exist_ok=True)
-            results = sampler.generate_shards(model_dir, [PromptShard(s.first_index, [prompts[i] for i in s.ids])
-                                                          for s in todo], requests, descs)
+            results = sampler.generate_shards(
+                model_dir, [PromptShard(s.first_index, [prompts[i] for i in s.ids]) for s in todo], requests, descs
+            )
             for shard, result in zip(todo, results, strict=True):
                 write_jsonl(self.path(shard), make_rows(shard, result))
                 log.info("%s: shard %d/%d done (%d prompts)", what, shard.number + 1, total, len(shard.ids))
@@ -94,8 +111,9 @@ class ShardedFile:
     def read(self, shard: Shard) -> list[dict]:
         path = self.path(shard)
         if not path.exists():
-            raise FileNotFoundError(f"{path} is missing (deleted while the stage ran?); rerun to draw those "
-                                    "prompts again")
+            raise FileNotFoundError(
+                f"{path} is missing (deleted while the stage ran?); rerun to draw those prompts again"
+            )
         return check_rows_match(path, read_jsonl(path, _REDRAW_SHARD), list(shard.ids), _REDRAW_SHARD)
 
     def join(self) -> list[dict]:
@@ -117,8 +135,10 @@ class ShardedFile:
                 continue
             number = int(match.group(1))
             if number >= len(self.shards):
-                raise ValueError(f"{path}: the stage has {len(self.shards)} shards of {len(self.ids)} prompts, "
-                                 f"numbered up to {len(self.shards) - 1:05d} (were the prompts or shard size "
-                                 f"changed?); delete {self.folder} and rerun to draw every shard again")
+                raise ValueError(
+                    f"{path}: the stage has {len(self.shards)} shards of {len(self.ids)} prompts, "
+                    f"numbered up to {len(self.shards) - 1:05d} (were the prompts or shard size "
+                    f"changed?); delete {self.folder} and rerun to draw every shard again"
+                )
             numbers.add(number)
         return numbers

@@ -28,7 +28,7 @@ def mcnemar_exact(b: int, c: int) -> float:
     if b < 0 or c < 0:
         raise ValueError(f"discordant counts must be >= 0, got b={b}, c={c}")
     n = b + c
-    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2 ** n
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n
     return min(1.0, 2.0 * tail)
 
 
@@ -52,8 +52,13 @@ class PairedTest:
 
     def as_columns(self, prefix: str) -> dict:
         """Flat `<prefix>_points`, `_b`, `_c`, `_p`, `_n` fields, for a CSV row."""
-        return {f"{prefix}_points": None if self.points is None else round(self.points, 2), f"{prefix}_b": self.b,
-                f"{prefix}_c": self.c, f"{prefix}_p": round(self.p_value, 4), f"{prefix}_n": self.n}
+        return {
+            f"{prefix}_points": None if self.points is None else round(self.points, 2),
+            f"{prefix}_b": self.b,
+            f"{prefix}_c": self.c,
+            f"{prefix}_p": round(self.p_value, 4),
+            f"{prefix}_n": self.n,
+        }
 
     def describe(self) -> str:
         """'+2.5 pts, p=0.31 (b=7, c=2)', saying how many questions were left out when the two sets differ."""
@@ -61,8 +66,10 @@ class PairedTest:
             return f"no common questions ({self.only_a} only in this row, {self.only_b} only in the reference)"
         text = f"{self.points:+.1f} pts, p={format_p(self.p_value)} (b={self.b}, c={self.c})"
         if self.only_a or self.only_b:
-            text += f" on the {self.n} common questions ({self.only_a} only in this row, {self.only_b} only in the " \
-                    "reference)"
+            text += (
+                f" on the {self.n} common questions ({self.only_a} only in this row, {self.only_b} only in the "
+                "reference)"
+            )
         return text
 
     def to_dict(self) -> dict:
@@ -75,10 +82,16 @@ def paired_test(correct_a: dict[str, bool], correct_b: dict[str, bool]) -> Paire
     b = sum(1 for q in common if correct_a[q] and not correct_b[q])
     c = sum(1 for q in common if correct_b[q] and not correct_a[q])
     n = len(common)
-    return PairedTest(n=n, accuracy_a=sum(bool(correct_a[q]) for q in common) / n if n else None,
-                      accuracy_b=sum(bool(correct_b[q]) for q in common) / n if n else None,
-                      b=b, c=c, p_value=mcnemar_exact(b, c), only_a=len(correct_a.keys() - common),
-                      only_b=len(correct_b.keys() - common))
+    return PairedTest(
+        n=n,
+        accuracy_a=sum(bool(correct_a[q]) for q in common) / n if n else None,
+        accuracy_b=sum(bool(correct_b[q]) for q in common) / n if n else None,
+        b=b,
+        c=c,
+        p_value=mcnemar_exact(b, c),
+        only_a=len(correct_a.keys() - common),
+        only_b=len(correct_b.keys() - common),
+    )
 
 
 def format_p(p: float) -> str:
@@ -106,9 +119,15 @@ def main(argv: list[str]) -> None:
             raise SystemExit(f"{path}: no eval.jsonl and eval.json here; give a run's iter_t directory")
     a, b = (IterationDir(Path(p), 0) for p in argv)
     for measure, test in compare_iterations(a, b).items():
-        print(f"{measure}: " + (f"A {format_accuracy(test.accuracy_a, None)}, B {format_accuracy(test.accuracy_b, None)}"
-                                f" on the common questions; A - B: {test.describe()}" if test
-                                else "not scored in both (majority vote needs eval.majority_k > 0)"))
+        print(
+            f"{measure}: "
+            + (
+                f"A {format_accuracy(test.accuracy_a, None)}, B {format_accuracy(test.accuracy_b, None)}"
+                f" on the common questions; A - B: {test.describe()}"
+                if test
+                else "not scored in both (majority vote needs eval.majority_k > 0)"
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -79,10 +79,17 @@ class WandbTracker(Tracker):
         self.state = read_json(self.state_path) if self.state_path.exists() else {"logged_iterations": []}
         settings = cfg.logger
         self.run = wandb.init(
-            project=settings.project, entity=settings.entity, group=settings.group or _default_group(cfg),
-            name=run_dir.root.name, job_type=cfg.method, tags=[*settings.tags, cfg.task.name, cfg.method],
-            config=redact(OmegaConf.to_container(cfg, resolve=True)), dir=str(run_dir.root), mode=settings.mode,
-            id=self.state.get("id"), resume="allow",
+            project=settings.project,
+            entity=settings.entity,
+            group=settings.group or _default_group(cfg),
+            name=run_dir.root.name,
+            job_type=cfg.method,
+            tags=[*settings.tags, cfg.task.name, cfg.method],
+            config=redact(OmegaConf.to_container(cfg, resolve=True)),
+            dir=str(run_dir.root),
+            mode=settings.mode,
+            id=self.state.get("id"),
+            resume="allow",
         )
         self.state["id"] = self.run.id
         write_json(self.state_path, self.state)
@@ -130,9 +137,14 @@ class WandbTracker(Tracker):
                 return 0
             rows = [json.loads(line) for line in lines]
             base = self.state.get("global_step", 0)
-            for row in rows[self.train_rows_logged.get(it.t, 0):]:
-                self.run.log({"train/global_step": base + row["step"], "train/iteration": it.t,
-                              **{f"train/{k}": v for k, v in row.items() if k != "step" and v is not None}})
+            for row in rows[self.train_rows_logged.get(it.t, 0) :]:
+                self.run.log(
+                    {
+                        "train/global_step": base + row["step"],
+                        "train/iteration": it.t,
+                        **{f"train/{k}": v for k, v in row.items() if k != "step" and v is not None},
+                    }
+                )
             self.train_rows_logged[it.t] = max(len(rows), self.train_rows_logged.get(it.t, 0))
             return rows[-1]["step"] if rows else 0
 
@@ -165,8 +177,9 @@ class WandbTracker(Tracker):
             for row in iter_jsonl(it.eval_predictions):
                 if len(rows) == self.cfg.logger.sample_generations:
                     break
-                rows.append([it.t, row["id"], str(row["gold"]), str(row["greedy_answer"]), row["greedy_correct"],
-                             row["greedy"]])
+                rows.append(
+                    [it.t, row["id"], str(row["gold"]), str(row["greedy_answer"]), row["greedy_correct"], row["greedy"]]
+                )
         return self.wandb.Table(columns=columns, data=rows)
 
     def finish(self) -> None:

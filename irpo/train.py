@@ -8,15 +8,23 @@ pairs together for the selected number of steps (paper, Section 3.1).
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from irpo.rundir import IterationDir, read_json, write_json
 
 log = logging.getLogger(__name__)
 
 
-def train(it: IterationDir, model_dir, pairs: list[dict], trainer, loss_cfg, seed: int,
-          select: Optional[Callable] = None, retrain_with_heldout: bool = False) -> str:
+def train(
+    it: IterationDir,
+    model_dir,
+    pairs: list[dict],
+    trainer,
+    loss_cfg,
+    seed: int,
+    select: Callable | None = None,
+    retrain_with_heldout: bool = False,
+) -> str:
     if it.has_model():
         log.info("iter %d: model exists, skipping training", it.t)
         return str(it.model)
@@ -28,18 +36,27 @@ def train(it: IterationDir, model_dir, pairs: list[dict], trainer, loss_cfg, see
         log.warning("iter %d: no training pairs (see pairs_stats.json); M_%d is M_%d unchanged", it.t, it.t, it.t - 1)
         write_json(skipped, {"model": str(model_dir), "reason": "no training pairs"})
         return str(model_dir)
-    log.info("iter %d: training on %d rows with loss=%s (alpha=%s, beta=%s) from %s", it.t, len(train_rows),
-             loss_cfg.name, loss_cfg.alpha, loss_cfg.beta, model_dir)
+    log.info(
+        "iter %d: training on %d rows with loss=%s (alpha=%s, beta=%s) from %s",
+        it.t,
+        len(train_rows),
+        loss_cfg.name,
+        loss_cfg.alpha,
+        loss_cfg.beta,
+        model_dir,
+    )
     if not retrain_with_heldout:
         trainer.train(model_dir, train_rows, it.model, loss_cfg, seed=seed, desc=f"iter {it.t} train", select=select)
         return str(it.model)
     selection_dir = it.path / "model_selection"
     if not (selection_dir / "train_summary.json").exists():
-        trainer.train(model_dir, train_rows, selection_dir, loss_cfg, seed=seed, desc=f"iter {it.t} select",
-                      select=select)
+        trainer.train(
+            model_dir, train_rows, selection_dir, loss_cfg, seed=seed, desc=f"iter {it.t} select", select=select
+        )
     steps = read_json(selection_dir / "train_summary.json")["selected_step"]
-    log.info("iter %d: retraining on train + held-out pairs (%d rows) for the selected %d steps", it.t,
-             len(pairs), steps)
+    log.info(
+        "iter %d: retraining on train + held-out pairs (%d rows) for the selected %d steps", it.t, len(pairs), steps
+    )
     trainer.train(model_dir, pairs, it.model, loss_cfg, seed=seed, desc=f"iter {it.t} retrain", max_steps=steps)
     for weights in selection_dir.glob("*.safetensors*"):  # only its summary and log are kept (shards too)
         weights.unlink()

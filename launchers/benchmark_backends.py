@@ -50,8 +50,9 @@ def prepare(work: Path, num_pairs: int, num_prompts: int) -> None:
     examples = task.load_splits().train
     pairs = []
     for example in examples[:num_pairs]:
-        wrong = re.sub(r"Final answer: (-?\d+)", lambda m: f"Final answer: {int(m.group(1)) + 1}",
-                       example.gold_solution)
+        wrong = re.sub(
+            r"Final answer: (-?\d+)", lambda m: f"Final answer: {int(m.group(1)) + 1}", example.gold_solution
+        )
         pairs.append({"prompt": task.prompt(example), "chosen": example.gold_solution, "rejected": wrong})
     (work / "pairs.json").write_text(json.dumps(pairs))
     (work / "prompts.json").write_text(json.dumps([task.prompt(e) for e in examples[:num_prompts]]))
@@ -69,15 +70,23 @@ def stage(name: str, work: Path, args) -> dict:
     model_dir = (work / "model_dir").read_text()
     if name.startswith("train"):
         backend = name.split("-")[1]
-        cfg = compose(f"trainer={backend}", f"trainer.num_processes={args.ranks}", "trainer.micro_batch_size=8",
-                      "trainer.epochs=1")
+        cfg = compose(
+            f"trainer={backend}",
+            f"trainer.num_processes={args.ranks}",
+            "trainer.micro_batch_size=8",
+            "trainer.epochs=1",
+        )
         pairs = json.loads((work / "pairs.json").read_text())
         out = work / f"model_{backend}"
         summary = build_trainer(cfg.trainer, cfg.model, cfg.cluster).train(
-            model_dir, pairs, out, OmegaConf.structured(LossConfig(alpha=4.0)), seed=0, desc=name)
+            model_dir, pairs, out, OmegaConf.structured(LossConfig(alpha=4.0)), seed=0, desc=name
+        )
         rates = [json.loads(line)["tokens_per_s"] for line in (out / "train_log.jsonl").read_text().splitlines()]
-        return {"steps": summary["steps"], "train_seconds": summary["seconds"],
-                "tokens_per_s": statistics.median(rates[1:] or rates)}
+        return {
+            "steps": summary["steps"],
+            "train_seconds": summary["seconds"],
+            "tokens_per_s": statistics.median(rates[1:] or rates),
+        }
     backend = name.split("-")[1]
     overrides = [f"sampler={backend}"]
     if backend == "vllm":
@@ -92,8 +101,18 @@ def stage(name: str, work: Path, args) -> dict:
 
 def measure(name: str, work: Path, args) -> dict:
     """Runs `name` in a child process tree and records its peak summed RSS."""
-    command = [sys.executable, __file__, "--stage", name, "--work", str(work), "--ranks", str(args.ranks),
-               "--samples", str(args.samples)] + (["--vllm-python", args.vllm_python] if args.vllm_python else [])
+    command = [
+        sys.executable,
+        __file__,
+        "--stage",
+        name,
+        "--work",
+        str(work),
+        "--ranks",
+        str(args.ranks),
+        "--samples",
+        str(args.samples),
+    ] + (["--vllm-python", args.vllm_python] if args.vllm_python else [])
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     root, peak = psutil.Process(process.pid), 0
@@ -133,8 +152,10 @@ def main() -> None:
     for name in stages:
         print(f"running {name} ...", file=sys.stderr)
         results.append(measure(name, work, args))
-    print(f"\n{os.cpu_count()} CPU cores; {args.pairs} pairs (batch 16, micro-batch 8); "
-          f"{args.prompts} prompts x {args.samples} samples")
+    print(
+        f"\n{os.cpu_count()} CPU cores; {args.pairs} pairs (batch 16, micro-batch 8); "
+        f"{args.prompts} prompts x {args.samples} samples"
+    )
     print("| stage | tokens/s | stage wall (s) | peak RSS (MiB) | notes |\n|---|---|---|---|---|")
     for r in results:
         notes = f"{r['steps']} steps" if "steps" in r else f"{r['new_tokens']} new tokens"

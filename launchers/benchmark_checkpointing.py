@@ -37,18 +37,24 @@ def default_seed_model() -> str:
 
 def gsm8k_shaped_pairs(count: int) -> list[dict]:
     """Pairs of the embedded task's shape: a ~60-character question, ~45-character solutions."""
-    return [{"prompt": f"Question: Mia has {i % 9 + 1} apples. She buys {i % 7 + 1} more.\nSolution:",
-             "chosen": f" {i % 9 + 1} + {i % 7 + 1} = {i % 9 + i % 7 + 2}\nFinal answer: {i % 9 + i % 7 + 2}",
-             "rejected": f" {i % 9 + 1} + {i % 7 + 1} = {i % 9 + i % 7 + 3}\nFinal answer: {i % 9 + i % 7 + 3}"}
-            for i in range(count)]
+    return [
+        {
+            "prompt": f"Question: Mia has {i % 9 + 1} apples. She buys {i % 7 + 1} more.\nSolution:",
+            "chosen": f" {i % 9 + 1} + {i % 7 + 1} = {i % 9 + i % 7 + 2}\nFinal answer: {i % 9 + i % 7 + 2}",
+            "rejected": f" {i % 9 + 1} + {i % 7 + 1} = {i % 9 + i % 7 + 3}\nFinal answer: {i % 9 + i % 7 + 3}",
+        }
+        for i in range(count)
+    ]
 
 
 def timed_training(model_dir: str, steps: int, save_every: int, out: Path) -> dict:
     """train_summary.json of `steps` steps of batch 16: seconds, checkpoint_seconds, checkpoint_bytes."""
-    cfg = OmegaConf.structured(TrainerConfig(lr=5e-4, batch_size=16, micro_batch_size=16, max_steps=steps,
-                                             save_every=save_every, device="cpu"))
-    trainer = build_trainer(cfg, OmegaConf.structured(ModelConfig(name="benchmark")),
-                            OmegaConf.structured(ClusterConfig()))
+    cfg = OmegaConf.structured(
+        TrainerConfig(lr=5e-4, batch_size=16, micro_batch_size=16, max_steps=steps, save_every=save_every, device="cpu")
+    )
+    trainer = build_trainer(
+        cfg, OmegaConf.structured(ModelConfig(name="benchmark")), OmegaConf.structured(ClusterConfig())
+    )
     return trainer.train(model_dir, gsm8k_shaped_pairs(256), out, OmegaConf.structured(LossConfig()), seed=0)
 
 
@@ -73,8 +79,10 @@ def main() -> None:
     print(f"| measure | value |\n|---|---|\n| training step (batch 16), s | {step:.3f} |")
     print(f"| one checkpoint, s | {checkpoint:.3f} |\n| one checkpoint, MiB | {max(sizes) / 2**20:.1f} |")
     print(f"| checkpoint / step | {checkpoint / step:.2f} |")
-    print(f"(median of {args.repeats}; {args.steps} steps took {', '.join(f'{s:.1f}' for s in plain)} s without "
-          f"checkpoints, {', '.join(f'{s:.1f}' for s in saving)} s with one after each step)")
+    print(
+        f"(median of {args.repeats}; {args.steps} steps took {', '.join(f'{s:.1f}' for s in plain)} s without "
+        f"checkpoints, {', '.join(f'{s:.1f}' for s in saving)} s with one after each step)"
+    )
     for every in (1, 10, 50, 250):
         print(f"save_every={every}: +{100 * checkpoint / (every * step):.1f}% training time")
 

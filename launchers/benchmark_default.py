@@ -27,12 +27,18 @@ def main(overrides: list[str]) -> None:
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     rows = json.loads((run_dir / "results.json").read_text())["rows"]
     first, last = rows[0], rows[-1]
-    print(f"\nwall time: {seconds / 60:.1f} min ({seconds:.0f} s) on {os.cpu_count()} CPU cores; "
-          f"peak resident memory {peak_mib:.0f} MiB")
-    print(f"M0 test accuracy: greedy {100 * first['greedy_accuracy']:.1f}%, "
-          f"majority {100 * (first['majority_accuracy'] or 0):.1f}%")
-    print(f"M{last['iteration']} test accuracy: greedy {100 * last['greedy_accuracy']:.1f}%, "
-          f"majority {100 * (last['majority_accuracy'] or 0):.1f}%")
+    print(
+        f"\nwall time: {seconds / 60:.1f} min ({seconds:.0f} s) on {os.cpu_count()} CPU cores; "
+        f"peak resident memory {peak_mib:.0f} MiB"
+    )
+    print(
+        f"M0 test accuracy: greedy {100 * first['greedy_accuracy']:.1f}%, "
+        f"majority {100 * (first['majority_accuracy'] or 0):.1f}%"
+    )
+    print(
+        f"M{last['iteration']} test accuracy: greedy {100 * last['greedy_accuracy']:.1f}%, "
+        f"majority {100 * (last['majority_accuracy'] or 0):.1f}%"
+    )
     print(f"run directory: {run_dir}")
 
 

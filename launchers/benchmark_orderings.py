@@ -53,22 +53,28 @@ def check(sweep: Path) -> dict[str, PairedTest]:
     result = {"IRPO: last iteration > M0": versus(irpo, last, irpo, 0)}
     for t in iterations[1:]:
         result[f"IRPO: iteration {t} > iteration {t - 1}"] = versus(irpo, t, irpo, t - 1)
-    result.update({
-        "DPO+NLL > DPO (iteration 1, same pairs D0)": versus(irpo, 1, sweep / "dpo", 1),
-        "DPO+NLL > SFT on chosen of D0 (STaR)": versus(irpo, 1, sweep / "star", 1),
-        "IRPO (last) > SFT on gold": versus(irpo, last, sweep / "sft_gold", 1),
-        "IRPO (last) > STaR": versus(irpo, last, sweep / "star", 1),
-        "IRPO iteration 2 > IRPO 1 iteration on 2x data": versus(irpo, min(2, last), sweep / "irpo_2x", 1),
-    })
+    result.update(
+        {
+            "DPO+NLL > DPO (iteration 1, same pairs D0)": versus(irpo, 1, sweep / "dpo", 1),
+            "DPO+NLL > SFT on chosen of D0 (STaR)": versus(irpo, 1, sweep / "star", 1),
+            "IRPO (last) > SFT on gold": versus(irpo, last, sweep / "sft_gold", 1),
+            "IRPO (last) > STaR": versus(irpo, last, sweep / "star", 1),
+            "IRPO iteration 2 > IRPO 1 iteration on 2x data": versus(irpo, min(2, last), sweep / "irpo_2x", 1),
+        }
+    )
     print("IRPO greedy accuracy by iteration:", " -> ".join(f"{100 * accuracy(irpo, t):.1f}%" for t in iterations))
-    print(f"chosen log-prob change in iteration 1: DPO+NLL {chosen_logp_change(irpo):+.2f}, "
-          f"DPO {chosen_logp_change(sweep / 'dpo'):+.2f}, SFT on chosen {chosen_logp_change(sweep / 'star'):+.2f}")
+    print(
+        f"chosen log-prob change in iteration 1: DPO+NLL {chosen_logp_change(irpo):+.2f}, "
+        f"DPO {chosen_logp_change(sweep / 'dpo'):+.2f}, SFT on chosen {chosen_logp_change(sweep / 'star'):+.2f}"
+    )
     return result
 
 
 def logprob_checks(sweep: Path) -> dict[str, bool]:
-    return {"chosen log-probs rise with NLL": chosen_logp_change(sweep / "irpo") > 0,
-            "chosen log-probs fall without NLL (DPO)": chosen_logp_change(sweep / "dpo") < 0}
+    return {
+        "chosen log-probs rise with NLL": chosen_logp_change(sweep / "irpo") > 0,
+        "chosen log-probs fall without NLL (DPO)": chosen_logp_change(sweep / "dpo") < 0,
+    }
 
 
 def main() -> None:
@@ -81,16 +87,29 @@ def main() -> None:
         sweep = Path(args.out) / f"seed{seed}"
         started = time.perf_counter()
         if not (sweep / "report.md").exists():
-            subprocess.run([sys.executable, "-m", "irpo", "experiment=paper_gsm8k", f"seed={seed}",
-                            f"hydra.sweep.dir={sweep}", *overrides], check=True, env=dict(os.environ))
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "irpo",
+                    "experiment=paper_gsm8k",
+                    f"seed={seed}",
+                    f"hydra.sweep.dir={sweep}",
+                    *overrides,
+                ],
+                check=True,
+                env=dict(os.environ),
+            )
         print(f"\n=== seed {seed} ({(time.perf_counter() - started) / 60:.1f} min)")
         build_report(sweep)
         verdicts[seed] = {}
         for name, test in check(sweep).items():
             holds = (test.points or 0) > 0
             verdicts[seed][name] = holds
-            print(f"  {'holds ' if holds else 'FAILS '} {name}: {test.describe()}"
-                  f"{'  (significant at 0.05)' if holds and test.p_value < 0.05 else ''}")
+            print(
+                f"  {'holds ' if holds else 'FAILS '} {name}: {test.describe()}"
+                f"{'  (significant at 0.05)' if holds and test.p_value < 0.05 else ''}"
+            )
         for name, holds in logprob_checks(sweep).items():
             verdicts[seed][name] = holds
             print(f"  {'holds ' if holds else 'FAILS '} {name}")

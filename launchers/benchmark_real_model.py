@@ -46,33 +46,58 @@ ZERO_SHOT = {
 # One IRPO iteration: 16 questions x 4 samples, 2 pairs each, of which a seeded 8 are trained on: 2 steps
 # of 4 (a DPO step of 8 pairs took 4 minutes here while other jobs held the cores; this is what fitted).
 # The trained models are scored greedily on the first 10 arithmetic test questions, M0 on the same 10.
-TRAINING_SIZES = {"questions": 16, "samples": 4, "pairs_per_prompt": 2, "max_pairs": 8, "steps": 2, "batch": 4,
-                  "lr": 3e-5, "eval_questions": 10}
+TRAINING_SIZES = {
+    "questions": 16,
+    "samples": 4,
+    "pairs_per_prompt": 2,
+    "max_pairs": 8,
+    "steps": 2,
+    "batch": 4,
+    "lr": 3e-5,
+    "eval_questions": 10,
+}
 TRAINING = {
     "irpo": ["method=irpo", "iterations=1"],
     "sft_gold": ["method=sft_gold"],
 }
 # --quick: the same script at the smallest sizes, to check it end to end in a few minutes.
 QUICK_ZERO_SHOT = {"questions": 2, "k": 2, "max_new_tokens": 16}
-QUICK_TRAINING = {"questions": 2, "samples": 2, "pairs_per_prompt": 1, "max_pairs": 2, "steps": 1, "batch": 2,
-                  "eval_questions": 2}
+QUICK_TRAINING = {
+    "questions": 2,
+    "samples": 2,
+    "pairs_per_prompt": 1,
+    "max_pairs": 2,
+    "steps": 1,
+    "batch": 2,
+    "eval_questions": 2,
+}
 
 
 def zero_shot_plan(quick: bool) -> dict:
     if not quick:
         return ZERO_SHOT
     q = QUICK_ZERO_SHOT
-    return {task: (overrides, q["questions"], q["k"], q["max_new_tokens"])
-            for task, (overrides, *_) in ZERO_SHOT.items()}
+    return {
+        task: (overrides, q["questions"], q["k"], q["max_new_tokens"]) for task, (overrides, *_) in ZERO_SHOT.items()
+    }
 
 
 def training_overrides(sizes: dict) -> list[str]:
-    return [f"task.num_train={sizes['questions']}", f"generation.num_samples={sizes['samples']}",
-            f"pairs.pairs_per_prompt={sizes['pairs_per_prompt']}", f"pairs.max_pairs={sizes['max_pairs']}",
-            f"trainer.max_steps={sizes['steps']}", f"eval.max_examples={sizes['eval_questions']}",
-            "trainer.epochs=100", f"trainer.batch_size={sizes['batch']}", f"trainer.micro_batch_size={sizes['batch']}",
-            f"trainer.lr={sizes['lr']}", "trainer.warmup_steps=0", "trainer.lr_schedule=constant",
-            "eval.majority_k=0"]
+    return [
+        f"task.num_train={sizes['questions']}",
+        f"generation.num_samples={sizes['samples']}",
+        f"pairs.pairs_per_prompt={sizes['pairs_per_prompt']}",
+        f"pairs.max_pairs={sizes['max_pairs']}",
+        f"trainer.max_steps={sizes['steps']}",
+        f"eval.max_examples={sizes['eval_questions']}",
+        "trainer.epochs=100",
+        f"trainer.batch_size={sizes['batch']}",
+        f"trainer.micro_batch_size={sizes['batch']}",
+        f"trainer.lr={sizes['lr']}",
+        "trainer.warmup_steps=0",
+        "trainer.lr_schedule=constant",
+        "eval.majority_k=0",
+    ]
 
 
 def compose_config(run_dir: Path, overrides: list[str]):
@@ -130,29 +155,38 @@ def accuracy_and_format(rows: list[dict]) -> str:
 
 
 def zero_shot_table(out: Path, timings: dict) -> str:
-    lines = ["| task | questions | greedy acc | greedy format | maj@k acc | k | any answer in k | wall |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| task | questions | greedy acc | greedy format | maj@k acc | k | any answer in k | wall |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for task in ZERO_SHOT:
         rows = eval_rows(out / f"zero_shot-{task}", 0)
         n = len(rows)
         k = json.loads((out / f"zero_shot-{task}/iter_0/eval.json").read_text())["majority_k"]
-        lines.append(f"| {task} | {n} | {accuracy_and_format(rows)} | "
-                     f"{pct(share(rows, 'majority_correct'), n)} | {k} | {pct(answered(rows, 'majority_answer'), n)} | "
-                     f"{timings.get(f'zero_shot-{task}', float('nan')):.0f} s |")
+        lines.append(
+            f"| {task} | {n} | {accuracy_and_format(rows)} | "
+            f"{pct(share(rows, 'majority_correct'), n)} | {k} | {pct(answered(rows, 'majority_answer'), n)} | "
+            f"{timings.get(f'zero_shot-{task}', float('nan')):.0f} s |"
+        )
     return "\n".join(lines)
 
 
 def training_table(out: Path, timings: dict, batch: int) -> str:
     n = len(eval_rows(out / f"train-{next(iter(TRAINING))}", 1))
-    lines = ["| model | training | greedy acc | greedy format | wall |", "|---|---|---|---|---|",
-             f"| M0 | - | {accuracy_and_format(eval_rows(out / 'zero_shot-arithmetic', 0)[:n])} | - |"]
+    lines = [
+        "| model | training | greedy acc | greedy format | wall |",
+        "|---|---|---|---|---|",
+        f"| M0 | - | {accuracy_and_format(eval_rows(out / 'zero_shot-arithmetic', 0)[:n])} | - |",
+    ]
     for method in TRAINING:
         run_dir = out / f"train-{method}"
         summary = json.loads((run_dir / "iter_1/model/train_summary.json").read_text())
         made = len((run_dir / "iter_1/pairs.jsonl").read_text().splitlines())
         what = f"{summary['steps']} steps × {batch} on {made} {'pairs' if method == 'irpo' else 'gold CoTs'}"
-        lines.append(f"| M1 ({method}) | {what} | {accuracy_and_format(eval_rows(run_dir, 1))} | "
-                     f"{timings.get(f'train-{method}', float('nan')):.0f} s |")
+        lines.append(
+            f"| M1 ({method}) | {what} | {accuracy_and_format(eval_rows(run_dir, 1))} | "
+            f"{timings.get(f'train-{method}', float('nan')):.0f} s |"
+        )
     return "\n".join(lines)
 
 
@@ -166,8 +200,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smallest sizes: checks the script, measures nothing")
     # Training needs only the zero-shot arithmetic run; the parts can run as two processes, one core each.
     parser.add_argument("--parts", nargs="+", choices=["zero_shot", "training"], default=["zero_shot", "training"])
-    parser.add_argument("--methods", nargs="+", choices=list(TRAINING), default=list(TRAINING),
-                        help="the training part's methods (each its own run; they can run side by side)")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=list(TRAINING),
+        default=list(TRAINING),
+        help="the training part's methods (each its own run; they can run side by side)",
+    )
     args = parser.parse_args()
     import torch
 
@@ -187,18 +226,28 @@ def main() -> None:
     ran = False
     for task, (task_overrides, n, k, max_new) in plan.items() if "zero_shot" in args.parts else ():
         overrides = [o.format(shared=args.shared) for o in task_overrides] + [
-            "method=zero_shot", f"eval.max_examples={n}", f"eval.majority_k={k}",
-            f"generation.max_new_tokens={max_new}"]
-        ran |= run_part(f"zero_shot-{task}", out / f"zero_shot-{task}", overrides,
-                        instruction if task == "arithmetic" else None, timings)
+            "method=zero_shot",
+            f"eval.max_examples={n}",
+            f"eval.majority_k={k}",
+            f"generation.max_new_tokens={max_new}",
+        ]
+        ran |= run_part(
+            f"zero_shot-{task}",
+            out / f"zero_shot-{task}",
+            overrides,
+            instruction if task == "arithmetic" else None,
+            timings,
+        )
     for method in args.methods if "training" in args.parts else ():
         method_overrides = TRAINING[method]
         run_dir = out / f"train-{method}"
         # M0's greedy evaluation is the zero-shot run's (same test questions, whatever task.num_train, same prompts,
         # same greedy decoding): copied, not redone.
         if not (out / "zero_shot-arithmetic/results.json").exists():
-            raise SystemExit("the training part starts from the zero-shot arithmetic run's M0 evaluation: "
-                             "run --parts zero_shot first, or both parts together")
+            raise SystemExit(
+                "the training part starts from the zero-shot arithmetic run's M0 evaluation: "
+                "run --parts zero_shot first, or both parts together"
+            )
         if not (run_dir / "iter_0/eval.json").exists():
             shutil.copytree(out / "zero_shot-arithmetic/iter_0", run_dir / "iter_0", dirs_exist_ok=True)
             (run_dir / "iter_0/metrics.json").unlink(missing_ok=True)
@@ -211,9 +260,11 @@ def main() -> None:
     if ran:
         timings_file.write_text(json.dumps(timings, indent=2))
     try:
-        tables = (f"Zero-shot ({MODEL}, {args.threads} thread(s)):\n\n{zero_shot_table(out, timings)}\n\n"
-                  f"Training on arithmetic (the first {sizes['eval_questions']} test questions, greedy):\n\n"
-                  f"{training_table(out, timings, sizes['batch'])}\n\nWall times (s): {json.dumps(timings)}\n")
+        tables = (
+            f"Zero-shot ({MODEL}, {args.threads} thread(s)):\n\n{zero_shot_table(out, timings)}\n\n"
+            f"Training on arithmetic (the first {sizes['eval_questions']} test questions, greedy):\n\n"
+            f"{training_table(out, timings, sizes['batch'])}\n\nWall times (s): {json.dumps(timings)}\n"
+        )
     except FileNotFoundError as missing:
         print(f"tables not written yet: {missing.filename} is missing (run the other --parts)")
         return

@@ -64,7 +64,11 @@ def arithmetic_pairs(count: int, seed: int = 0) -> list[dict]:
     pairs = []
     for _ in range(count):
         a, b = rng.randint(1, 50), rng.randint(1, 50)
-        pairs.append({"prompt": f"Question: What is {a} + {b}?\nAnswer:",
-                      "chosen": f" {a} + {b} = {a + b}\nFinal answer: {a + b}",
-                      "rejected": f" {a} + {b} = {a + b + 1}\nFinal answer: {a + b + 1}"})
+        pairs.append(
+            {
+                "prompt": f"Question: What is {a} + {b}?\nAnswer:",
+                "chosen": f" {a} + {b} = {a + b}\nFinal answer: {a + b}",
+                "rejected": f" {a} + {b} = {a + b + 1}\nFinal answer: {a + b + 1}",
+            }
+        )
     return pairs

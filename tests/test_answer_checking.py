@@ -20,17 +20,21 @@ def gsm8k_reward(gold: str, completion: str) -> float:
 
 # --- the answer line -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("completion, answer", [
-    ("so 40.\nFinal answer: 40", "40"),
-    ("Final answer: 3\nwait, no\nFinal answer: 40", "40"),  # the last one counts
-    ("Final answer:\n40", "40"),  # the answer on the next line
-    ("Final answer:   \n\n  $40 \nmore", "$40"),
-    ("FINAL ANSWER:40", "40"),
-    ("Final answer:", None),
-    ("Final answer:\n\n", None),
-    ("Final answer:\nQuestion: Tom has 40 apples. How many?", None),  # a new question is not an answer
-    ("the answer is 40", None),
-])
+
+@pytest.mark.parametrize(
+    "completion, answer",
+    [
+        ("so 40.\nFinal answer: 40", "40"),
+        ("Final answer: 3\nwait, no\nFinal answer: 40", "40"),  # the last one counts
+        ("Final answer:\n40", "40"),  # the answer on the next line
+        ("Final answer:   \n\n  $40 \nmore", "$40"),
+        ("FINAL ANSWER:40", "40"),
+        ("Final answer:", None),
+        ("Final answer:\n\n", None),
+        ("Final answer:\nQuestion: Tom has 40 apples. How many?", None),  # a new question is not an answer
+        ("the answer is 40", None),
+    ],
+)
 def test_the_answer_is_read_from_the_last_answer_line_or_the_line_after_an_empty_one(completion, answer):
     assert extract_after_final_answer(completion) == answer
 
@@ -43,88 +47,171 @@ def test_the_response_keeps_an_answer_written_on_the_next_line():
 
 # --- GSM8K: false positives ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("answer_line", [
-    "40 - 3 = 38",  # an equation whose first operand is the gold answer states its result
-    "40 - 3",  # an unevaluated expression
-    "40 + 0 = 40 - 1",
-    "40/3",  # a fraction is its value
-    "40:30",  # a clock time is two numbers
-    "40 or 41",
-    "40, 41",
-    "either 40 or 41",
-    "between 40 and 41",
-    "40 to 41 apples and 2 pears",
-    "40 apples and 3 oranges",
-    "at least 40",
-    "at most 40",
-    "more than 40",
-    "about 40",
-    "approximately 40",
-    "≈ 40",
-    "~40",
-    "not 40",
-    "x = 40, y = 3",
-    "x = 3; y = 40 + 1",
-    "4,0",  # not a thousands grouping
-    "40,00",
-    "400",
-    "4",
-    "40.5",
-    "-40",
-    "40x2",
-    "forty",
-    "40 40",
-    "40 hours 20 minutes",
-    "\\frac{40}{3}",
-    "40 + tax",
-    "40 * 1",
-    "4e1",
-    "40 and a half",
-    "40 squared",
-    "40 plus tax",
-    "minus 40",
-    "40 thousand",
-    "40-ish",
-    "40 is wrong",
-    "it isn't 40",
-    "40 (incorrect)",
-    # Arithmetic in words on another number, and numbers glued to what changes them (a review's finds).
-    "twice 20", "double 40", "40 doubled", "triple 40", "40 tripled", "half of 80", "a quarter of 160",
-    "one fifth of 200", "sqrt(1600)", "\\sqrt{1600}", "√1600", "sqrt 1600", "square root of 1600", "40²", "40¹",
-    "40₂", "39½", "40k", "40K", "40M", "4O", "40ish", "40 ish", "over 40", "under 40", "40 and up", "40 max",
-    "40 minimum", "40 (rounded)", "40 to the nearest ten", "40 dozen", "4 tens",
-])
+
+@pytest.mark.parametrize(
+    "answer_line",
+    [
+        "40 - 3 = 38",  # an equation whose first operand is the gold answer states its result
+        "40 - 3",  # an unevaluated expression
+        "40 + 0 = 40 - 1",
+        "40/3",  # a fraction is its value
+        "40:30",  # a clock time is two numbers
+        "40 or 41",
+        "40, 41",
+        "either 40 or 41",
+        "between 40 and 41",
+        "40 to 41 apples and 2 pears",
+        "40 apples and 3 oranges",
+        "at least 40",
+        "at most 40",
+        "more than 40",
+        "about 40",
+        "approximately 40",
+        "≈ 40",
+        "~40",
+        "not 40",
+        "x = 40, y = 3",
+        "x = 3; y = 40 + 1",
+        "4,0",  # not a thousands grouping
+        "40,00",
+        "400",
+        "4",
+        "40.5",
+        "-40",
+        "40x2",
+        "forty",
+        "40 40",
+        "40 hours 20 minutes",
+        "\\frac{40}{3}",
+        "40 + tax",
+        "40 * 1",
+        "4e1",
+        "40 and a half",
+        "40 squared",
+        "40 plus tax",
+        "minus 40",
+        "40 thousand",
+        "40-ish",
+        "40 is wrong",
+        "it isn't 40",
+        "40 (incorrect)",
+        # Arithmetic in words on another number, and numbers glued to what changes them (a review's finds).
+        "twice 20",
+        "double 40",
+        "40 doubled",
+        "triple 40",
+        "40 tripled",
+        "half of 80",
+        "a quarter of 160",
+        "one fifth of 200",
+        "sqrt(1600)",
+        "\\sqrt{1600}",
+        "√1600",
+        "sqrt 1600",
+        "square root of 1600",
+        "40²",
+        "40¹",
+        "40₂",
+        "39½",
+        "40k",
+        "40K",
+        "40M",
+        "4O",
+        "40ish",
+        "40 ish",
+        "over 40",
+        "under 40",
+        "40 and up",
+        "40 max",
+        "40 minimum",
+        "40 (rounded)",
+        "40 to the nearest ten",
+        "40 dozen",
+        "4 tens",
+    ],
+)
 def test_gsm8k_rejects_anything_but_one_stated_number_equal_to_the_gold(answer_line):
     assert gsm8k_reward("40", f"Some reasoning.\nFinal answer: {answer_line}") == 0.0
 
 
-@pytest.mark.parametrize("completion", [
-    "She has 40 left.",  # no answer line: the default reads none
-    "Final answer: 40\nOn second thought\nFinal answer: 38",
-    "Final answer:\nQuestion: Mia has 40 pens.",
-    "Final answer: (40 is wrong) 38",
-])
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "She has 40 left.",  # no answer line: the default reads none
+        "Final answer: 40\nOn second thought\nFinal answer: 38",
+        "Final answer:\nQuestion: Mia has 40 pens.",
+        "Final answer: (40 is wrong) 38",
+    ],
+)
 def test_gsm8k_rejects_the_gold_number_outside_the_stated_answer(completion):
     assert gsm8k_reward("40", completion) == 0.0
 
 
 # --- GSM8K: the forms of one number that must pass ------------------------------------------------------------
 
-@pytest.mark.parametrize("answer_line", [
-    "40", "40.", "40.00", "$40", "$ 40", "40 dollars", "$40 per day.", "40 apples", "40%", "40 percent",
-    "**40**", "*40*", "`40`", "\\boxed{40}", "$\\boxed{40}$", "\\text{40 cm}", "40 m^2", "40 km/h", "$40/hour",
-    "3 + 37 = 40", "5 * 8 = 40 apples", "x = 40", "Total = $40.00", "a = b = 40", "40 (forty)", "forty (40)",
-    "80/2", "\\frac{80}{2}", "40 times", "40 quarters", "40kg", "40km", "40 M",
-])
+
+@pytest.mark.parametrize(
+    "answer_line",
+    [
+        "40",
+        "40.",
+        "40.00",
+        "$40",
+        "$ 40",
+        "40 dollars",
+        "$40 per day.",
+        "40 apples",
+        "40%",
+        "40 percent",
+        "**40**",
+        "*40*",
+        "`40`",
+        "\\boxed{40}",
+        "$\\boxed{40}$",
+        "\\text{40 cm}",
+        "40 m^2",
+        "40 km/h",
+        "$40/hour",
+        "3 + 37 = 40",
+        "5 * 8 = 40 apples",
+        "x = 40",
+        "Total = $40.00",
+        "a = b = 40",
+        "40 (forty)",
+        "forty (40)",
+        "80/2",
+        "\\frac{80}{2}",
+        "40 times",
+        "40 quarters",
+        "40kg",
+        "40km",
+        "40 M",
+    ],
+)
 def test_gsm8k_accepts_one_stated_number_with_units(answer_line):
     assert gsm8k_reward("40", f"Reasoning.\nFinal answer: {answer_line}") == 1.0
 
 
-@pytest.mark.parametrize("gold, answer_line", [
-    ("1,000", "1000"), ("1000", "1,000"), ("1000", "$1,000.00"), ("1234567", "1,234,567"),
-    ("-3", "-3"), ("-3", "- 3"), ("-3", "−3"), ("-3", "-$3"), ("-3", "minus 3"), ("-3", "negative 3"),
-    ("3.5", "3.50"), ("0.5", ".5"), ("0.5", "1/2"), ("1500000", "1.5 million"), ("40000", "$40 thousand"),
-])
+@pytest.mark.parametrize(
+    "gold, answer_line",
+    [
+        ("1,000", "1000"),
+        ("1000", "1,000"),
+        ("1000", "$1,000.00"),
+        ("1234567", "1,234,567"),
+        ("-3", "-3"),
+        ("-3", "- 3"),
+        ("-3", "−3"),
+        ("-3", "-$3"),
+        ("-3", "minus 3"),
+        ("-3", "negative 3"),
+        ("3.5", "3.50"),
+        ("0.5", ".5"),
+        ("0.5", "1/2"),
+        ("1500000", "1.5 million"),
+        ("40000", "$40 thousand"),
+    ],
+)
 def test_gsm8k_number_formats(gold, answer_line):
     assert gsm8k_reward(gold, f"Final answer: {answer_line}") == 1.0
 
@@ -141,13 +228,21 @@ def test_gsm8k_answer_on_the_line_after_the_marker():
 
 def test_gsm8k_majority_vote_groups_values_not_strings():
     example = Example(id="x", question="q", gold_answer="38")
-    votes = ["Final answer: 40", "Final answer: $38.00", "Final answer: 40 - 2 = 38", "Final answer: 40",
-             "Final answer: 38 dollars", "no answer"]
+    votes = [
+        "Final answer: 40",
+        "Final answer: $38.00",
+        "Final answer: 40 - 2 = 38",
+        "Final answer: 40",
+        "Final answer: 38 dollars",
+        "no answer",
+    ]
     assert GSM8K.canonical(GSM8K.majority_vote(example, votes)) == "38"  # 38 three times, 40 twice
 
 
-@pytest.mark.parametrize("text, value", [("40", "40"), ("3.50", "3.5"), ("1/3", "1/3"), ("-1/4", "-0.25"),
-                                         ("1,000.000", "1000"), ("2 + 2 = 4.0", "4")])
+@pytest.mark.parametrize(
+    "text, value",
+    [("40", "40"), ("3.50", "3.5"), ("1/3", "1/3"), ("-1/4", "-0.25"), ("1,000.000", "1000"), ("2 + 2 = 4.0", "4")],
+)
 def test_stated_values_have_one_canonical_text(text, value):
     assert format_number(stated_number(text)) == value
 
@@ -162,43 +257,87 @@ def arc_answer(answer_line: str):
     return ARC.extract_answer(example, f"Reasoning.\nFinal answer: {answer_line}")
 
 
-@pytest.mark.parametrize("answer_line", [
-    "A plant makes its food from light",  # the article, not option A
-    "A cell needs energy",
-    "A or B",
-    "A and B",
-    "(A) or (B)",
-    "(A), (C)",
-    "A/B",
-    "A, B",
-    "**A** or **B**",
-    "(A) and B",
-    "(A), not B.",
-    "AB",
-    "(AB)",
-    "(A) respiration",  # the letter of one option with the text of another
-    "A: the mitochondria",
-    "I think it is A",
-    "It's A",
-    "(insert letter here)",
-    "a plant",
-    "",
-    "none of the above",
-    # A letter taken back or doubted right after it.
-    "(A) is wrong", "(A) is incorrect", "(A) is not the answer", "(A) or maybe not", "(A) - no wait",
-    "(A) (I am not sure)", "(A)?", "A?", "(A), probably", "A, I guess", "(A) isn't right",
-])
+@pytest.mark.parametrize(
+    "answer_line",
+    [
+        "A plant makes its food from light",  # the article, not option A
+        "A cell needs energy",
+        "A or B",
+        "A and B",
+        "(A) or (B)",
+        "(A), (C)",
+        "A/B",
+        "A, B",
+        "**A** or **B**",
+        "(A) and B",
+        "(A), not B.",
+        "AB",
+        "(AB)",
+        "(A) respiration",  # the letter of one option with the text of another
+        "A: the mitochondria",
+        "I think it is A",
+        "It's A",
+        "(insert letter here)",
+        "a plant",
+        "",
+        "none of the above",
+        # A letter taken back or doubted right after it.
+        "(A) is wrong",
+        "(A) is incorrect",
+        "(A) is not the answer",
+        "(A) or maybe not",
+        "(A) - no wait",
+        "(A) (I am not sure)",
+        "(A)?",
+        "A?",
+        "(A), probably",
+        "A, I guess",
+        "(A) isn't right",
+    ],
+)
 def test_arc_rejects_ambiguous_or_letterless_answers(answer_line):
     assert arc_answer(answer_line) is None
 
 
-@pytest.mark.parametrize("answer_line", [
-    "(A)", "A", "a", "(a)", "a)", "A)", "A.", "A:", "A,", "[A]", "{A}", "**A**", "**(A)**", "*A*", "`A`",
-    "\\boxed{A}", "$\\boxed{A}$", "\\textbf{(A)}", "Option A", "option (a)", "Choice: A", "Answer: A",
-    "The answer is A.", "The correct answer is (A).", "The answer is **(A)**", "(A) a plant", "A. a plant",
-    "A: a plant", "A - a plant", "A (a plant)", "(A) because B and C are animals",
-    "(A) because the others are not plants", "(A). The others do not make food.", "(A) since no other fits",
-])
+@pytest.mark.parametrize(
+    "answer_line",
+    [
+        "(A)",
+        "A",
+        "a",
+        "(a)",
+        "a)",
+        "A)",
+        "A.",
+        "A:",
+        "A,",
+        "[A]",
+        "{A}",
+        "**A**",
+        "**(A)**",
+        "*A*",
+        "`A`",
+        "\\boxed{A}",
+        "$\\boxed{A}$",
+        "\\textbf{(A)}",
+        "Option A",
+        "option (a)",
+        "Choice: A",
+        "Answer: A",
+        "The answer is A.",
+        "The correct answer is (A).",
+        "The answer is **(A)**",
+        "(A) a plant",
+        "A. a plant",
+        "A: a plant",
+        "A - a plant",
+        "A (a plant)",
+        "(A) because B and C are animals",
+        "(A) because the others are not plants",
+        "(A). The others do not make food.",
+        "(A) since no other fits",
+    ],
+)
 def test_arc_accepts_the_ways_models_write_one_letter(answer_line):
     assert arc_answer(answer_line) == "A"
 
@@ -222,25 +361,45 @@ def test_arc_letter_outside_the_options_or_before_the_marker_is_wrong():
 
 # --- MATH ------------------------------------------------------------------------------------------------------
 
+
 def math_reward(gold: str, completion: str) -> float:
     return MATH.reward(Example(id="x", question="q", gold_answer=gold), completion)[1]
 
 
-@pytest.mark.parametrize("completion", [
-    "Final answer: 5 or 6", "Final answer: 5, 6", "Final answer: x = 5, y = 6", "Final answer: \\boxed{6}",
-    "so \\boxed{5}.\nFinal answer: 6",  # the answer line wins over an earlier box
-    "Final answer: 55", "\\boxed{5", "Final answer: not 5", "Final answer:", "the answer is 5",
-    "Final answer: \\boxed{5} or \\boxed{6}", "Final answer: \\boxed{6} or \\boxed{5}",
-])
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "Final answer: 5 or 6",
+        "Final answer: 5, 6",
+        "Final answer: x = 5, y = 6",
+        "Final answer: \\boxed{6}",
+        "so \\boxed{5}.\nFinal answer: 6",  # the answer line wins over an earlier box
+        "Final answer: 55",
+        "\\boxed{5",
+        "Final answer: not 5",
+        "Final answer:",
+        "the answer is 5",
+        "Final answer: \\boxed{5} or \\boxed{6}",
+        "Final answer: \\boxed{6} or \\boxed{5}",
+    ],
+)
 def test_math_false_positives(completion):
     assert math_reward("5", completion) == 0.0
 
 
-@pytest.mark.parametrize("completion", [
-    "Final answer: 5", "Final answer: $5$.", "Final answer: \\boxed{5}", "Final answer:\n\\boxed{5}",
-    "Final answer: \\boxed{\\boxed{5}}", "Final answer: $\\boxed{5}$ (the count of pairs)",
-    "so the answer is $\\boxed{5}$", "Final answer: 5.0",
-])
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "Final answer: 5",
+        "Final answer: $5$.",
+        "Final answer: \\boxed{5}",
+        "Final answer:\n\\boxed{5}",
+        "Final answer: \\boxed{\\boxed{5}}",
+        "Final answer: $\\boxed{5}$ (the count of pairs)",
+        "so the answer is $\\boxed{5}$",
+        "Final answer: 5.0",
+    ],
+)
 def test_math_forms_that_pass(completion):
     assert math_reward("5", completion) == 1.0
 
@@ -248,11 +407,19 @@ def test_math_forms_that_pass(completion):
 def test_math_majority_vote_groups_equivalent_answers():
     example = Example(id="x", question="q", gold_answer="\\frac{1}{2}")
     # As strings, 3 is the most common answer (twice); as values, one half is (three times).
-    votes = ["Final answer: \\frac12", "Final answer: 3", "Final answer: 0.5", "Final answer: 3",
-             "Final answer: \\dfrac{1}{2}", "no answer"]
+    votes = [
+        "Final answer: \\frac12",
+        "Final answer: 3",
+        "Final answer: 0.5",
+        "Final answer: 3",
+        "Final answer: \\dfrac{1}{2}",
+        "no answer",
+    ]
     winner = MATH.majority_vote(example, votes)
     assert winner == "\\frac12" and MATH.is_correct(example, winner)
     # A tie goes to the group seen first.
-    assert MATH.majority_vote(example, ["Final answer: 3", "Final answer: 0.5", "Final answer: 1/2",
-                                        "Final answer: 3.0"]) == "3"
+    assert (
+        MATH.majority_vote(example, ["Final answer: 3", "Final answer: 0.5", "Final answer: 1/2", "Final answer: 3.0"])
+        == "3"
+    )
     assert MATH.majority_vote(example, ["nothing", "here"]) is None

@@ -20,7 +20,7 @@ def done_after_each_token(texts: list[str], window: int = 48) -> list[list[bool]
     for step in range(1, length + 1):
         ids = torch.tensor([prompt + r[:step] for r in rows])
         flags.append(criterion(ids, None).tolist())
-    return [list(column) for column in zip(*flags)]
+    return [list(column) for column in zip(*flags, strict=True)]
 
 
 def first_done(flags: list[bool]) -> int | None:
@@ -42,8 +42,13 @@ def test_stops_at_the_newline_after_the_answer_even_past_the_decode_window():
 
 
 def test_same_decisions_as_decoding_the_whole_completion():
-    texts = ["Step 1\nFinal answer: 12\n", "Final  answer: 3\n", "final ANSWER: 7\nx", "Final answer:\n",
-             "Final answer:\n" + "\n" * 60 + "12\n"]
+    texts = [
+        "Step 1\nFinal answer: 12\n",
+        "Final  answer: 3\n",
+        "final ANSWER: 7\nx",
+        "Final answer:\n",
+        "Final answer:\n" + "\n" * 60 + "12\n",
+    ]
     windowed = done_after_each_token(texts, window=48)
     whole = done_after_each_token(texts, window=10_000)
     assert windowed == whole

@@ -25,18 +25,21 @@ def test_growing_the_train_split_keeps_the_test_split(task):
     assert [e.question for e in bigger.load_splits().test] == [e.question for e in task.load_splits().test]
 
 
-@pytest.mark.parametrize("completion, answer, correct", [
-    (" 3 + 4 = 7\nFinal answer: 7", "7", True),
-    (" 3 + 4 = 7\nFinal answer: 7.", "7.", True),
-    (" Final answer: 5\nmore text\nFinal answer: 7\nQuestion: next", "7", True),  # the last one counts
-    (" 3 + 4 = 7\nfinal answer:7", "7", True),
-    (" 3 + 4 = 7\nFinal answer: 7.0", "7.0", True),
-    (" 3 + 4 = 7\nFinal answer: 8", "8", False),
-    (" 3 + 4 = 7\nFinal answer: seven", "seven", False),  # malformed: present but not a number
-    (" 3 + 4 = 7\nFinal answer:", None, False),  # empty answer
-    (" 3 + 4 = 7", None, False),  # no answer line at all
-    ("", None, False),
-])
+@pytest.mark.parametrize(
+    "completion, answer, correct",
+    [
+        (" 3 + 4 = 7\nFinal answer: 7", "7", True),
+        (" 3 + 4 = 7\nFinal answer: 7.", "7.", True),
+        (" Final answer: 5\nmore text\nFinal answer: 7\nQuestion: next", "7", True),  # the last one counts
+        (" 3 + 4 = 7\nfinal answer:7", "7", True),
+        (" 3 + 4 = 7\nFinal answer: 7.0", "7.0", True),
+        (" 3 + 4 = 7\nFinal answer: 8", "8", False),
+        (" 3 + 4 = 7\nFinal answer: seven", "seven", False),  # malformed: present but not a number
+        (" 3 + 4 = 7\nFinal answer:", None, False),  # empty answer
+        (" 3 + 4 = 7", None, False),  # no answer line at all
+        ("", None, False),
+    ],
+)
 def test_reward_on_well_formed_malformed_and_answerless_outputs(task, completion, answer, correct):
     example = task.load_splits().test[0]
     example = type(example)(id="x", question="q", gold_answer="7")
@@ -61,5 +64,6 @@ def test_bad_knobs_fail_with_a_clear_message():
     with pytest.raises(ValueError, match="operations"):
         ArithmeticTaskConfig(operations=["pow"])
     with pytest.raises(ValueError, match="cannot make"):
-        ArithmeticTask(ArithmeticTaskConfig(min_steps=1, max_steps=1, max_start=1, max_operand=1, operations=["add"],
-                                            num_test=500)).load_splits()
+        ArithmeticTask(
+            ArithmeticTaskConfig(min_steps=1, max_steps=1, max_start=1, max_operand=1, operations=["add"], num_test=500)
+        ).load_splits()

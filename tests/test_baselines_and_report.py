@@ -20,14 +20,25 @@ PAIRED = re.compile(r"[+-]\d+\.\d pts, p=[\d.e-]+ \(b=\d+, c=\d+\)")  # "+2.5 pt
 
 def test_paper_gsm8k_preset_end_to_end_on_the_embedded_task(tmp_path, model_cache):
     sweep = tmp_path / "sweep"
-    result = subprocess.run([sys.executable, "-m", "irpo", "experiment=[smoke,paper_gsm8k]",
-                             f"hydra.sweep.dir={sweep}"], capture_output=True, text=True,
-                            env={**os.environ, "IRPO_CACHE": str(model_cache)})
+    result = subprocess.run(
+        [sys.executable, "-m", "irpo", "experiment=[smoke,paper_gsm8k]", f"hydra.sweep.dir={sweep}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "IRPO_CACHE": str(model_cache)},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = (sweep / "report.md").read_text()
-    for label in ["Zero-shot CoT", "SFT on gold CoT", "STaR (SFT on chosen of D0, 1 iteration)", "STaR, twice the data",
-                  "DPO on D0, from M0", "DPO on D0, from SFT on chosen", "Iterative RPO",
-                  "Iterative RPO, from SFT on chosen", "Iterative RPO, twice the data (1 iteration)"]:
+    for label in [
+        "Zero-shot CoT",
+        "SFT on gold CoT",
+        "STaR (SFT on chosen of D0, 1 iteration)",
+        "STaR, twice the data",
+        "DPO on D0, from M0",
+        "DPO on D0, from SFT on chosen",
+        "Iterative RPO",
+        "Iterative RPO, from SFT on chosen",
+        "Iterative RPO, twice the data (1 iteration)",
+    ]:
         rows = [line for line in report.splitlines() if line.startswith(f"| {label} |")]
         assert rows, f"no row for {label}"
         assert all(ACCURACY.fullmatch(cell.strip()) for row in rows for cell in row.split("|")[3:4]), rows
@@ -40,14 +51,18 @@ def test_paper_gsm8k_preset_end_to_end_on_the_embedded_task(tmp_path, model_cach
 
     # The paper's D0: DPO, STaR and the from-SFT rows train on IRPO iteration 1's very pairs file...
     d0 = (sweep / "irpo/iter_1/pairs.jsonl").read_bytes()
-    assert d0 and all((sweep / m / "iter_1/pairs.jsonl").read_bytes() == d0
-                      for m in ("star", "dpo", "dpo_from_star", "irpo_from_star"))
+    assert d0 and all(
+        (sweep / m / "iter_1/pairs.jsonl").read_bytes() == d0
+        for m in ("star", "dpo", "dpo_from_star", "irpo_from_star")
+    )
     assert (sweep / "star_2x/iter_1/pairs.jsonl").read_bytes() == (sweep / "irpo_2x/iter_1/pairs.jsonl").read_bytes()
     assert not any((sweep / m / "iter_1/generations.jsonl").exists() for m in ("star", "star_2x", "dpo"))
     # ...the from-SFT rows start from the model SFT'd on D0's chosen side (STaR), and STaR is that SFT.
     for method in ("dpo_from_star", "irpo_from_star"):
-        assert read_json(sweep / method / "iter_0/metrics.json")["model"] == \
-            read_json(sweep / "star/iter_1/metrics.json")["model"]
+        assert (
+            read_json(sweep / method / "iter_0/metrics.json")["model"]
+            == read_json(sweep / "star/iter_1/metrics.json")["model"]
+        )
     assert read_json(sweep / "star/iter_1/model/train_summary.json")["loss"] == "sft"
     # Twice the data repeats no pair (the smoke samples allow few more than K: test_pairs checks the 2x).
     one, two = (read_json(sweep / m / "iter_1/pairs_stats.json") for m in ("irpo", "irpo_2x"))
@@ -83,8 +98,14 @@ def test_rows_on_another_runs_pairs_refuse_other_data_and_a_changed_source(make_
 
 
 def test_checkpoint_selection_and_retraining_with_held_out(make_config, tmp_path):
-    cfg = make_config(*SMOKE, "iterations=1", "trainer.eval_every=1", "trainer.max_steps=3",
-                      "trainer.retrain_with_heldout=true", "task.num_valid=6")
+    cfg = make_config(
+        *SMOKE,
+        "iterations=1",
+        "trainer.eval_every=1",
+        "trainer.max_steps=3",
+        "trainer.retrain_with_heldout=true",
+        "task.num_valid=6",
+    )
     run(cfg)
     metrics = read_json(tmp_path / "run/iter_1/metrics.json")
     scores = {int(step): score for step, score in metrics["train"]["held_out_accuracy"].items()}
@@ -97,8 +118,9 @@ def test_checkpoint_selection_and_retraining_with_held_out(make_config, tmp_path
     assert len(read_jsonl(tmp_path / "run/iter_1/generations.jsonl")) == 16 + 6
     assert {p["split"] for p in pairs} == {"train", "valid"}
     assert read_json(tmp_path / "run/iter_1/model/train_summary.json")["pairs"] == len(pairs)
-    assert read_json(tmp_path / "run/iter_1/model_selection/train_summary.json")["pairs"] == \
-        sum(p["split"] == "train" for p in pairs)
+    assert read_json(tmp_path / "run/iter_1/model_selection/train_summary.json")["pairs"] == sum(
+        p["split"] == "train" for p in pairs
+    )
     assert not list((tmp_path / "run/iter_1/model_selection").glob("*.safetensors*"))  # no second model copy
 
 
@@ -132,8 +154,9 @@ def test_report_tests_a_baseline_against_irpo_on_real_runs(make_config, tmp_path
     dpo = next(row for row in report["rows"] if row["run"] == "dpo" and row["iteration"] == 1)
     assert PAIRED.fullmatch(dpo["greedy_vs_irpo"]) and PAIRED.fullmatch(dpo["majority_vs_irpo"]), dpo
     assert dpo["greedy_vs_irpo_n"] == dpo["examples"] == 16  # the same 16 test questions
-    assert dpo["greedy_vs_irpo_points"] == pytest.approx(100 * (dpo["greedy_accuracy"] - read_json(
-        sweep / "irpo/iter_1/eval.json")["greedy_accuracy"]))
+    assert dpo["greedy_vs_irpo_points"] == pytest.approx(
+        100 * (dpo["greedy_accuracy"] - read_json(sweep / "irpo/iter_1/eval.json")["greedy_accuracy"])
+    )
     markdown = (sweep / "report.md").read_text()
     assert "| DPO on D0, from M0 | 1 | " in markdown and "## Paired tests" in markdown
     assert "| DPO on D0, from M0, iteration 1 | Iterative RPO, iteration 2 |" in markdown

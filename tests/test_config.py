@@ -11,6 +11,7 @@ from irpo.config import validate
 
 def test_every_group_option_composes(make_config):
     from pathlib import Path
+
     conf = Path(__file__).resolve().parents[1] / "conf"
     for group in ("model", "loss", "sampler", "trainer", "cluster", "task", "method", "experiment"):
         for option in sorted((conf / group).glob("*.yaml")):
@@ -49,8 +50,18 @@ def test_missing_model_directory_is_named(make_config, tmp_path):
 
 
 def test_command_line_errors_are_one_line_not_a_traceback(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "irpo", f"hydra.run.dir={tmp_path}", "model.tiny=null",
-                             f"model.name_or_path={tmp_path}/missing_model"], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "irpo",
+            f"hydra.run.dir={tmp_path}",
+            "model.tiny=null",
+            f"model.name_or_path={tmp_path}/missing_model",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0
     assert "missing_model does not exist" in result.stderr and "Traceback" not in result.stderr
 

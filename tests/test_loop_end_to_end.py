@@ -35,14 +35,18 @@ def test_default_pipeline_writes_every_artifact(make_config, tmp_path):
         assert pairs and all({"prompt", "chosen", "rejected"} <= set(p) for p in pairs)
         assert (it.model / "model.safetensors").exists() and (it.model / "tokenizer.json").exists()
         log = [json.loads(line) for line in (it.model / "train_log.jsonl").read_text().splitlines()]
-        assert {"loss", "dpo", "nll", "chosen_logps", "rejected_logps", "reward_accuracy", "reward_margin"} <= set(log[0])
+        assert {"loss", "dpo", "nll", "chosen_logps", "rejected_logps", "reward_accuracy", "reward_margin"} <= set(
+            log[0]
+        )
         metrics = read_json(it.metrics)
         assert 0.0 <= metrics["eval"]["greedy_accuracy"] <= 1.0 and metrics["pairs"]["pairs_kept"] == len(pairs)
     # M_t is trained from M_{t-1}: the weights moved.
-    assert not torch.equal(weights(root / "iter_1/model")["model.norm.weight"],
-                           weights(root / "iter_2/model")["model.norm.weight"]) or \
-        any(not torch.equal(a, b) for a, b in zip(weights(root / "iter_1/model").values(),
-                                                    weights(root / "iter_2/model").values()))
+    assert not torch.equal(
+        weights(root / "iter_1/model")["model.norm.weight"], weights(root / "iter_2/model")["model.norm.weight"]
+    ) or any(
+        not torch.equal(a, b)
+        for a, b in zip(weights(root / "iter_1/model").values(), weights(root / "iter_2/model").values(), strict=True)
+    )
     # Temperature follows the per-iteration schedule.
     assert read_jsonl(RunDir(root).iteration(2).generations)[0]["temperature"] == cfg.generation.temperatures[1]
 
@@ -55,6 +59,7 @@ def test_a_run_killed_after_generation_resumes_without_regenerating(make_config,
     mtime = it.generations.stat().st_mtime_ns
     # Simulate a kill after generation: everything downstream of generations.jsonl is gone.
     import shutil
+
     for path in (it.rewards, it.pairs, it.pairs_stats, it.eval_metrics, it.metrics):
         path.unlink()
     shutil.rmtree(it.model)

@@ -21,8 +21,11 @@ LORA = ["trainer.lora.rank=4", "trainer.lora.alpha=8", "trainer.lr=5e-3"]
 
 
 def lora_trainer(**overrides):
-    cfg = OmegaConf.structured(TrainerConfig(**{"lr": 1e-2, "batch_size": 8, "micro_batch_size": 4, "device": "cpu",
-                                                "max_steps": 3, **overrides}))
+    cfg = OmegaConf.structured(
+        TrainerConfig(
+            **{"lr": 1e-2, "batch_size": 8, "micro_batch_size": 4, "device": "cpu", "max_steps": 3, **overrides}
+        )
+    )
     cfg.lora.rank, cfg.lora.alpha, cfg.lora.save_adapter = 4, 8.0, True
     return build_trainer(cfg, OmegaConf.structured(ModelConfig(name="tiny")), OmegaConf.structured(ClusterConfig()))
 
@@ -39,8 +42,9 @@ def test_only_adapter_parameters_receive_gradients(untrained_tiny):
     model = lora.wrap(load_model(untrained_tiny), LoraConfig(rank=4), seed=0)
     tokenizer = load_tokenizer(untrained_tiny)
     data = encode_pairs(tokenizer, arithmetic_pairs(4), "sft")
-    losses, _, _ = micro_batch_loss(model, [0, 1, 2, 3], data, OmegaConf.structured(LossConfig(name="sft")),
-                                    tokenizer.pad_token_id, "cpu")
+    losses, _, _ = micro_batch_loss(
+        model, [0, 1, 2, 3], data, OmegaConf.structured(LossConfig(name="sft")), tokenizer.pad_token_id, "cpu"
+    )
     losses.sum().backward()
     with_grad = {name for name, p in model.named_parameters() if p.grad is not None}
     assert with_grad == {name for name, _ in model.named_parameters() if "lora_" in name}
@@ -66,8 +70,9 @@ def test_merged_model_is_the_base_plus_adapter_and_only_adapted_weights_moved(un
     with_adapter = peft.PeftModel.from_pretrained(load_model(untrained_tiny), tmp_path / "m1" / "adapter")
     base_plus_adapter = logits(with_adapter, texts, tokenizer)
     assert not torch.allclose(base_plus_adapter, logits(load_model(untrained_tiny), texts, tokenizer), atol=1e-4)
-    torch.testing.assert_close(logits(load_model(tmp_path / "m1"), texts, tokenizer), base_plus_adapter,
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        logits(load_model(tmp_path / "m1"), texts, tokenizer), base_plus_adapter, atol=1e-5, rtol=0
+    )
 
 
 def test_selection_keeps_the_best_steps_adapters_and_generates_with_the_peft_model(untrained_tiny, tmp_path):
@@ -85,7 +90,10 @@ def test_selection_keeps_the_best_steps_adapters_and_generates_with_the_peft_mod
     two_steps = lora_trainer(max_steps=2).train(untrained_tiny, pairs, tmp_path / "two", LossConfig(), seed=2)
     assert seen == ["PeftModelForCausalLM"] * 3
     assert selected["selected_step"] == 2 and two_steps["steps"] == 2
-    chosen, reference = load_file(tmp_path / "sel" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
+    chosen, reference = (
+        load_file(tmp_path / "sel" / "model.safetensors"),
+        load_file(tmp_path / "two" / "model.safetensors"),
+    )
     for key in reference:
         torch.testing.assert_close(chosen[key], reference[key], atol=0, rtol=0)
     kept = load_file(tmp_path / "sel" / "adapter" / "adapter_model.safetensors")
@@ -95,8 +103,11 @@ def test_selection_keeps_the_best_steps_adapters_and_generates_with_the_peft_mod
 
 def test_unknown_target_module_fails_listing_the_models_linear_layers(make_config):
     cfg = make_config("trainer.lora.rank=4", "trainer.lora.target_modules=[q_proj,c_attn]")
-    with pytest.raises(ValueError, match=r"c_attn name no linear layer of this model; its linear layers are: "
-                                         r"down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj"):
+    with pytest.raises(
+        ValueError,
+        match=r"c_attn name no linear layer of this model; its linear layers are: "
+        r"down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj",
+    ):
         validate(cfg)
     with pytest.raises(ValueError, match=r"trainer.lora.rank must be >= 0"):
         validate(make_config("trainer.lora.rank=-1"))
@@ -147,6 +158,14 @@ def test_one_gpu_8b_preset_is_the_papers_gsm8k_protocol_with_lora_and_vllm(make_
     assert cfg.trainer.eval_every > 0 and cfg.trainer.retrain_with_heldout and cfg.generation.num_samples == 30
     # Its target modules name linear layers of the 8B architecture (shapes only, on the meta device).
     with torch.device("meta"):
-        model = LlamaForCausalLM(LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=1,
-                                             num_attention_heads=32, num_key_value_heads=8, vocab_size=128256))
+        model = LlamaForCausalLM(
+            LlamaConfig(
+                hidden_size=4096,
+                intermediate_size=14336,
+                num_hidden_layers=1,
+                num_attention_heads=32,
+                num_key_value_heads=8,
+                vocab_size=128256,
+            )
+        )
     lora.check_target_modules(model, cfg.trainer.lora.target_modules)

@@ -71,8 +71,9 @@ def test_the_nll_term_adds_pull_on_the_chosen_sequence():
 
 
 def test_registry_dispatch_and_unknown_name():
-    terms = compute_loss("sft", beta=0.1, alpha=1.0, policy_chosen_logps=torch.tensor([-4.0]),
-                         chosen_lengths=torch.tensor([2.0]))
+    terms = compute_loss(
+        "sft", beta=0.1, alpha=1.0, policy_chosen_logps=torch.tensor([-4.0]), chosen_lengths=torch.tensor([2.0])
+    )
     assert_close(terms.loss, torch.tensor([2.0]))
     with pytest.raises(KeyError, match="unknown loss .ipo.; valid choices: dpo_nll, sft"):
         LOSSES.get("ipo")

@@ -3,14 +3,28 @@ from types import SimpleNamespace
 
 import pytest
 
-from irpo.pairs import (PAIR_BUILDERS, ScoredQuestion, build_gold_sft, build_preference_pairs, build_self_sft, cap,
-                        pair_walk)
+from irpo.pairs import (
+    PAIR_BUILDERS,
+    ScoredQuestion,
+    build_gold_sft,
+    build_preference_pairs,
+    build_self_sft,
+    cap,
+    pair_walk,
+)
 
 
 def pairs_cfg(**overrides):
     """The paper's literal walk by default (distinct_pairs=False); the distinct walk has its own tests."""
-    values = dict(pairs_per_prompt=4, data_multiplier=1, include_gold=False, dedupe=True, max_pairs=None, seed=0,
-                  distinct_pairs=False)
+    values = dict(
+        pairs_per_prompt=4,
+        data_multiplier=1,
+        include_gold=False,
+        dedupe=True,
+        max_pairs=None,
+        seed=0,
+        distinct_pairs=False,
+    )
     values.update(overrides)
     return SimpleNamespace(**values)
 
@@ -27,7 +41,12 @@ def test_walks_both_lists_together_restarting_each_at_its_end():
     q = question("q", ["w1", "l1", "w2", "l2", "l3"], [1, 0, 1, 0, 0])
     pairs, stats = build_preference_pairs([q], pairs_cfg(pairs_per_prompt=5), fits_all)
     assert [(p["chosen"], p["rejected"]) for p in pairs] == [
-        ("w1", "l1"), ("w2", "l2"), ("w1", "l3"), ("w2", "l1"), ("w1", "l2")]
+        ("w1", "l1"),
+        ("w2", "l2"),
+        ("w1", "l3"),
+        ("w2", "l1"),
+        ("w1", "l2"),
+    ]
     assert stats["pairs_made"] == 5 and stats["prompts_used"] == 1
 
 
@@ -36,8 +55,9 @@ def test_gold_solution_joins_the_winners_when_included():
     assert build_preference_pairs([q], pairs_cfg(include_gold=False), fits_all)[1]["skipped_no_winner"] == 1
     pairs, _ = build_preference_pairs([q], pairs_cfg(include_gold=True, pairs_per_prompt=3), fits_all)
     assert [(p["chosen"], p["rejected"]) for p in pairs] == [("gold", "l1"), ("gold", "l2"), ("gold", "l1")]
-    distinct, _ = build_preference_pairs([q], pairs_cfg(include_gold=True, pairs_per_prompt=3, distinct_pairs=True),
-                                         fits_all)
+    distinct, _ = build_preference_pairs(
+        [q], pairs_cfg(include_gold=True, pairs_per_prompt=3, distinct_pairs=True), fits_all
+    )
     assert [(p["chosen"], p["rejected"]) for p in distinct] == [("gold", "l1"), ("gold", "l2")]
 
 
@@ -56,8 +76,11 @@ def test_duplicate_samples_count_once_unless_dedupe_is_off():
     kept, _ = build_preference_pairs([q], pairs_cfg(pairs_per_prompt=2, dedupe=False), fits_all)
     assert [p["chosen"] for p in deduped] == ["w", "w"] and [p["chosen"] for p in kept] == ["w", "w"]
     q2 = question("q", ["w", "w", "v", "l"], [1, 1, 1, 0])
-    assert [p["chosen"] for p in build_preference_pairs([q2], pairs_cfg(pairs_per_prompt=3), fits_all)[0]] == \
-        ["w", "v", "w"]
+    assert [p["chosen"] for p in build_preference_pairs([q2], pairs_cfg(pairs_per_prompt=3), fits_all)[0]] == [
+        "w",
+        "v",
+        "w",
+    ]
 
 
 def test_samples_that_overflow_the_context_are_dropped_before_the_walk():
@@ -72,8 +95,9 @@ def test_samples_that_overflow_the_context_are_dropped_before_the_walk():
 
 def test_truncated_samples_are_neither_winners_nor_losers_and_are_counted():
     # "w-cut" would be a winner and "l-cut" a loser, but the sampler cut both off at the token budget.
-    q = ScoredQuestion("q", "prompt", None, ["w-cut", "w", "l-cut", "l"], [1, 1, 0, 0],
-                       truncated=[True, False, True, False])
+    q = ScoredQuestion(
+        "q", "prompt", None, ["w-cut", "w", "l-cut", "l"], [1, 1, 0, 0], truncated=[True, False, True, False]
+    )
     for build in (build_preference_pairs, build_self_sft):
         rows, stats = build([q], pairs_cfg(pairs_per_prompt=3), fits_all)
         assert {r["chosen"] for r in rows} == {"w"} and {r.get("rejected", "l") for r in rows} == {"l"}
@@ -81,8 +105,9 @@ def test_truncated_samples_are_neither_winners_nor_losers_and_are_counted():
     only_cut_losers = ScoredQuestion("q", "prompt", None, ["w", "l-cut"], [1, 0], truncated=[False, True])
     assert build_preference_pairs([only_cut_losers], pairs_cfg(), fits_all)[1]["skipped_no_loser"] == 1
     with pytest.raises(ValueError):  # a truncation flag per sample, or none at all
-        build_preference_pairs([ScoredQuestion("q", "p", None, ["w", "l"], [1, 0], truncated=[False])],
-                               pairs_cfg(), fits_all)
+        build_preference_pairs(
+            [ScoredQuestion("q", "p", None, ["w", "l"], [1, 0], truncated=[False])], pairs_cfg(), fits_all
+        )
 
 
 @pytest.mark.parametrize("winners,losers", [(1, 1), (1, 5), (2, 4), (3, 3), (4, 6), (5, 7), (6, 4), (10, 20)])
@@ -97,12 +122,13 @@ def test_distinct_walk_starts_as_the_papers_and_never_repeats_a_pair(winners, lo
 def test_doubling_k_doubles_the_distinct_pairs_and_the_cap():
     # 2 winners x 4 losers: 8 combinations, but the literal walk repeats itself after lcm(2, 4) = 4 pairs.
     questions = [question(str(i), ["w1", "w2", "l1", "l2", "l3", "l4"], [1, 1, 0, 0, 0, 0]) for i in range(30)]
-    one, stats1 = build_preference_pairs(questions, pairs_cfg(distinct_pairs=True, max_pairs=100), fits_all)
-    two, stats2 = build_preference_pairs(questions, pairs_cfg(distinct_pairs=True, max_pairs=100, data_multiplier=2),
-                                         fits_all)
+    _one, stats1 = build_preference_pairs(questions, pairs_cfg(distinct_pairs=True, max_pairs=100), fits_all)
+    _two, stats2 = build_preference_pairs(
+        questions, pairs_cfg(distinct_pairs=True, max_pairs=100, data_multiplier=2), fits_all
+    )
     assert (stats1["pairs_kept"], stats2["pairs_kept"]) == (100, 200)  # the cap doubles with the data
     assert (stats1["pairs_distinct"], stats2["pairs_distinct"]) == (100, 200)
-    literal, stats = build_preference_pairs(questions, pairs_cfg(data_multiplier=2), fits_all)
+    _literal, stats = build_preference_pairs(questions, pairs_cfg(data_multiplier=2), fits_all)
     assert (stats["pairs_kept"], stats["pairs_distinct"]) == (240, 120)  # the literal walk repeats at K=8 > lcm=4
 
 

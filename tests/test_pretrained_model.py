@@ -13,14 +13,25 @@ pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
 
 
 def test_gsm8k_with_stories260k_runs_every_stage(shared_dir, make_config, tmp_path):
-    cfg = make_config("task=gsm8k", "model=stories260k", f"task.data_dir={shared_dir}/datasets/gsm8k",
-                      f"model.name_or_path={shared_dir}/models/stories260K",
-                      "task.max_train=6", "eval.max_examples=4", "iterations=1", "generation.num_samples=2",
-                      "generation.max_new_tokens=24", "eval.majority_k=2", "trainer.max_steps=2",
-                      "trainer.batch_size=4", "trainer.micro_batch_size=2", "trainer.select_examples=4",
-                      # Stories end sentences, not answers: a sample ends at its first "." (within the 24 tokens),
-                      # so it is a loser, not cut off by the budget (cut-off samples join no pair).
-                      "generation.stop=[.]")
+    cfg = make_config(
+        "task=gsm8k",
+        "model=stories260k",
+        f"task.data_dir={shared_dir}/datasets/gsm8k",
+        f"model.name_or_path={shared_dir}/models/stories260K",
+        "task.max_train=6",
+        "eval.max_examples=4",
+        "iterations=1",
+        "generation.num_samples=2",
+        "generation.max_new_tokens=24",
+        "eval.majority_k=2",
+        "trainer.max_steps=2",
+        "trainer.batch_size=4",
+        "trainer.micro_batch_size=2",
+        "trainer.select_examples=4",
+        # Stories end sentences, not answers: a sample ends at its first "." (within the 24 tokens),
+        # so it is a loser, not cut off by the budget (cut-off samples join no pair).
+        "generation.stop=[.]",
+    )
     rows = run(cfg)
     it = RunDir(tmp_path / "run").iteration(1)
     generations = read_jsonl(it.generations)
@@ -37,7 +48,12 @@ def test_gsm8k_with_stories260k_runs_every_stage(shared_dir, make_config, tmp_pa
 
 
 def test_tiny_model_needs_a_task_with_gold_solutions(shared_dir, make_config):
-    cfg = make_config("task=arc_challenge", f"task.data_dir={shared_dir}/datasets/arc", "task.max_train=4",
-                      "iterations=0", "eval.max_examples=2")
+    cfg = make_config(
+        "task=arc_challenge",
+        f"task.data_dir={shared_dir}/datasets/arc",
+        "task.max_train=4",
+        "iterations=0",
+        "eval.max_examples=2",
+    )
     with pytest.raises(ValueError, match="task 'arc_challenge' has none"):
         run(cfg)

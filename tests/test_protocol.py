@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import arithmetic_pairs
 from omegaconf import OmegaConf
 
-from conftest import arithmetic_pairs
 from irpo.config import ClusterConfig, LossConfig, ModelConfig, SamplerConfig, TrainerConfig
 from irpo.models.loading import load_model, load_tokenizer
 from irpo.sampling import SamplingRequest
@@ -35,7 +35,7 @@ def test_passes_over_the_pairs_are_whole_seeded_shuffles():
     order = step_batches(num_pairs=10, batch_size=4, steps=9, seed=3)  # 36 draws: 3 passes and 6 more
     flat = [i for batch in order for i in batch]
     for p in range(3):
-        assert sorted(flat[10 * p:10 * (p + 1)]) == list(range(10))  # each pass sees every pair once
+        assert sorted(flat[10 * p : 10 * (p + 1)]) == list(range(10))  # each pass sees every pair once
     assert max(Counter(flat).values()) - min(Counter(flat).values()) <= 1
     assert order == step_batches(num_pairs=10, batch_size=4, steps=9, seed=3)
     assert order != step_batches(num_pairs=10, batch_size=4, steps=9, seed=4)
@@ -44,29 +44,34 @@ def test_passes_over_the_pairs_are_whole_seeded_shuffles():
 def test_trainer_runs_the_whole_budget_over_few_pairs(untrained_tiny, tmp_path):
     cfg = OmegaConf.structured(TrainerConfig(lr=1e-3, batch_size=4, micro_batch_size=4, max_steps=7, device="cpu"))
     trainer = build_trainer(cfg, OmegaConf.structured(ModelConfig(name="tiny")), OmegaConf.structured(ClusterConfig()))
-    summary = trainer.train(untrained_tiny, arithmetic_pairs(5), tmp_path / "out", OmegaConf.structured(LossConfig()),
-                            seed=0)
+    summary = trainer.train(
+        untrained_tiny, arithmetic_pairs(5), tmp_path / "out", OmegaConf.structured(LossConfig()), seed=0
+    )
     log = [json.loads(line) for line in (tmp_path / "out/train_log.jsonl").read_text().splitlines()]
     assert summary["steps"] == 7 and [e["step"] for e in log] == list(range(1, 8))  # 28 draws of 5 pairs
 
 
-@pytest.mark.parametrize("text,ids,expected", [
-    ("2 + 3 = 5\nFinal answer: 5", [1, 2, 0], True),  # an end token (EOS, or padding after a stop) in the row
-    ("2 + 3 = 5\nFinal answer: 5\n", [1, 2, 3], True),  # the answer line is finished
-    ("2 + 3 = 5\nFinal answer: 5", [1, 2, 3], False),  # the budget ran out on the answer line: 5 or 50?
-    ("2 + 3 = 5\nFinal answer:\n", [1, 2, 3], False),  # ...or before the answer, which may come next line
-    ("2 + 3 = 5\nFinal answer:\n5\n", [1, 2, 3], True),
-    ("2 + 3 = 5\n3 + 4", [1, 2, 3], False),  # the budget ran out mid-solution
-    ("x\nEND", [1, 2, 3], True),  # a stop string
-    ("", [1, 2, 3], False),
-])
+@pytest.mark.parametrize(
+    "text,ids,expected",
+    [
+        ("2 + 3 = 5\nFinal answer: 5", [1, 2, 0], True),  # an end token (EOS, or padding after a stop) in the row
+        ("2 + 3 = 5\nFinal answer: 5\n", [1, 2, 3], True),  # the answer line is finished
+        ("2 + 3 = 5\nFinal answer: 5", [1, 2, 3], False),  # the budget ran out on the answer line: 5 or 50?
+        ("2 + 3 = 5\nFinal answer:\n", [1, 2, 3], False),  # ...or before the answer, which may come next line
+        ("2 + 3 = 5\nFinal answer:\n5\n", [1, 2, 3], True),
+        ("2 + 3 = 5\n3 + 4", [1, 2, 3], False),  # the budget ran out mid-solution
+        ("x\nEND", [1, 2, 3], True),  # a stop string
+        ("", [1, 2, 3], False),
+    ],
+)
 def test_what_counts_as_ended_by_the_model(text, ids, expected):
     assert ended_by_model(text, ids, end_ids={0}, stop_after="Final answer:", stop=("END",)) == expected
 
 
 def test_hf_sampler_flags_samples_cut_off_by_the_token_budget(untrained_tiny):
-    sampler = HFSampler(OmegaConf.structured(SamplerConfig(device="cpu")),
-                        OmegaConf.structured(ModelConfig(name="tiny")))
+    sampler = HFSampler(
+        OmegaConf.structured(SamplerConfig(device="cpu")), OmegaConf.structured(ModelConfig(name="tiny"))
+    )
     prompts = ["Question: Mia has 3 apples. She buys 2 more.\nSolution:", "Question: 1 + 1?\nSolution:"]
     cut = sampler.generate(untrained_tiny, prompts, SamplingRequest(4, 1.0, 1.0, max_new_tokens=3, seed=0))
     roomy = sampler.generate(untrained_tiny, prompts, SamplingRequest(4, 1.0, 1.0, max_new_tokens=40, seed=0))
@@ -80,8 +85,9 @@ def test_hf_sampler_flags_samples_cut_off_by_the_token_budget(untrained_tiny):
 
 
 def test_scoring_a_checkpoint_leaves_the_trainers_random_stream_alone(untrained_tiny):
-    sampler = HFSampler(OmegaConf.structured(SamplerConfig(device="cpu")),
-                        OmegaConf.structured(ModelConfig(name="tiny")))
+    sampler = HFSampler(
+        OmegaConf.structured(SamplerConfig(device="cpu")), OmegaConf.structured(ModelConfig(name="tiny"))
+    )
     model, tokenizer = load_model(untrained_tiny, "float32", "cpu"), load_tokenizer(untrained_tiny)
     torch.manual_seed(123)
     expected = torch.rand(3)
@@ -99,11 +105,13 @@ def test_selection_keeps_the_best_scoring_steps_weights(untrained_tiny, tmp_path
         snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
         return next(held_out_scores)
 
-    cfg = OmegaConf.structured(TrainerConfig(lr=1e-3, batch_size=4, micro_batch_size=4, max_steps=4, eval_every=1,
-                                             save_every=0, device="cpu"))
+    cfg = OmegaConf.structured(
+        TrainerConfig(lr=1e-3, batch_size=4, micro_batch_size=4, max_steps=4, eval_every=1, save_every=0, device="cpu")
+    )
     trainer = build_trainer(cfg, OmegaConf.structured(ModelConfig(name="tiny")), OmegaConf.structured(ClusterConfig()))
-    summary = trainer.train(untrained_tiny, arithmetic_pairs(8), tmp_path / "out", OmegaConf.structured(LossConfig()),
-                            seed=0, select=score)
+    summary = trainer.train(
+        untrained_tiny, arithmetic_pairs(8), tmp_path / "out", OmegaConf.structured(LossConfig()), seed=0, select=score
+    )
     assert summary["selected_step"] == 2  # the best score; step 4 ties it, and a tie keeps the earlier step
     assert summary["held_out_accuracy"] == {1: 0.1, 2: 0.5, 3: 0.3, 4: 0.5}
     saved = load_file(str(tmp_path / "out/model.safetensors"))

@@ -46,8 +46,15 @@ def test_gsm8k_perturbed_answers_are_wrong(gsm8k):
 
 def test_gsm8k_number_formats(gsm8k):
     e = next(x for x in gsm8k.load_splits().test if x.gold_answer == "18")
-    for text in ["Final answer: 18", "Final answer: $18", "Final answer: 18.00", "Final answer: 18 dollars",
-                 "Final answer: $18 per day.", "Final answer: 18.", "x\nFinal answer: 5\nFinal answer: 18"]:
+    for text in [
+        "Final answer: 18",
+        "Final answer: $18",
+        "Final answer: 18.00",
+        "Final answer: 18 dollars",
+        "Final answer: $18 per day.",
+        "Final answer: 18.",
+        "x\nFinal answer: 5\nFinal answer: 18",
+    ]:
         assert gsm8k.reward(e, text)[1] == 1.0, text
     for text in ["Final answer: 17", "Final answer: -18", "The answer is 18", "Final answer: eighteen"]:
         assert gsm8k.reward(e, text)[1] == 0.0, text
@@ -61,8 +68,9 @@ def test_gsm8k_last_number_fallback_only_when_configured(shared_dir):
     e = type(build_task({"name": "gsm8k", "data_dir": str(shared_dir / "datasets/gsm8k")}).load_splits().test[0])
     ex = e(id="x", question="q", gold_answer="42")
     strict = build_task({"name": "gsm8k", "data_dir": str(shared_dir / "datasets/gsm8k")})
-    lenient = build_task({"name": "gsm8k", "data_dir": str(shared_dir / "datasets/gsm8k"),
-                          "answer_fallback_last_number": True})
+    lenient = build_task(
+        {"name": "gsm8k", "data_dir": str(shared_dir / "datasets/gsm8k"), "answer_fallback_last_number": True}
+    )
     assert strict.reward(ex, "so she has 42 left")[1] == 0.0
     assert lenient.reward(ex, "so she has 42 left")[1] == 1.0
 
@@ -93,8 +101,13 @@ def test_math_perturbed_answers_are_wrong(math_task):
 def test_math_equivalent_forms_and_extraction(math_task):
     e = type(math_task.load_splits().test[0])
     half = e(id="h", question="q", gold_answer="\\frac{1}{2}")
-    for text in ["Final answer: \\boxed{\\frac12}", "Final answer: \\boxed{0.5}", "so \\boxed{\\dfrac{1}{2}}.",
-                 "Final answer: $\\frac{1}{2}$", "Final answer: \\boxed{\\frac{1}{2}}"]:
+    for text in [
+        "Final answer: \\boxed{\\frac12}",
+        "Final answer: \\boxed{0.5}",
+        "so \\boxed{\\dfrac{1}{2}}.",
+        "Final answer: $\\frac{1}{2}$",
+        "Final answer: \\boxed{\\frac{1}{2}}",
+    ]:
         assert math_task.reward(half, text)[1] == 1.0, text
     assert math_task.reward(half, "Final answer: \\boxed{\\frac{1}{3}}")[1] == 0.0
     assert math_task.reward(half, "no answer here")[1] == 0.0
@@ -109,7 +122,7 @@ def test_math_prompt_holds_exactly_four_examples(math_task):
     e = math_task.load_splits().test[0]
     prompt = math_task.prompt(e)
     assert prompt.startswith(math_task.instruction)
-    shots = prompt[len(math_task.instruction):]
+    shots = prompt[len(math_task.instruction) :]
     assert shots.count("Question:") == 5 and shots.count("\nFinal answer: ") == 4
     assert prompt.endswith(f"Question: {e.question}\nSolution:") and "\\boxed" in math_task.instruction
 
@@ -132,8 +145,22 @@ def test_arc_splits_and_every_answer_key_maps_to_a_choice(arc, shared_dir):
     assert "(A) " in arc.prompt(example) and "(1) " not in arc.prompt(example)
 
 
-@pytest.mark.parametrize("form", ["({g})", "{g}", "{l}", "{g}.", "**({g})**", "({g}) {t}", "{g}. {t}", "{g}: {t}",
-                                  "Option {g}", "The answer is ({g}).", "({l}) {t}"])
+@pytest.mark.parametrize(
+    "form",
+    [
+        "({g})",
+        "{g}",
+        "{l}",
+        "{g}.",
+        "**({g})**",
+        "({g}) {t}",
+        "{g}. {t}",
+        "{g}: {t}",
+        "Option {g}",
+        "The answer is ({g}).",
+        "({l}) {t}",
+    ],
+)
 def test_arc_every_gold_letter_is_read_in_the_forms_models_write(arc, form):
     splits = arc.load_splits()
     for e in splits.train + splits.valid + splits.test:
@@ -150,9 +177,17 @@ def test_arc_prompts_with_three_and_five_options(arc):
         assert prompt.endswith("\nSolution:")
 
 
-@pytest.mark.parametrize("text, letter", [("Final answer: (B)", "B"), ("Final answer: B", "B"),
-                                          ("Final answer: B)", "B"), ("Final answer: (B) mitochondria", "B"),
-                                          ("Final answer: Because of heat", None), ("no final line (B)", None)])
+@pytest.mark.parametrize(
+    "text, letter",
+    [
+        ("Final answer: (B)", "B"),
+        ("Final answer: B", "B"),
+        ("Final answer: B)", "B"),
+        ("Final answer: (B) mitochondria", "B"),
+        ("Final answer: Because of heat", None),
+        ("no final line (B)", None),
+    ],
+)
 def test_arc_letter_extraction(arc, text, letter):
     e = arc.load_splits().test[0]
     assert arc.extract_answer(e, text) == letter
@@ -191,7 +226,7 @@ def write_math_hub_copy(root, rows: dict[tuple[str, str], list[dict]]) -> None:
             table = pa.table({c: [r[c] for r in rows.get((subject, split), [])] for c in columns})
             pq.write_table(table, root / subject / f"{split}-00000-of-00001.parquet")
             card += [f"  - split: {split}", f"    path: {subject}/{split}-*"]
-    (root / "README.md").write_text("\n".join(card + ["---", ""]))
+    (root / "README.md").write_text("\n".join([*card, "---", ""]))
 
 
 @pytest.fixture
@@ -247,15 +282,35 @@ def test_math_from_the_hub_layout_gives_the_release_split_and_fewshot(math_sampl
     same = next(e for e in hub.test if e.question == question.question)
     assert from_hub.prompt(same) == from_files.prompt(question)
 
-    on_hub = build_task({"name": "math", "hub_id": str(hub_dir), "math500_hub_id": str(tmp_path / "math500_hub"),
-                         "test_set": "math500", "num_valid": 3}).load_splits().test
-    in_files = build_task({"name": "math", "data_dir": str(release_dir), "test_set": "math500",
-                           "num_valid": 3}).load_splits().test
+    on_hub = (
+        build_task(
+            {
+                "name": "math",
+                "hub_id": str(hub_dir),
+                "math500_hub_id": str(tmp_path / "math500_hub"),
+                "test_set": "math500",
+                "num_valid": 3,
+            }
+        )
+        .load_splits()
+        .test
+    )
+    in_files = (
+        build_task({"name": "math", "data_dir": str(release_dir), "test_set": "math500", "num_valid": 3})
+        .load_splits()
+        .test
+    )
     assert sorted(e.id for e in on_hub) == sorted(e.id for e in in_files) and len(on_hub) == 5
 
     # Other in-context examples cannot be found in a copy without unique_id.
-    other = build_task({"name": "math", "hub_id": str(hub_dir), "num_valid": 3,
-                        "fewshot_ids": ["train/algebra/0.json", *from_files.cfg.fewshot_ids[1:]]})
+    other = build_task(
+        {
+            "name": "math",
+            "hub_id": str(hub_dir),
+            "num_valid": 3,
+            "fewshot_ids": ["train/algebra/0.json", *from_files.cfg.fewshot_ids[1:]],
+        }
+    )
     with pytest.raises(ValueError, match=r"train/algebra/0.json.*without unique_id.*task.data_dir"):
         other.load_splits()
 

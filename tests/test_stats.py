@@ -53,8 +53,9 @@ def test_paired_test_intersects_question_ids():
     assert (result.n, result.b, result.c, result.only_a, result.only_b) == (4, 2, 1, 1, 2)
     assert result.points == pytest.approx(25.0) and result.accuracy_a == 0.75 and result.accuracy_b == 0.5
     assert result.p_value == 1.0  # 2 against 1
-    assert result.describe() == ("+25.0 pts, p=1.00 (b=2, c=1) on the 4 common questions (1 only in this row, "
-                                 "2 only in the reference)")
+    assert result.describe() == (
+        "+25.0 pts, p=1.00 (b=2, c=1) on the 4 common questions (1 only in this row, 2 only in the reference)"
+    )
     assert result.as_columns("vs") == {"vs_points": 25.0, "vs_b": 2, "vs_c": 1, "vs_p": 1.0, "vs_n": 4}
 
 
@@ -66,8 +67,15 @@ def test_paired_test_with_nothing_to_compare():
     assert same.describe() == "+0.0 pts, p=1.00 (b=0, c=0)"
 
 
-def write_run(root, method, answers: dict[int, list[bool]], majority: dict[int, list[bool]] | None = None,
-              ids: dict[int, list[str]] | None = None, alpha=1.0, beta=0.1):
+def write_run(
+    root,
+    method,
+    answers: dict[int, list[bool]],
+    majority: dict[int, list[bool]] | None = None,
+    ids: dict[int, list[str]] | None = None,
+    alpha=1.0,
+    beta=0.1,
+):
     """A run directory as the loop writes it (config.yaml, iter_t/eval.jsonl, eval.json, metrics.json),
     with the given greedy (and majority) right/wrong answer per test question."""
     root.mkdir(parents=True)
@@ -77,12 +85,18 @@ def write_run(root, method, answers: dict[int, list[bool]], majority: dict[int, 
         it.mkdir()
         voted = (majority or {}).get(t)
         question_ids = (ids or {}).get(t) or [f"test-{i}" for i in range(len(greedy))]
-        rows = [{"id": q, "greedy_correct": g, "majority_correct": bool(voted and voted[i])}
-                for i, (q, g) in enumerate(zip(question_ids, greedy))]
+        rows = [
+            {"id": q, "greedy_correct": g, "majority_correct": bool(voted and voted[i])}
+            for i, (q, g) in enumerate(zip(question_ids, greedy, strict=True))
+        ]
         (it / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         n = len(rows)
-        metrics = {"examples": n, "greedy_accuracy": round(sum(greedy) / max(n, 1), 4),
-                   "majority_accuracy": round(sum(voted) / n, 4) if voted else None, "majority_k": 2 if voted else 0}
+        metrics = {
+            "examples": n,
+            "greedy_accuracy": round(sum(greedy) / max(n, 1), 4),
+            "majority_accuracy": round(sum(voted) / n, 4) if voted else None,
+            "majority_k": 2 if voted else 0,
+        }
         (it / "eval.json").write_text(json.dumps(metrics))
         (it / "metrics.json").write_text(json.dumps({"iteration": t, "eval": metrics}))
     return root
@@ -99,8 +113,10 @@ def test_results_table_has_standard_errors_and_each_iteration_against_m0(tmp_pat
     rows = write_results(RunDir(run), title="t")
     markdown = (run / "results.md").read_text()
     assert "| 0 | M0 | 25.0 ± 9.7% | 25.0 ± 9.7% | - | - |" in markdown
-    assert "| 1 | M1 | 65.0 ± 10.7% | 25.0 ± 9.7% | +40.0 pts, p=0.039 (b=10, c=2) | +0.0 pts, p=1.00 (b=0, c=0) |" \
+    assert (
+        "| 1 | M1 | 65.0 ± 10.7% | 25.0 ± 9.7% | +40.0 pts, p=0.039 (b=10, c=2) | +0.0 pts, p=1.00 (b=0, c=0) |"
         in markdown
+    )
     assert rows[1]["greedy_vs_m0_p"] == 0.0386 and rows[1]["greedy_se"] == pytest.approx(math.sqrt(0.65 * 0.35 / 20))
     assert read_json(run / "results.json")["rows"][1]["greedy_vs_m0_b"] == 10
     assert not list(run.glob("*.tmp"))  # written under a temporary name and renamed
@@ -110,8 +126,10 @@ def test_results_without_majority_vote_or_questions(tmp_path):
     run = write_run(tmp_path / "run", "irpo", {0: [], 1: []})
     rows = write_results(RunDir(run), title="t")
     assert rows[1]["greedy_se"] is None and rows[1]["majority_vs_m0"] is None  # majority_k = 0: nothing to test
-    assert "| 1 | M1 | no questions | no questions | no common questions (0 only in this row, 0 only in the " \
-           "reference) | - |" in (run / "results.md").read_text()
+    assert (
+        "| 1 | M1 | no questions | no questions | no common questions (0 only in this row, 0 only in the "
+        "reference) | - |" in (run / "results.md").read_text()
+    )
 
 
 def test_a_question_scored_twice_is_an_error(tmp_path):
@@ -132,20 +150,25 @@ def test_report_tests_every_row_against_irpo_at_the_same_iteration(tmp_path):
     markdown = (sweep / "report.md").read_text()
 
     assert "| Zero-shot CoT | 0 | 25.0 ± 9.7% | 25.0 ± 9.7% | 2 | - | - | +0.0 pts, p=1.00 (b=0, c=0) |" in markdown
-    assert "| STaR (SFT on chosen of D0, 1 iteration) | 1 | 65.0 ± 10.7% | 65.0 ± 10.7% | 2 | - | - | " \
-           "+40.0 pts, p=0.039 (b=10, c=2) | +40.0 pts, p=0.039 (b=10, c=2) |" in markdown
+    assert (
+        "| STaR (SFT on chosen of D0, 1 iteration) | 1 | 65.0 ± 10.7% | 65.0 ± 10.7% | 2 | - | - | "
+        "+40.0 pts, p=0.039 (b=10, c=2) | +40.0 pts, p=0.039 (b=10, c=2) |" in markdown
+    )
     assert "| Iterative RPO | 2 | 65.0 ± 10.7% | 65.0 ± 10.7% | 2 | - | - | reference | reference |" in markdown
     # Iteration 1 of SFT on gold: 14 questions shared with IRPO, where it gains on test-5..test-13 (9) and loses
     # test-3 and test-4 (2).
-    assert "| SFT on gold CoT | 1 | 86.7 ± 8.8% | - | 0 | - | - | +50.0 pts, p=0.065 (b=9, c=2) on the 14 common " \
-           "questions (1 only in this row, 6 only in the reference) | - |" in markdown
-    assert "| SFT on gold CoT | 3 | 86.7 ± 8.8% | - | 0 | - | - | IRPO has no iteration 3 | IRPO has no iteration 3 |" \
+    assert (
+        "| SFT on gold CoT | 1 | 86.7 ± 8.8% | - | 0 | - | - | +50.0 pts, p=0.065 (b=9, c=2) on the 14 common "
+        "questions (1 only in this row, 6 only in the reference) | - |" in markdown
+    )
+    assert (
+        "| SFT on gold CoT | 3 | 86.7 ± 8.8% | - | 0 | - | - | IRPO has no iteration 3 | IRPO has no iteration 3 |"
         in markdown
+    )
 
     paired = {(row["row"], row["against"]): row for row in report["paired_tests"]}
     star = "STaR (SFT on chosen of D0, 1 iteration), iteration 1"
-    assert paired[(star, "Iterative RPO, iteration 2")]["greedy_paired"] \
-        == "+0.0 pts, p=1.00 (b=0, c=0)"
+    assert paired[(star, "Iterative RPO, iteration 2")]["greedy_paired"] == "+0.0 pts, p=1.00 (b=0, c=0)"
     assert paired[("Iterative RPO, iteration 2", "Iterative RPO, iteration 1")]["greedy_paired_p"] == 0.0386
     assert paired[("Iterative RPO, iteration 2", "Iterative RPO, iteration 0 (M0)")]["greedy_paired_b"] == 10
     assert paired[("Zero-shot CoT, iteration 0", "Iterative RPO, iteration 2")]["greedy_paired_points"] == -40.0
@@ -155,8 +178,13 @@ def test_report_tests_every_row_against_irpo_at_the_same_iteration(tmp_path):
         rows = list(csv.DictReader(f))
     star = next(r for r in rows if r["run"] == "star" and r["iteration"] == "1")
     assert float(star["greedy_se"]) == pytest.approx(math.sqrt(0.65 * 0.35 / 20))
-    assert (star["greedy_vs_irpo_points"], star["greedy_vs_irpo_b"], star["greedy_vs_irpo_c"],
-            star["greedy_vs_irpo_p"], star["greedy_vs_irpo_n"]) == ("40.0", "10", "2", "0.0386", "20")
+    assert (
+        star["greedy_vs_irpo_points"],
+        star["greedy_vs_irpo_b"],
+        star["greedy_vs_irpo_c"],
+        star["greedy_vs_irpo_p"],
+        star["greedy_vs_irpo_n"],
+    ) == ("40.0", "10", "2", "0.0386", "20")
 
     runs = find_runs(sweep)
     axes = accuracy_figure(runs).axes[0]
@@ -185,7 +213,8 @@ def test_command_line_compares_two_evaluations(tmp_path, capsys):
     main([str(first / "iter_1"), str(second / "iter_1")])
     assert capsys.readouterr().out.splitlines() == [
         "greedy: A 65.0%, B 25.0% on the common questions; A - B: +40.0 pts, p=0.039 (b=10, c=2)",
-        "majority: not scored in both (majority vote needs eval.majority_k > 0)"]
+        "majority: not scored in both (majority vote needs eval.majority_k > 0)",
+    ]
     with pytest.raises(SystemExit, match="no eval.jsonl"):
         main([str(first / "iter_1"), str(second / "iter_7")])
     assert not (second / "iter_7").exists()

@@ -9,10 +9,10 @@ import json
 
 import pytest
 import torch
+from conftest import arithmetic_pairs
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
-from conftest import arithmetic_pairs
 from irpo.config import ClusterConfig, LoraConfig, LossConfig, ModelConfig, TrainerConfig
 from irpo.models.loading import load_model, load_tokenizer
 from irpo.training import build_trainer
@@ -20,8 +20,9 @@ from irpo.training.deepspeed_trainer import deepspeed_config, launch_command
 
 
 def trainer_cfg(**overrides):
-    return OmegaConf.structured(TrainerConfig(**{"lr": 1e-3, "batch_size": 16, "micro_batch_size": 4,
-                                                 "device": "cpu", **overrides}))
+    return OmegaConf.structured(
+        TrainerConfig(**{"lr": 1e-3, "batch_size": 16, "micro_batch_size": 4, "device": "cpu", **overrides})
+    )
 
 
 @pytest.mark.parametrize("ranks, accumulation", [(1, 4), (2, 2), (4, 1)])
@@ -49,13 +50,26 @@ def test_user_json_is_merged_over_the_generated_config(tmp_path):
 def test_launch_command_single_node_and_across_slurm_nodes(tmp_path):
     spec = tmp_path / "spec.json"
     one = launch_command(trainer_cfg(num_processes=2), OmegaConf.structured(ClusterConfig()), spec, python="py")
-    assert one == ["py", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                   "-m", "irpo.training.deepspeed_worker", str(spec)]
+    assert one == [
+        "py",
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "irpo.training.deepspeed_worker",
+        str(spec),
+    ]
     cluster = OmegaConf.structured(ClusterConfig(name="slurm", nodes=4, gpus_per_node=8))
     with pytest.raises(RuntimeError, match="needs a Slurm allocation"):
         launch_command(trainer_cfg(num_processes=8), cluster, spec, env={})
-    many = launch_command(trainer_cfg(num_processes=8, master_port=29511), cluster, spec, python="py",
-                          env={"SLURM_JOB_ID": "77", "SLURMD_NODENAME": "gpu001"})
+    many = launch_command(
+        trainer_cfg(num_processes=8, master_port=29511),
+        cluster,
+        spec,
+        python="py",
+        env={"SLURM_JOB_ID": "77", "SLURMD_NODENAME": "gpu001"},
+    )
     assert many[:4] == ["srun", "--nodes=4", "--ntasks-per-node=1", "--overlap"]
     assert "--nnodes=4" in many and "--nproc_per_node=8" in many and "--gpus-per-node=8" in many
     assert "--rdzv_endpoint=gpu001:29511" in many and "--rdzv_id=irpo-77" in many
@@ -65,18 +79,22 @@ def test_gradient_checkpointing_changes_memory_not_results(untrained_tiny, tmp_p
     pairs = arithmetic_pairs(16)
     logs = {}
     for flag in (False, True):
-        trainer = build_trainer(trainer_cfg(gradient_checkpointing=flag, max_steps=2, epochs=2.0),
-                                OmegaConf.structured(ModelConfig(name="tiny")), OmegaConf.structured(ClusterConfig()))
+        trainer = build_trainer(
+            trainer_cfg(gradient_checkpointing=flag, max_steps=2, epochs=2.0),
+            OmegaConf.structured(ModelConfig(name="tiny")),
+            OmegaConf.structured(ClusterConfig()),
+        )
         out = tmp_path / str(flag)
         trainer.train(untrained_tiny, pairs, out, OmegaConf.structured(LossConfig()), seed=1)
         logs[flag] = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    for plain, checkpointed in zip(logs[False], logs[True]):
+    for plain, checkpointed in zip(logs[False], logs[True], strict=True):
         assert checkpointed["loss"] == pytest.approx(plain["loss"], rel=1e-5)
         assert checkpointed["grad_norm"] == pytest.approx(plain["grad_norm"], rel=1e-4)
 
 
-needs_deepspeed = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None,
-                                     reason="deepspeed is not installed (pip install -e '.[deepspeed]')")
+needs_deepspeed = pytest.mark.skipif(
+    importlib.util.find_spec("deepspeed") is None, reason="deepspeed is not installed (pip install -e '.[deepspeed]')"
+)
 
 
 @needs_deepspeed
@@ -94,18 +112,28 @@ def test_two_rank_deepspeed_matches_torch_trainer(untrained_tiny, tmp_path, zero
     cluster = OmegaConf.structured(ClusterConfig())
     runs = {}
     for name in ("torch", "deepspeed"):
-        cfg = trainer_cfg(name=name, num_processes=2, zero_stage=zero_stage, epochs=1.0, warmup_steps=1,
-                          lr_schedule="cosine", lora=LoraConfig(rank=lora_rank, save_adapter=True))
+        cfg = trainer_cfg(
+            name=name,
+            num_processes=2,
+            zero_stage=zero_stage,
+            epochs=1.0,
+            warmup_steps=1,
+            lr_schedule="cosine",
+            lora=LoraConfig(rank=lora_rank, save_adapter=True),
+        )
         out = tmp_path / name
         summary = build_trainer(cfg, model_cfg, cluster).train(untrained_tiny, pairs, out, loss, seed=3)
-        runs[name] = (summary, [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()],
-                      load_file(out / "model.safetensors"))
+        runs[name] = (
+            summary,
+            [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()],
+            load_file(out / "model.safetensors"),
+        )
 
     (torch_summary, torch_log, torch_weights), (ds_summary, ds_log, ds_weights) = runs["torch"], runs["deepspeed"]
     assert ds_summary["steps"] == torch_summary["steps"] == 3 and ds_summary["world_size"] == 2
     assert ds_summary["parameters"] == torch_summary["parameters"]  # ZeRO-3 shards counted at full size
     assert [r["step"] for r in ds_log] == [1, 2, 3]
-    for torch_row, ds_row in zip(torch_log, ds_log):
+    for torch_row, ds_row in zip(torch_log, ds_log, strict=True):
         assert set(ds_row) == set(torch_row)  # same keys logged
         for key in ("loss", "dpo", "nll", "chosen_logps", "rejected_logps", "reward_accuracy", "lr", "grad_norm"):
             assert ds_row[key] == pytest.approx(torch_row[key], rel=1e-4, abs=1e-5), key
@@ -119,8 +147,9 @@ def test_two_rank_deepspeed_matches_torch_trainer(untrained_tiny, tmp_path, zero
         assert ds_summary["trainable_parameters"] == torch_summary["trainable_parameters"] < 50_000
         adapters = [load_file(tmp_path / name / "adapter" / "adapter_model.safetensors") for name in runs]
         for key in adapters[0]:
-            assert (adapters[1][key] - adapters[0][key]).abs().max() <= 1e-3 * float(adapters[0][key].abs().max()) \
-                + 1e-5, key
+            assert (adapters[1][key] - adapters[0][key]).abs().max() <= 1e-3 * float(
+                adapters[0][key].abs().max()
+            ) + 1e-5, key
         assert all(torch.equal(ds_weights[k], initial[k]) for k in ds_weights if "norm" in k or "embed" in k)
 
     # The saved model is an ordinary save_pretrained directory: the next iteration's sampler loads it.
@@ -135,8 +164,13 @@ def test_failing_rank_surfaces_the_childs_error(untrained_tiny, tmp_path):
     cfg = trainer_cfg(name="deepspeed", num_processes=2)
     trainer = build_trainer(cfg, OmegaConf.structured(ModelConfig(name="tiny")), OmegaConf.structured(ClusterConfig()))
     with pytest.raises(RuntimeError, match="DeepSpeed trainer .* failed") as failure:
-        trainer.train(tmp_path / "no_such_model", arithmetic_pairs(16), tmp_path / "out",
-                      OmegaConf.structured(LossConfig()), seed=0)
+        trainer.train(
+            tmp_path / "no_such_model",
+            arithmetic_pairs(16),
+            tmp_path / "out",
+            OmegaConf.structured(LossConfig()),
+            seed=0,
+        )
     assert "no_such_model" in str(failure.value)  # the child's own error is in the message
     assert not (tmp_path / "out").exists()  # nothing half-written is published
 
@@ -148,8 +182,15 @@ def test_deepspeed_checkpoint_selection_picks_what_the_torch_trainer_picks(make_
     from irpo.loop import run
     from irpo.rundir import read_json
 
-    common = ["experiment=smoke", "iterations=1", "trainer.eval_every=1", "trainer.max_steps=3",
-              "trainer.micro_batch_size=8", "task.num_valid=6", "trainer.retrain_with_heldout=false"]
+    common = [
+        "experiment=smoke",
+        "iterations=1",
+        "trainer.eval_every=1",
+        "trainer.max_steps=3",
+        "trainer.micro_batch_size=8",
+        "task.num_valid=6",
+        "trainer.retrain_with_heldout=false",
+    ]
     summaries, weights = {}, {}
     for name in ("torch", "deepspeed"):
         run_dir = tmp_path / name

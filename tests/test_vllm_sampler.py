@@ -16,8 +16,10 @@ from irpo.sampling.vllm_sampler import completions_from_worker, engine_args, sam
 
 
 def configs(**sampler):
-    return (OmegaConf.structured(SamplerConfig(name="vllm", **sampler)),
-            OmegaConf.structured(ModelConfig(name="m", name_or_path="/m", dtype="bfloat16", max_length=1024)))
+    return (
+        OmegaConf.structured(SamplerConfig(name="vllm", **sampler)),
+        OmegaConf.structured(ModelConfig(name="m", name_or_path="/m", dtype="bfloat16", max_length=1024)),
+    )
 
 
 def test_engine_arguments_default_to_the_model_config():
@@ -28,13 +30,16 @@ def test_engine_arguments_default_to_the_model_config():
     assert (args["tensor_parallel_size"], args["gpu_memory_utilization"]) == (8, 0.5)
     assert args["enable_chunked_prefill"] is None  # the worker decides by platform (off on CPUs)
     sampler_cfg, model_cfg = configs(dtype="float16", max_model_len=4096)
-    assert (engine_args(sampler_cfg, model_cfg, "/m")["dtype"], engine_args(sampler_cfg, model_cfg, "/m")["max_model_len"]) \
-        == ("float16", 4096)
+    assert (
+        engine_args(sampler_cfg, model_cfg, "/m")["dtype"],
+        engine_args(sampler_cfg, model_cfg, "/m")["max_model_len"],
+    ) == ("float16", 4096)
 
 
 def test_sampling_arguments_carry_the_shared_generation_settings():
-    request = SamplingRequest(num_samples=30, temperature=0.8, top_p=0.95, max_new_tokens=512, seed=7,
-                              stop=("\n\nProblem:",))
+    request = SamplingRequest(
+        num_samples=30, temperature=0.8, top_p=0.95, max_new_tokens=512, seed=7, stop=("\n\nProblem:",)
+    )
     args = sampling_args(request, prompt_index=3, prompt_tokens=100, max_model_len=1024)
     assert (args["n"], args["temperature"], args["top_p"], args["max_tokens"]) == (30, 0.8, 0.95, 512)
     assert args["stop"] == ["\n\nProblem:"] and args["include_stop_str_in_output"]
@@ -55,17 +60,24 @@ def vllm_python() -> str | None:
 
 
 @pytest.mark.vllm
-@pytest.mark.skipif(vllm_python() is None, reason="vLLM is not installed here; set IRPO_VLLM_PYTHON to an interpreter "
-                    "that has it (README, 'Scaling out') to run this test")
+@pytest.mark.skipif(
+    vllm_python() is None,
+    reason="vLLM is not installed here; set IRPO_VLLM_PYTHON to an interpreter "
+    "that has it (README, 'Scaling out') to run this test",
+)
 def test_vllm_samples_the_tiny_model_repeatably(untrained_tiny):
     sampler_cfg, _ = configs(python=vllm_python(), gpu_memory_utilization=0.3)
     model_cfg = OmegaConf.structured(ModelConfig(name="tiny", max_length=512))
     sampler = build_sampler(sampler_cfg, model_cfg)
     # 40 prompts of ~300 tokens overflow one scheduler step, so prefills are split across steps.
-    prompts = ["Question: What is 1 + 2?\nAnswer:", "Question: What is 30 + 4?\nAnswer:", "9" * 600] + \
-        [f"{i} " * 150 for i in range(40)]
-    requests = [SamplingRequest(4, 1.0, 1.0, 24, seed=5), SamplingRequest(4, 1.0, 1.0, 24, seed=6),
-                SamplingRequest(1, 0.0, 1.0, 24, seed=5)]
+    prompts = ["Question: What is 1 + 2?\nAnswer:", "Question: What is 30 + 4?\nAnswer:", "9" * 600] + [
+        f"{i} " * 150 for i in range(40)
+    ]
+    requests = [
+        SamplingRequest(4, 1.0, 1.0, 24, seed=5),
+        SamplingRequest(4, 1.0, 1.0, 24, seed=6),
+        SamplingRequest(1, 0.0, 1.0, 24, seed=5),
+    ]
     first = sampler.generate_each(untrained_tiny, prompts, requests, ["seed 5", "seed 6", "greedy"])
     stats = sampler.last_stats
     again = sampler.generate(untrained_tiny, prompts, requests[0])
@@ -84,14 +96,22 @@ def test_vllm_samples_the_tiny_model_repeatably(untrained_tiny):
 
 @pytest.mark.vllm
 @pytest.mark.slow
-@pytest.mark.skipif(vllm_python() is None, reason="vLLM is not installed here; set IRPO_VLLM_PYTHON to an interpreter "
-                    "that has it (README, 'Scaling out') to run this test")
+@pytest.mark.skipif(
+    vllm_python() is None,
+    reason="vLLM is not installed here; set IRPO_VLLM_PYTHON to an interpreter "
+    "that has it (README, 'Scaling out') to run this test",
+)
 def test_loop_runs_an_iteration_with_sampler_vllm(make_config, tmp_path):
     from irpo.loop import run
     from irpo.rundir import read_json, read_jsonl
 
-    cfg = make_config("experiment=smoke", "iterations=1", "sampler=vllm", f"sampler.python={vllm_python()}",
-                      "sampler.gpu_memory_utilization=0.3")
+    cfg = make_config(
+        "experiment=smoke",
+        "iterations=1",
+        "sampler=vllm",
+        f"sampler.python={vllm_python()}",
+        "sampler.gpu_memory_utilization=0.3",
+    )
     rows = run(cfg)
     assert [r["iteration"] for r in rows] == [0, 1]
     generations = read_jsonl(tmp_path / "run" / "iter_1" / "generations.jsonl")
@@ -104,11 +124,12 @@ def test_loop_runs_an_iteration_with_sampler_vllm(make_config, tmp_path):
 def test_worker_output_becomes_completions_with_hf_truncation_rule():
     """vLLM reports finish_reason "length" for any sample that ran to max_tokens; one that finished its answer
     line before that is not cut off (hf would have stopped it there), one without an answer line is."""
-    result = {"completions": [[["2 + 3 = 5\nFinal answer: 5\nQuestion: next one", "2 + 3 = 5\n3 +",
-                                "5\nFinal answer: 5"]]],
-              "truncated": [[[True, True, False]]]}
+    result = {
+        "completions": [[["2 + 3 = 5\nFinal answer: 5\nQuestion: next one", "2 + 3 = 5\n3 +", "5\nFinal answer: 5"]]],
+        "truncated": [[[True, True, False]]],
+    }
     request = SamplingRequest(3, 1.0, 1.0, 16, seed=0)
-    (kept, too_long), = completions_from_worker(result, [request], fits=[True, False])
+    ((kept, too_long),) = completions_from_worker(result, [request], fits=[True, False])
     assert [c.truncated for c in kept] == [False, True, False]
-    assert [c.text for c in kept][0].startswith("2 + 3 = 5\nFinal answer: 5\n")
+    assert next(c.text for c in kept).startswith("2 + 3 = 5\nFinal answer: 5\n")
     assert too_long == [Completion("", truncated=True)] * 3

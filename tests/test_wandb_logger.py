@@ -12,9 +12,12 @@ from irpo.loop import run
 from irpo.rundir import read_json
 from irpo.tracking import WandbTracker, redact
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(importlib.util.find_spec("wandb") is None,
-                                 reason="wandb is not installed (pip install -e '.[wandb]')")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("wandb") is None, reason="wandb is not installed (pip install -e '.[wandb]')"
+    ),
+]
 
 FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"
 
@@ -30,10 +33,10 @@ def wandb_records(path):
         if 32768 - position % 32768 < 7:  # a block's tail too short for a header is padding
             position += 32768 - position % 32768
             continue
-        length, kind = struct.unpack("<HB", data[position + 4:position + 7])
+        length, kind = struct.unpack("<HB", data[position + 4 : position + 7])
         if length == 0 and kind == 0:
             break
-        pending += data[position + 7:position + 7 + length]
+        pending += data[position + 7 : position + 7 + length]
         position += 7 + length
         if kind in (1, 4):  # FULL or LAST fragment
             record = wandb_internal_pb2.Record()
@@ -46,26 +49,43 @@ def test_offline_run_logs_training_and_iteration_keys_without_the_key(make_confi
     monkeypatch.setattr(WandbTracker, "poll_seconds", 0.01)  # the live train-log watch races the trainer
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
     monkeypatch.setenv("WANDB_SILENT", "true")
-    cfg = make_config("experiment=smoke", "iterations=2", "logger=wandb", "logger.mode=offline",
-                      "logger.tags=[test]")
+    cfg = make_config("experiment=smoke", "iterations=2", "logger=wandb", "logger.mode=offline", "logger.tags=[test]")
     run(cfg)
     root = tmp_path / "run"
     (record_file,) = root.glob("wandb/offline-run-*/run-*.wandb")
     records = list(wandb_records(record_file))
     # A media value (the samples table) arrives as nested keys under its own name.
-    history = [{item.key or item.nested_key[0]: item.value_json for item in r.history.item}
-               for r in records if r.WhichOneof("record_type") == "history"]
+    history = [
+        {item.key or item.nested_key[0]: item.value_json for item in r.history.item}
+        for r in records
+        if r.WhichOneof("record_type") == "history"
+    ]
     train_rows = [h for h in history if "train/loss" in h]
     iteration_rows = [h for h in history if "eval/greedy_accuracy" in h]
 
     steps = sum(read_json(root / f"iter_{t}" / "model" / "train_summary.json")["steps"] for t in (1, 2))
     # Every step once, in order, whether the live watch or the end-of-iteration pass sent it.
     assert [int(h["train/global_step"]) for h in train_rows] == list(range(1, steps + 1))
-    assert {"train/loss", "train/dpo", "train/nll", "train/chosen_logps", "train/rejected_logps",
-            "train/reward_accuracy", "train/reward_margin", "train/lr", "train/tokens_per_s"} <= set(train_rows[0])
+    assert {
+        "train/loss",
+        "train/dpo",
+        "train/nll",
+        "train/chosen_logps",
+        "train/rejected_logps",
+        "train/reward_accuracy",
+        "train/reward_margin",
+        "train/lr",
+        "train/tokens_per_s",
+    } <= set(train_rows[0])
     assert [int(h["iteration"]) for h in iteration_rows] == [0, 1, 2]
-    assert {"eval/greedy_accuracy", "eval/majority_accuracy", "pairs/pairs_kept", "rewards/sample_accuracy",
-            "generation/tokens_per_s", "eval/samples"} <= set(iteration_rows[1])
+    assert {
+        "eval/greedy_accuracy",
+        "eval/majority_accuracy",
+        "pairs/pairs_kept",
+        "rewards/sample_accuracy",
+        "generation/tokens_per_s",
+        "eval/samples",
+    } <= set(iteration_rows[1])
     for t, row in enumerate(iteration_rows):
         assert json.loads(row["eval/greedy_accuracy"]) == read_json(root / f"iter_{t}" / "eval.json")["greedy_accuracy"]
 
@@ -90,8 +110,11 @@ def test_offline_run_logs_training_and_iteration_keys_without_the_key(make_confi
 
 def test_secret_looking_config_keys_are_redacted():
     config = {"logger": {"api_key": "k", "project": "p"}, "hub_token": "t", "list": [{"password": "x"}]}
-    assert redact(config) == {"logger": {"api_key": "<redacted>", "project": "p"}, "hub_token": "<redacted>",
-                              "list": [{"password": "<redacted>"}]}
+    assert redact(config) == {
+        "logger": {"api_key": "<redacted>", "project": "p"},
+        "hub_token": "<redacted>",
+        "list": [{"password": "<redacted>"}],
+    }
 
 
 def test_training_steps_reach_the_dashboard_while_training_runs(make_config, tmp_path, monkeypatch):
@@ -104,7 +127,7 @@ def test_training_steps_reach_the_dashboard_while_training_runs(make_config, tmp
     monkeypatch.setenv("WANDB_SILENT", "true")
     run_dir = RunDir(tmp_path / "run")
     it = run_dir.iteration(1)
-    with build_tracker(make_config("experiment=smoke", "logger=wandb", "logger.mode=offline"), run_dir) as tracker:
+    with build_tracker(make_config("experiment=smoke", "logger=wandb", "logger.mode=offline"), run_dir) as tracker:  # noqa: SIM117
         with tracker.watch_training(it):  # stands in for a trainer writing its log step by step
             (it.path / "model.tmp").mkdir()
             with (it.path / "model.tmp" / "train_log.jsonl").open("w") as log:
@@ -117,6 +140,11 @@ def test_training_steps_reach_the_dashboard_while_training_runs(make_config, tmp
                 time.sleep(0.1)
         # No iteration finished, so every step below came from the live watch.
     (record_file,) = (tmp_path / "run").glob("wandb/offline-run-*/run-*.wandb")
-    steps = [json.loads(item.value_json) for r in wandb_records(record_file) if r.WhichOneof("record_type") == "history"
-             for item in r.history.item if (item.key or item.nested_key[0]) == "train/global_step"]
+    steps = [
+        json.loads(item.value_json)
+        for r in wandb_records(record_file)
+        if r.WhichOneof("record_type") == "history"
+        for item in r.history.item
+        if (item.key or item.nested_key[0]) == "train/global_step"
+    ]
     assert steps == [1, 2, 3, 4, 5]

@@ -39,8 +39,10 @@ def default_cache_dir() -> Path:
 
 def _require_module(module: str, why: str) -> None:
     if importlib.util.find_spec(module) is None:
-        raise ModuleNotFoundError(f"{why} needs the Python package '{module}', which is not installed: "
-                                  f"{INSTALL_HINTS.get(module, f'pip install {module}')}")
+        raise ModuleNotFoundError(
+            f"{why} needs the Python package '{module}', which is not installed: "
+            f"{INSTALL_HINTS.get(module, f'pip install {module}')}"
+        )
 
 
 def resolve_gguf_file(spec: str) -> Path:
@@ -52,8 +54,10 @@ def resolve_gguf_file(spec: str) -> Path:
         locations = importlib.util.find_spec(package).submodule_search_locations or []
         path = next((Path(d) / inside for d in locations if (Path(d) / inside).is_file()), None)
         if path is None:
-            raise FileNotFoundError(f"model.gguf_file={spec}: the installed package '{package}' has no file "
-                                    f"'{inside}' (in {', '.join(locations) or 'no directory'})")
+            raise FileNotFoundError(
+                f"model.gguf_file={spec}: the installed package '{package}' has no file "
+                f"'{inside}' (in {', '.join(locations) or 'no directory'})"
+            )
         return path
     path = Path(spec).expanduser()
     if not path.is_file():
@@ -96,9 +100,17 @@ def import_gguf(spec: str, cache_root: Path | None = None) -> str:
         partial = cache_root / f"{target.name}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         write_plain_model(source, partial)
-        (partial / "gguf_source.json").write_text(json.dumps(
-            {"format": IMPORT_FORMAT, "gguf_file": str(source), "sha256": sha,
-             "import_seconds": round(time.perf_counter() - started, 1)}, indent=2))
+        (partial / "gguf_source.json").write_text(
+            json.dumps(
+                {
+                    "format": IMPORT_FORMAT,
+                    "gguf_file": str(source),
+                    "sha256": sha,
+                    "import_seconds": round(time.perf_counter() - started, 1),
+                },
+                indent=2,
+            )
+        )
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
         log.info("seed model M0: imported in %.0f s", time.perf_counter() - started)
@@ -122,8 +134,10 @@ def write_plain_model(source: Path, directory: Path) -> None:
     missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
     missing = [k for k in missing if not (k == "lm_head.weight" and plain.config.tie_word_embeddings)]
     if missing or unexpected:
-        raise ValueError(f"{source}: the GGUF import does not match its own architecture "
-                         f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise ValueError(
+            f"{source}: the GGUF import does not match its own architecture "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
     plain.tie_weights()
     plain.generation_config = loaded.generation_config
     plain.save_pretrained(directory, safe_serialization=True)

@@ -15,7 +15,9 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def looks_like_path(name_or_path: str) -> bool:
-    return name_or_path.startswith(("/", "./", "../", "~")) or os.sep in name_or_path and Path(name_or_path).parent.exists()
+    return name_or_path.startswith(("/", "./", "../", "~")) or (
+        os.sep in name_or_path and Path(name_or_path).parent.exists()
+    )
 
 
 def check_model_source(name_or_path: str) -> None:
@@ -39,8 +41,10 @@ def load_tokenizer(name_or_path: str | Path, padding_side: str = "right") -> Pre
     try:
         tokenizer = AutoTokenizer.from_pretrained(os.path.expanduser(str(name_or_path)))
     except OSError as e:
-        raise OSError(f"could not load a tokenizer from {name_or_path!r}: not a local directory, and the hub "
-                      f"could not provide it (offline?): {e}") from None
+        raise OSError(
+            f"could not load a tokenizer from {name_or_path!r}: not a local directory, and the hub "
+            f"could not provide it (offline?): {e}"
+        ) from None
     if tokenizer.pad_token_id is None:  # Llama tokenizers ship without one; padding is always masked
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = padding_side
@@ -54,6 +58,8 @@ def load_model(name_or_path: str | Path, dtype: str = "float32", device: str = "
     try:
         model = AutoModelForCausalLM.from_pretrained(os.path.expanduser(str(name_or_path)), dtype=DTYPES[dtype])
     except OSError as e:
-        raise OSError(f"could not load a model from {name_or_path!r}: not a local directory, and the hub "
-                      f"could not provide it (offline?): {e}") from None
+        raise OSError(
+            f"could not load a model from {name_or_path!r}: not a local directory, and the hub "
+            f"could not provide it (offline?): {e}"
+        ) from None
     return model.to(pick_device(device))

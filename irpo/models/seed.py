@@ -27,14 +27,17 @@ def check_seed_source(model_cfg) -> None:
     the first one set wins (so presets that size the tiny model, like experiment=smoke, leave others alone)."""
     if model_cfg.gguf_file is not None:
         if model_cfg.name_or_path is not None:
-            raise ValueError(f"model.gguf_file={model_cfg.gguf_file} and model.name_or_path="
-                             f"{model_cfg.name_or_path} are both set; M0 comes from one of them: unset the other")
+            raise ValueError(
+                f"model.gguf_file={model_cfg.gguf_file} and model.name_or_path="
+                f"{model_cfg.name_or_path} are both set; M0 comes from one of them: unset the other"
+            )
         check_gguf_source(model_cfg.gguf_file)
     elif model_cfg.name_or_path is not None:
         check_model_source(model_cfg.name_or_path)
     elif model_cfg.tiny is None:
-        raise ValueError("model.name_or_path is not set: give a local model directory, a hub id, or a GGUF file "
-                         "(model.gguf_file)")
+        raise ValueError(
+            "model.name_or_path is not set: give a local model directory, a hub id, or a GGUF file (model.gguf_file)"
+        )
 
 
 def prepare_seed_model(cfg, task) -> str:
@@ -48,11 +51,16 @@ def prepare_seed_model(cfg, task) -> str:
     spec = cfg.model.tiny
     seed_examples = task.seed_examples()
     if not seed_examples:
-        raise ValueError(f"model=tiny is made by SFT on gold solutions, and task '{task.name}' has none; "
-                         "pick a pretrained model (model=<name> or model.name_or_path=<dir>)")
+        raise ValueError(
+            f"model=tiny is made by SFT on gold solutions, and task '{task.name}' has none; "
+            "pick a pretrained model (model=<name> or model.name_or_path=<dir>)"
+        )
     # Keyed by the typed task config, so a changed task default is a new M0, never a stale one.
-    recipe = {"tiny": OmegaConf.to_container(spec, resolve=True), "task": dataclasses.asdict(task.cfg),
-              "dtype": cfg.model.dtype}
+    recipe = {
+        "tiny": OmegaConf.to_container(spec, resolve=True),
+        "task": dataclasses.asdict(task.cfg),
+        "dtype": cfg.model.dtype,
+    }
     recipe["tiny"].pop("cache_dir")
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
     cache_root = Path(spec.cache_dir).expanduser()
@@ -64,18 +72,28 @@ def prepare_seed_model(cfg, task) -> str:
         if (target / "train_summary.json").exists():
             log.info("seed model M0: reusing %s", target)
             return str(target)
-        log.info("seed model M0: building the tiny model and SFT-ing it on %d gold solutions -> %s",
-                 len(seed_examples), target)
+        log.info(
+            "seed model M0: building the tiny model and SFT-ing it on %d gold solutions -> %s",
+            len(seed_examples),
+            target,
+        )
         untrained = cache_root / f"{target.name}.untrained"
         shutil.rmtree(untrained, ignore_errors=True)
         save_untrained(spec, untrained, spec.init_seed)
         rows = [{"prompt": task.prompt(e), "chosen": e.gold_solution} for e in seed_examples]
-        sft = TrainerConfig(lr=spec.seed_sft_lr, batch_size=spec.seed_sft_batch_size,
-                            micro_batch_size=spec.seed_sft_batch_size, max_steps=spec.seed_sft_steps,
-                            epochs=1e9, warmup_steps=min(20, spec.seed_sft_steps // 10), lr_schedule=spec.seed_sft_schedule,
-                            device=cfg.trainer.device)
-        TorchTrainer(sft, cfg.model).train(untrained, rows, target, LossConfig(name="sft"), seed=spec.init_seed,
-                                           desc="seed SFT (M0)")
+        sft = TrainerConfig(
+            lr=spec.seed_sft_lr,
+            batch_size=spec.seed_sft_batch_size,
+            micro_batch_size=spec.seed_sft_batch_size,
+            max_steps=spec.seed_sft_steps,
+            epochs=1e9,
+            warmup_steps=min(20, spec.seed_sft_steps // 10),
+            lr_schedule=spec.seed_sft_schedule,
+            device=cfg.trainer.device,
+        )
+        TorchTrainer(sft, cfg.model).train(
+            untrained, rows, target, LossConfig(name="sft"), seed=spec.init_seed, desc="seed SFT (M0)"
+        )
         (target / "recipe.json").write_text(json.dumps(recipe, indent=2))
         shutil.rmtree(untrained, ignore_errors=True)
         return str(target)

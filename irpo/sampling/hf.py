@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -59,7 +59,7 @@ class AnswerLineDone(StoppingCriteria):
                 if at == -1:
                     done.append(False)
                     continue
-                self.after_marker[row] = (length, text[at + len(self.marker):])
+                self.after_marker[row] = (length, text[at + len(self.marker) :])
             begin, head = self.after_marker[row]
             if length - begin > self.answer_tokens:
                 done.append("\n" in text)
@@ -83,8 +83,9 @@ class HFSampler:
         self.model_cfg = model_cfg
         self.last_stats: dict = {}
 
-    def generate(self, model_dir: str | Path, prompts: list[str], request,
-                 desc: str = "sample") -> list[list[Completion]]:
+    def generate(
+        self, model_dir: str | Path, prompts: list[str], request, desc: str = "sample"
+    ) -> list[list[Completion]]:
         """Returns, for each prompt, `request.num_samples` completions (text after the prompt)."""
         return self.generate_each(model_dir, prompts, [request], [desc])[0]
 
@@ -93,17 +94,21 @@ class HFSampler:
         (results,) = self.generate_shards(model_dir, [PromptShard(0, prompts)], requests, descs)
         return results
 
-    def generate_shards(self, model_dir: str | Path, shards: list[PromptShard], requests: list,
-                        descs: list[str]) -> Iterator[list]:
+    def generate_shards(
+        self, model_dir: str | Path, shards: list[PromptShard], requests: list, descs: list[str]
+    ) -> Iterator[list]:
         """From a single load of the model, yields each shard's results (one per request) as soon as they are drawn."""
         tokenizer = load_tokenizer(model_dir)
         model = load_model(model_dir, self.model_cfg.dtype, str(pick_device(self.cfg.device)))
         for shard in shards:
-            yield [self.generate_with(model, tokenizer, shard.prompts, r, d, first_index=shard.first_index)
-                   for r, d in zip(requests, descs)]
+            yield [
+                self.generate_with(model, tokenizer, shard.prompts, r, d, first_index=shard.first_index)
+                for r, d in zip(requests, descs, strict=True)
+            ]
 
-    def generate_with(self, model, tokenizer, prompts: list[str], request, desc: str = "sample",
-                      first_index: int = 0) -> list[list[Completion]]:
+    def generate_with(
+        self, model, tokenizer, prompts: list[str], request, desc: str = "sample", first_index: int = 0
+    ) -> list[list[Completion]]:
         """The same, from a model already in memory (the trainer's checkpoint selection uses this).
         `first_index`: the index of prompts[0] among the stage's prompts (see PromptShard).
 
@@ -113,8 +118,9 @@ class HFSampler:
             return self._generate_with(model, tokenizer, prompts, request, desc, first_index)
 
     @torch.no_grad()
-    def _generate_with(self, model, tokenizer, prompts: list[str], request, desc: str,
-                       first_index: int) -> list[list[Completion]]:
+    def _generate_with(
+        self, model, tokenizer, prompts: list[str], request, desc: str, first_index: int
+    ) -> list[list[Completion]]:
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
@@ -127,12 +133,12 @@ class HFSampler:
         too_long = 0
         started = time.perf_counter()
         for start in tqdm(range(0, len(prompts), prompts_per_batch), desc=desc, unit="batch", leave=False):
-            batch_prompts = prompts[start:start + prompts_per_batch]
+            batch_prompts = prompts[start : start + prompts_per_batch]
             encoded = [encode_prompt(tokenizer, p) for p in batch_prompts]
             # A prompt that fills the context gets empty completions (no answer: a loser), not a crash.
             fits = [len(e) < self.model_cfg.max_length for e in encoded]
             too_long += fits.count(False)
-            encoded = [e if ok else e[:1] for e, ok in zip(encoded, fits)]
+            encoded = [e if ok else e[:1] for e, ok in zip(encoded, fits, strict=True)]
             width = max(map(len, encoded))
             input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(e)) + e for e in encoded], device=device)
             attention_mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=device)
@@ -141,8 +147,11 @@ class HFSampler:
             # shards). Where shard_prompts is not a multiple of the batch, the two part-batches around a shard's
             # end share a seed (different prompts, so no sample repeats).
             torch.manual_seed(request.seed * 1_000_003 + (first_index + start) // prompts_per_batch)
-            stopping = StoppingCriteriaList([AnswerLineDone(tokenizer, width, request.stop_after)]) \
-                if request.stop_after else None
+            stopping = (
+                StoppingCriteriaList([AnswerLineDone(tokenizer, width, request.stop_after)])
+                if request.stop_after
+                else None
+            )
             output = model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
@@ -160,17 +169,28 @@ class HFSampler:
             generated = output[:, width:]
             new_tokens += int((generated != tokenizer.pad_token_id).sum())
             texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
-            rows = [Completion(text, not ended_by_model(text, ids, end_ids, request.stop_after, request.stop))
-                    for text, ids in zip(texts, generated.tolist())]
+            rows = [
+                Completion(text, not ended_by_model(text, ids, end_ids, request.stop_after, request.stop))
+                for text, ids in zip(texts, generated.tolist(), strict=True)
+            ]
             # A prompt that did not fit has no room to answer: its empty samples count as cut off.
-            completions.extend(rows[i * n:(i + 1) * n] if fits[i] else [Completion("", True)] * n
-                               for i in range(len(batch_prompts)))
+            completions.extend(
+                rows[i * n : (i + 1) * n] if fits[i] else [Completion("", True)] * n for i in range(len(batch_prompts))
+            )
         model.train(was_training)
         seconds = time.perf_counter() - started
         if too_long:
-            log.warning("%d prompts are longer than model.max_length=%d tokens; their samples are empty",
-                        too_long, self.model_cfg.max_length)
-        self.last_stats = {"sequences": len(prompts) * n, "prompts_too_long": too_long, "new_tokens": new_tokens,
-                           "truncated": sum(c.truncated for row in completions for c in row),
-                           "seconds": round(seconds, 2), "tokens_per_s": round(new_tokens / max(seconds, 1e-9), 1)}
+            log.warning(
+                "%d prompts are longer than model.max_length=%d tokens; their samples are empty",
+                too_long,
+                self.model_cfg.max_length,
+            )
+        self.last_stats = {
+            "sequences": len(prompts) * n,
+            "prompts_too_long": too_long,
+            "new_tokens": new_tokens,
+            "truncated": sum(c.truncated for row in completions for c in row),
+            "seconds": round(seconds, 2),
+            "tokens_per_s": round(new_tokens / max(seconds, 1e-9), 1),
+        }
         return completions

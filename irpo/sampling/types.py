@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -15,7 +15,7 @@ class SamplingRequest:
     top_p: float
     max_new_tokens: int
     seed: int
-    stop_after: Optional[str] = "Final answer:"  # hf: stop at the end of the line holding this text
+    stop_after: str | None = "Final answer:"  # hf: stop at the end of the line holding this text
     stop: tuple[str, ...] = ()  # stop at any of these strings (kept in the output), every backend
 
 

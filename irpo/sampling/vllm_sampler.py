@@ -16,8 +16,8 @@ import shutil
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from irpo.child import StageProcessError, run_child
 from irpo.models.loading import load_tokenizer
@@ -72,9 +72,15 @@ def completions_from_worker(result: dict, requests: list, fits: list[bool]) -> l
     """
     results = []
     for request, texts, cut in zip(requests, result["completions"], result["truncated"], strict=True):
-        by_prompt = iter([[Completion(t, c and not (request.stop_after and answer_line_finished(t, request.stop_after)))
-                           for t, c in zip(row_texts, row_cut, strict=True)]
-                          for row_texts, row_cut in zip(texts, cut, strict=True)])
+        by_prompt = iter(
+            [
+                [
+                    Completion(t, c and not (request.stop_after and answer_line_finished(t, request.stop_after)))
+                    for t, c in zip(row_texts, row_cut, strict=True)
+                ]
+                for row_texts, row_cut in zip(texts, cut, strict=True)
+            ]
+        )
         # A prompt that did not fit has no room to answer: its empty samples count as cut off.
         results.append([next(by_prompt) if ok else [Completion("", True)] * request.num_samples for ok in fits])
     return results
@@ -104,19 +110,29 @@ class VLLMSampler:
             token_ids = [encode_prompt(tokenizer, p) for p in shard.prompts]
             fits = [len(ids) < max_len for ids in token_ids]
             kept = [i for i, ok in enumerate(fits) if ok]
-            spec_shards.append({
-                "prompt_token_ids": [token_ids[i] for i in kept],
-                "requests": [{"desc": desc, "params": [sampling_args(r, shard.first_index + i, len(token_ids[i]),
-                                                                     max_len) for i in kept]}
-                             for r, desc in zip(requests, descs)]})
+            spec_shards.append(
+                {
+                    "prompt_token_ids": [token_ids[i] for i in kept],
+                    "requests": [
+                        {
+                            "desc": desc,
+                            "params": [
+                                sampling_args(r, shard.first_index + i, len(token_ids[i]), max_len) for i in kept
+                            ],
+                        }
+                        for r, desc in zip(requests, descs, strict=True)
+                    ],
+                }
+            )
             shard_fits.append(fits)
         too_long = sum(fits.count(False) for fits in shard_fits)
         if too_long:
             log.warning("%d prompts are longer than %d tokens; their samples are empty", too_long, max_len)
         work = Path(tempfile.mkdtemp(prefix="irpo-vllm-"))  # kept if the child fails: its log is in there
         spec_path, out_dir = work / "spec.json", work / "out"
-        spec_path.write_text(json.dumps({"engine": engine_args(self.cfg, self.model_cfg, model_dir),
-                                         "shards": spec_shards}))
+        spec_path.write_text(
+            json.dumps({"engine": engine_args(self.cfg, self.model_cfg, model_dir), "shards": spec_shards})
+        )
         worker = _WorkerThread(self.cfg, spec_path, out_dir, work / "vllm.log", what=f"vLLM sampler ({descs[0]})")
         worker.start()
         for number, fits in enumerate(shard_fits):
@@ -127,13 +143,17 @@ class VLLMSampler:
 
     def _shard_results(self, result: dict, requests: list, fits: list[bool]) -> list:
         results = completions_from_worker(result, requests, fits)
-        self.last_stats = {**result["stats"][0], "prompts_too_long": fits.count(False),
-                           "truncated": sum(c.truncated for row in results[0] for c in row),
-                           "engine_start_seconds": result["engine_start_seconds"]}
+        self.last_stats = {
+            **result["stats"][0],
+            "prompts_too_long": fits.count(False),
+            "truncated": sum(c.truncated for row in results[0] for c in row),
+            "engine_start_seconds": result["engine_start_seconds"],
+        }
         return results
 
-    def generate_with(self, model, tokenizer, prompts: list[str], request,
-                      desc: str = "sample") -> list[list[Completion]]:
+    def generate_with(
+        self, model, tokenizer, prompts: list[str], request, desc: str = "sample"
+    ) -> list[list[Completion]]:
         """Scoring a model still in the trainer's memory (checkpoint selection) uses transformers' generate."""
         from irpo.sampling.hf import HFSampler
 

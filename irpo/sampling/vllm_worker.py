@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 
 def main(spec_path: str, out_dir: str) -> None:
@@ -20,7 +21,7 @@ def main(spec_path: str, out_dir: str) -> None:
     sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
     from vllm import LLM, SamplingParams
 
-    spec = json.loads(open(spec_path).read())
+    spec = json.loads(Path(spec_path).read_text())
     engine = spec["engine"]
     if engine.get("enable_chunked_prefill") is None:
         import torch
@@ -46,12 +47,25 @@ def main(spec_path: str, out_dir: str) -> None:
             # "length": vLLM stopped the sample at max_tokens (or the context's end), not the model.
             truncated.append([[choice.finish_reason == "length" for choice in out.outputs] for out in outputs])
             new_tokens = sum(len(choice.token_ids) for out in outputs for choice in out.outputs)
-            stats.append({"sequences": sum(len(out.outputs) for out in outputs), "new_tokens": new_tokens,
-                          "seconds": round(seconds, 2), "tokens_per_s": round(new_tokens / max(seconds, 1e-9), 1)})
+            stats.append(
+                {
+                    "sequences": sum(len(out.outputs) for out in outputs),
+                    "new_tokens": new_tokens,
+                    "seconds": round(seconds, 2),
+                    "tokens_per_s": round(new_tokens / max(seconds, 1e-9), 1),
+                }
+            )
         out_path = os.path.join(out_dir, f"{number:05d}.json")
         with open(out_path + ".tmp", "w") as f:  # the engine started once: its seconds go with the first shard
-            json.dump({"completions": completions, "truncated": truncated, "stats": stats,
-                       "engine_start_seconds": round(engine_seconds, 1) if number == 0 else 0.0}, f)
+            json.dump(
+                {
+                    "completions": completions,
+                    "truncated": truncated,
+                    "stats": stats,
+                    "engine_start_seconds": round(engine_seconds, 1) if number == 0 else 0.0,
+                },
+                f,
+            )
         os.replace(out_path + ".tmp", out_path)
 
 

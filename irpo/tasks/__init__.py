@@ -8,9 +8,9 @@ from typing import Any
 from irpo.registry import Registry
 from irpo.tasks.arc import ARCTask, ARCTaskConfig
 from irpo.tasks.arithmetic import ArithmeticTask, ArithmeticTaskConfig
+from irpo.tasks.base import Example, Splits, Task
 from irpo.tasks.gsm8k import GSM8KTask, GSM8KTaskConfig
 from irpo.tasks.math import MATHTask, MATHTaskConfig
-from irpo.tasks.base import Example, Splits, Task
 
 
 @dataclass(frozen=True)
@@ -33,4 +33,4 @@ def build_task(task_cfg: Any) -> Task:
     return TASKS.get(typed.name).task_class(typed)
 
 
-__all__ = ["TASKS", "build_task", "Example", "Splits", "Task"]
+__all__ = ["TASKS", "Example", "Splits", "Task", "build_task"]

@@ -12,7 +12,6 @@ import string
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from irpo.tasks.base import Example, Splits, Task, extract_after_final_answer
 from irpo.tasks.data import load_hub_split, read_rows, require_fields
@@ -20,22 +19,24 @@ from irpo.tasks.data import load_hub_split, read_rows, require_fields
 log = logging.getLogger(__name__)
 
 # Appendix B.1, word for word.
-INSTRUCTION = ("Your task is to answer the question below. Give step by step reasoning before you answer, and "
-               "when you're ready to answer, conclude using the format \"Final answer: (insert letter here)\"\n")
+INSTRUCTION = (
+    "Your task is to answer the question below. Give step by step reasoning before you answer, and "
+    'when you\'re ready to answer, conclude using the format "Final answer: (insert letter here)"\n'
+)
 LETTERS = string.ascii_uppercase
 
 
 @dataclass
 class ARCTaskConfig:
     name: str = "arc_challenge"
-    data_dir: Optional[str] = None  # holds ARC-Challenge/ and ARC-Easy/ with *-{Train,Dev,Test}.jsonl
+    data_dir: str | None = None  # holds ARC-Challenge/ and ARC-Easy/ with *-{Train,Dev,Test}.jsonl
     hub_id: str = "allenai/ai2_arc"
     instruction: str = INSTRUCTION
     train_on_easy: bool = True  # the paper trains on Easy + Challenge train
-    max_train: Optional[int] = None
+    max_train: int | None = None
 
 
-def letter_key(choices: list[dict], answer_key: str) -> Optional[str]:
+def letter_key(choices: list[dict], answer_key: str) -> str | None:
     """The letter under which the answer is shown: answer keys ("C" or "3") map through the choice labels."""
     labels = [str(c["label"]).strip() for c in choices]
     key = str(answer_key).strip()
@@ -44,8 +45,11 @@ def letter_key(choices: list[dict], answer_key: str) -> Optional[str]:
 
 # How models write one option letter: "(B)", "B", "b)", "[B]", "B." or "B: text", after an optional
 # "the answer is" / "option"; markdown and \boxed{} are taken off first.
-_LEAD_IN = re.compile(r"^(?:the\s+)?(?:correct\s+|final\s+|best\s+|right\s+)?(?:answer|option|choice|letter)"
-                      r"(?:\s+is)?\s*[:\-]?\s*", re.IGNORECASE)
+_LEAD_IN = re.compile(
+    r"^(?:the\s+)?(?:correct\s+|final\s+|best\s+|right\s+)?(?:answer|option|choice|letter)"
+    r"(?:\s+is)?\s*[:\-]?\s*",
+    re.IGNORECASE,
+)
 _WRAPPED_LETTER = re.compile(r"^[(\[{]\s*([A-Za-z])\s*[)\]}]")
 # A bare letter must end the answer or be followed by ")", ".", ":", "," or a dash: "A plant" is the
 # article, not option A.
@@ -58,8 +62,11 @@ _OTHER_BARE = re.compile(r"(?<![\w'])([A-Z])(?![\w'])(?!\s+[a-z])")
 # A letter taken back or doubted right after it: "(A) is wrong", "(A)?", "(A) (I am not sure)", "A - no wait".
 # Only the first clause after the letter counts, so an explanation ("(B) because it is not ...") stays.
 _FIRST_CLAUSE = re.compile(r"\bbecause\b|\bsince\b|\bas\b|[.;:!]\s")
-_DOUBT = re.compile(r"\?|\b(?:wrong|incorrect|not|no|false|maybe|perhaps|possibly|probably|unsure|guess|unlikely|"
-                    r"or|wait)\b|n't\b", re.IGNORECASE)
+_DOUBT = re.compile(
+    r"\?|\b(?:wrong|incorrect|not|no|false|maybe|perhaps|possibly|probably|unsure|guess|unlikely|"
+    r"or|wait)\b|n't\b",
+    re.IGNORECASE,
+)
 
 
 def _plain(text: str) -> str:
@@ -73,7 +80,7 @@ def _words(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
-def read_letter(answer: str, options: list[tuple[str, str]]) -> Optional[str]:
+def read_letter(answer: str, options: list[tuple[str, str]]) -> str | None:
     """The one option letter an answer names (upper case), or None when it names none or several.
 
     Several: another option letter in letter form after the first ("A or B", "(A), (C)"), or a first
@@ -83,7 +90,7 @@ def read_letter(answer: str, options: list[tuple[str, str]]) -> Optional[str]:
     match = _WRAPPED_LETTER.match(text) or _BARE_LETTER.match(text)
     if not match:
         return None
-    letter, tail = match.group(1).upper(), text[match.end():]
+    letter, tail = match.group(1).upper(), text[match.end() :]
     stated, texts = _words(tail), dict(options)
     if stated and stated == _words(texts.get(letter, "")):  # "(C) A and B": the option's own text
         return letter
@@ -113,8 +120,13 @@ class ARCTask(Task):
         # The hub stores choices as {"text": [...], "label": [...]}; the release files as a list of dicts.
         for _, row in rows:
             if isinstance(row.get("choices"), dict):
-                row["question"] = {"stem": row["question"], "choices": [
-                    {"text": t, "label": lab} for t, lab in zip(row["choices"]["text"], row["choices"]["label"])]}
+                row["question"] = {
+                    "stem": row["question"],
+                    "choices": [
+                        {"text": t, "label": lab}
+                        for t, lab in zip(row["choices"]["text"], row["choices"]["label"], strict=True)
+                    ],
+                }
                 row["answerKey"] = row.get("answerKey")
         return [(f"{self.cfg.hub_id}/{subset}[{hub_split}]", n, row) for n, row in rows]
 
@@ -129,12 +141,20 @@ class ARCTask(Task):
             gold = letter_key(choices, row["answerKey"])
             if gold is None:
                 skipped["answer_key_not_a_choice"] += 1
-                log.warning("%s:%d: answer key %r is not among the choice labels; row skipped", source, line,
-                            row["answerKey"])
+                log.warning(
+                    "%s:%d: answer key %r is not among the choice labels; row skipped", source, line, row["answerKey"]
+                )
                 continue
             options = [(LETTERS[i], str(c["text"]).strip()) for i, c in enumerate(choices)]
-            examples.append(Example(id=str(row.get("id") or f"{subset}-{split}-{line}"), question=question["stem"],
-                                    gold_answer=gold, gold_solution=None, meta={"options": options}))
+            examples.append(
+                Example(
+                    id=str(row.get("id") or f"{subset}-{split}-{line}"),
+                    question=question["stem"],
+                    gold_answer=gold,
+                    gold_solution=None,
+                    meta={"options": options},
+                )
+            )
         return examples
 
     def load_splits(self) -> Splits:
@@ -142,17 +162,21 @@ class ARCTask(Task):
         train = self._examples("ARC-Challenge", "Train", skipped)
         if self.cfg.train_on_easy:
             train += self._examples("ARC-Easy", "Train", skipped)
-        return Splits(train=train[: self.cfg.max_train], valid=self._examples("ARC-Challenge", "Dev", skipped),
-                      test=self._examples("ARC-Challenge", "Test", skipped), skipped=dict(skipped))
+        return Splits(
+            train=train[: self.cfg.max_train],
+            valid=self._examples("ARC-Challenge", "Dev", skipped),
+            test=self._examples("ARC-Challenge", "Test", skipped),
+            skipped=dict(skipped),
+        )
 
     def prompt_body(self, example: Example) -> str:
         options = "\n".join(f"({letter}) {text}" for letter, text in example.meta["options"])
         return f"Question: {example.question}\n{options}\nSolution:"
 
-    def extract_answer(self, example: Example, completion: str) -> Optional[str]:
+    def extract_answer(self, example: Example, completion: str) -> str | None:
         final = extract_after_final_answer(completion)
         return read_letter(final, example.meta["options"]) if final is not None else None
 
-    def is_correct(self, example: Example, answer: Optional[str]) -> bool:
+    def is_correct(self, example: Example, answer: str | None) -> bool:
         labels = {letter for letter, _ in example.meta["options"]}
         return answer is not None and answer in labels and answer == example.gold_answer

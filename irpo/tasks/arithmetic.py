@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Optional
 
 from irpo.tasks.base import FINAL_ANSWER, Example, Splits, Task, extract_after_final_answer
 from irpo.tasks.numbers import NumericAnswers
@@ -59,14 +58,22 @@ def make_problem(rng: random.Random, cfg: ArithmeticTaskConfig) -> tuple[str, li
         op = rng.choice(ops)
         if op == "add":
             amount = rng.randint(1, min(cfg.max_operand, cfg.max_value - value))
-            sentences.append(rng.choice([f"{name} buys {amount} more.", f"{name} finds {amount} more.",
-                                         f"{other} gives {name} {amount} more."]))
+            sentences.append(
+                rng.choice(
+                    [
+                        f"{name} buys {amount} more.",
+                        f"{name} finds {amount} more.",
+                        f"{other} gives {name} {amount} more.",
+                    ]
+                )
+            )
             lines.append(f"{value} + {amount} = {value + amount}")
             value += amount
         elif op == "sub":
             amount = rng.randint(1, min(cfg.max_operand, value))
-            sentences.append(rng.choice([f"{name} gives {amount} to {other}.", f"{name} loses {amount}.",
-                                         f"{name} sells {amount}."]))
+            sentences.append(
+                rng.choice([f"{name} gives {amount} to {other}.", f"{name} loses {amount}.", f"{name} sells {amount}."])
+            )
             lines.append(f"{value} - {amount} = {value - amount}")
             value -= amount
         else:
@@ -79,7 +86,7 @@ def make_problem(rng: random.Random, cfg: ArithmeticTaskConfig) -> tuple[str, li
 
 
 def format_solution(lines: list[str], answer: str) -> str:
-    return " " + "\n".join(lines + [f"{FINAL_ANSWER} {answer}"])
+    return " " + "\n".join([*lines, f"{FINAL_ANSWER} {answer}"])
 
 
 class ArithmeticTask(NumericAnswers, Task):
@@ -87,7 +94,7 @@ class ArithmeticTask(NumericAnswers, Task):
 
     def __init__(self, cfg: ArithmeticTaskConfig):
         super().__init__(cfg)
-        self._splits: Optional[Splits] = None
+        self._splits: Splits | None = None
         self._seed_pool: list[Example] = []
 
     def _generate(self) -> None:
@@ -102,14 +109,22 @@ class ArithmeticTask(NumericAnswers, Task):
             while len(made[split]) < size:
                 attempts += 1
                 if attempts > 50 * size + 1000:
-                    raise ValueError(f"task.arithmetic: cannot make {size} distinct {split} problems with these "
-                                     "knobs; raise max_operand/max_steps or ask for fewer problems")
+                    raise ValueError(
+                        f"task.arithmetic: cannot make {size} distinct {split} problems with these "
+                        "knobs; raise max_operand/max_steps or ask for fewer problems"
+                    )
                 question, lines, answer = make_problem(rng, cfg)
                 if question in seen:
                     continue
                 seen.add(question)
-                made[split].append(Example(id=f"{split}-{len(made[split])}", question=question,
-                                           gold_answer=str(answer), gold_solution=format_solution(lines, str(answer))))
+                made[split].append(
+                    Example(
+                        id=f"{split}-{len(made[split])}",
+                        question=question,
+                        gold_answer=str(answer),
+                        gold_solution=format_solution(lines, str(answer)),
+                    )
+                )
         self._splits = Splits(train=made["train"], valid=made["valid"], test=made["test"])
         self._seed_pool = made["seed"]
 
@@ -123,5 +138,5 @@ class ArithmeticTask(NumericAnswers, Task):
             self._generate()
         return self._seed_pool
 
-    def extract_answer(self, example: Example, completion: str) -> Optional[str]:
+    def extract_answer(self, example: Example, completion: str) -> str | None:
         return extract_after_final_answer(completion)

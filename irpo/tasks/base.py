@@ -6,7 +6,7 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 FINAL_ANSWER = "Final answer:"
 _FINAL_ANSWER_RE = re.compile(r"final answer\s*:", re.IGNORECASE)
@@ -18,7 +18,7 @@ class Example:
     question: str
     gold_answer: str
     # Chain of thought in the prompt's answer format (ends with "Final answer: ..."), or None.
-    gold_solution: Optional[str] = None
+    gold_solution: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -35,8 +35,10 @@ class Splits:
         counts = Counter(e.id for e in self.train + self.valid + self.test)
         repeated = sorted(qid for qid, count in counts.items() if count > 1)
         if repeated:
-            raise ValueError(f"{len(repeated)} question ids occur more than once across the splits "
-                             f"(e.g. {', '.join(repeated[:3])}); each question needs its own id")
+            raise ValueError(
+                f"{len(repeated)} question ids occur more than once across the splits "
+                f"(e.g. {', '.join(repeated[:3])}); each question needs its own id"
+            )
 
     def get(self, name: str) -> list[Example]:
         if name not in ("train", "valid", "test"):
@@ -57,7 +59,7 @@ def _answer_line_span(text: str, marker: re.Match) -> tuple[int, int]:
     non-empty line ("Final answer:\n40")."""
     end = text.find("\n", marker.end())
     end = len(text) if end == -1 else end
-    if text[marker.end():end].strip() or end == len(text):
+    if text[marker.end() : end].strip() or end == len(text):
         return marker.end(), end
     following = re.search(r"[^\s][^\n]*", text[end:])
     if not following or following.group().lower().startswith("question:"):  # a new question is no answer
@@ -65,7 +67,7 @@ def _answer_line_span(text: str, marker: re.Match) -> tuple[int, int]:
     return end + following.start(), end + following.end()
 
 
-def extract_after_final_answer(text: str) -> Optional[str]:
+def extract_after_final_answer(text: str) -> str | None:
     """The answer after the last "Final answer:" (its line, or the next non-empty one), or None if absent/empty."""
     matches = list(_FINAL_ANSWER_RE.finditer(text))
     if not matches:
@@ -79,7 +81,7 @@ def cut_after_answer_line(completion: str) -> str:
     match = _FINAL_ANSWER_RE.search(completion)
     if not match:
         return completion
-    return completion[:_answer_line_span(completion, match)[1]]
+    return completion[: _answer_line_span(completion, match)[1]]
 
 
 class Task:
@@ -107,10 +109,10 @@ class Task:
     def prompt(self, example: Example) -> str:
         return self.instruction + self.prompt_body(example)
 
-    def extract_answer(self, example: Example, completion: str) -> Optional[str]:
+    def extract_answer(self, example: Example, completion: str) -> str | None:
         raise NotImplementedError
 
-    def is_correct(self, example: Example, answer: Optional[str]) -> bool:
+    def is_correct(self, example: Example, answer: str | None) -> bool:
         raise NotImplementedError
 
     def canonical(self, answer: str) -> str:
@@ -121,11 +123,11 @@ class Task:
         """The part of a raw sample that counts as the response (everything up to the answer line)."""
         return cut_after_answer_line(completion)
 
-    def reward(self, example: Example, completion: str) -> tuple[Optional[str], float]:
+    def reward(self, example: Example, completion: str) -> tuple[str | None, float]:
         answer = self.extract_answer(example, completion)
         return answer, float(answer is not None and self.is_correct(example, answer))
 
-    def majority_vote(self, example: Example, completions: list[str]) -> Optional[str]:
+    def majority_vote(self, example: Example, completions: list[str]) -> str | None:
         """The most common extracted answer (ties go to the one seen first); None if none extracted."""
         answers = [a for a in (self.extract_answer(example, c) for c in completions) if a is not None]
         if not answers:

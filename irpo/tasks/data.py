@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 
 def read_rows(path: Path) -> list[tuple[int, dict]]:
@@ -34,12 +33,14 @@ def require_fields(row: dict, fields: tuple[str, ...], where: str) -> None:
         raise ValueError(f"{where}: row lacks field(s) {', '.join(missing)}")
 
 
-def load_hub_split(hub_id: str, config: Optional[str], split: str) -> list[tuple[int, dict]]:
+def load_hub_split(hub_id: str, config: str | None, split: str) -> list[tuple[int, dict]]:
     """Rows of a hub dataset split, numbered like file lines; needs `pip install irpo[hub]` and a network."""
     try:
         import datasets
     except ImportError:
-        raise ImportError(f"loading {hub_id} from the hub needs the `datasets` package (pip install -e '.[hub]'); "
-                          "or set task.data_dir to a local copy of the official files") from None
+        raise ImportError(
+            f"loading {hub_id} from the hub needs the `datasets` package (pip install -e '.[hub]'); "
+            "or set task.data_dir to a local copy of the official files"
+        ) from None
     data = datasets.load_dataset(hub_id, config, split=split)
     return [(i + 1, dict(row)) for i, row in enumerate(data)]

@@ -7,7 +7,6 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from irpo.tasks.base import FINAL_ANSWER, Example, Splits, Task, extract_after_final_answer, hold_out
 from irpo.tasks.data import load_hub_split, read_rows, require_fields
@@ -15,20 +14,22 @@ from irpo.tasks.numbers import NumericAnswers, format_number, last_number, state
 
 log = logging.getLogger(__name__)
 
-INSTRUCTION = ("Your task is to answer the question below. Give step by step reasoning before you answer, and "
-               "when you're ready to answer, please use the format \"Final answer: ...\"\n")
+INSTRUCTION = (
+    "Your task is to answer the question below. Give step by step reasoning before you answer, and "
+    'when you\'re ready to answer, please use the format "Final answer: ..."\n'
+)
 
 
 @dataclass
 class GSM8KTaskConfig:
     name: str = "gsm8k"
-    data_dir: Optional[str] = None  # holds train.jsonl and test.jsonl; null loads `hub_id` through `datasets`
+    data_dir: str | None = None  # holds train.jsonl and test.jsonl; null loads `hub_id` through `datasets`
     hub_id: str = "openai/gsm8k"
     instruction: str = INSTRUCTION
     num_valid: int = 1000  # held out of train (seeded) for checkpoint selection
     valid_seed: int = 0
     answer_fallback_last_number: bool = False  # use a sample's last number when it has no "Final answer:"
-    max_train: Optional[int] = None  # first n training questions (after the held-out split); null = all
+    max_train: int | None = None  # first n training questions (after the held-out split); null = all
 
 
 _CALCULATOR = re.compile(r"<<[^>]*>>")
@@ -63,8 +64,11 @@ class GSM8KTask(NumericAnswers, Task):
                 log.warning("%s:%d: no usable '#### N' gold answer; row skipped", source, line)
                 continue
             solution, final = gold_solution(row["answer"])
-            examples.append(Example(id=f"{split}-{line}", question=row["question"].strip(), gold_answer=final,
-                                    gold_solution=solution))
+            examples.append(
+                Example(
+                    id=f"{split}-{line}", question=row["question"].strip(), gold_answer=final, gold_solution=solution
+                )
+            )
         return examples
 
     def load_splits(self) -> Splits:
@@ -74,7 +78,7 @@ class GSM8KTask(NumericAnswers, Task):
         train, valid = hold_out(train, self.cfg.num_valid, self.cfg.valid_seed)
         return Splits(train=train[: self.cfg.max_train], valid=valid, test=test, skipped=dict(skipped))
 
-    def extract_answer(self, example: Example, completion: str) -> Optional[str]:
+    def extract_answer(self, example: Example, completion: str) -> str | None:
         answer = extract_after_final_answer(completion)
         if answer is None and self.cfg.answer_fallback_last_number:
             value = last_number(completion)

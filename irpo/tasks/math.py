@@ -15,7 +15,6 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from irpo.tasks.base import FINAL_ANSWER, Example, Splits, Task, extract_after_final_answer, hold_out
 from irpo.tasks.data import load_hub_split, read_rows, require_fields
@@ -23,35 +22,51 @@ from irpo.tasks.data import load_hub_split, read_rows, require_fields
 log = logging.getLogger(__name__)
 
 # Appendix B.1, word for word.
-INSTRUCTION = ("Your task is to answer the last question below. Give step by step reasoning before you answer, and "
-               "when you're ready to answer, please wrap your answer in \\boxed, and conclude using the format "
-               "\"Final answer: ...\"\n")
-HUB_SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra", "number_theory",
-                "prealgebra", "precalculus")
+INSTRUCTION = (
+    "Your task is to answer the last question below. Give step by step reasoning before you answer, and "
+    "when you're ready to answer, please wrap your answer in \\boxed, and conclude using the format "
+    '"Final answer: ..."\n'
+)
+HUB_SUBJECTS = (
+    "algebra",
+    "counting_and_probability",
+    "geometry",
+    "intermediate_algebra",
+    "number_theory",
+    "prealgebra",
+    "precalculus",
+)
 RELEASE_SIZES = {"train": 7500, "test": 5000, "math500_test": 500}
 # Fingerprints (see `fingerprint`) of the default in-context examples' problems, to find them in a copy
 # whose rows carry no unique_id (the hub's).
-FEWSHOT_FINGERPRINTS = {"train/algebra/2781.json": "0f4d16349c0ca3da",
-                        "train/number_theory/436.json": "99ab4e44d93849ac",
-                        "train/precalculus/376.json": "6685eff732ee0928",
-                        "train/intermediate_algebra/764.json": "59875322d8146ec7"}
+FEWSHOT_FINGERPRINTS = {
+    "train/algebra/2781.json": "0f4d16349c0ca3da",
+    "train/number_theory/436.json": "99ab4e44d93849ac",
+    "train/precalculus/376.json": "6685eff732ee0928",
+    "train/intermediate_algebra/764.json": "59875322d8146ec7",
+}
 
 
 @dataclass
 class MATHTaskConfig:
     name: str = "math"
-    data_dir: Optional[str] = None  # holds train.jsonl, test.jsonl (and math500_test.jsonl); null uses the hub
+    data_dir: str | None = None  # holds train.jsonl, test.jsonl (and math500_test.jsonl); null uses the hub
     hub_id: str = "EleutherAI/hendrycks_math"  # one config per subject (HUB_SUBJECTS), splits train and test
     math500_hub_id: str = "HuggingFaceH4/MATH-500"  # test_set=math500 without data_dir
     instruction: str = INSTRUCTION
     test_set: str = "test"  # test (5000) | math500
     # Four training problems shown before every question (and kept out of training).
-    fewshot_ids: list[str] = field(default_factory=lambda: [
-        "train/algebra/2781.json", "train/number_theory/436.json", "train/precalculus/376.json",
-        "train/intermediate_algebra/764.json"])
+    fewshot_ids: list[str] = field(
+        default_factory=lambda: [
+            "train/algebra/2781.json",
+            "train/number_theory/436.json",
+            "train/precalculus/376.json",
+            "train/intermediate_algebra/764.json",
+        ]
+    )
     num_valid: int = 1000
     valid_seed: int = 0
-    max_train: Optional[int] = None
+    max_train: int | None = None
     verify_timeout_s: int = 5  # per equivalence check, so a pathological expression cannot hang a run
 
     def __post_init__(self):
@@ -72,7 +87,7 @@ def all_boxed(text: str) -> list[str]:
             for j in range(i, len(text)):
                 depth += {"{": 1, "}": -1}.get(text[j], 0)
                 if depth == 0:
-                    content = text[i + 1:j].strip()
+                    content = text[i + 1 : j].strip()
                     found.append(last_boxed(content) or content)
                     end = j
                     break
@@ -83,7 +98,7 @@ def all_boxed(text: str) -> list[str]:
     return found
 
 
-def last_boxed(text: str) -> Optional[str]:
+def last_boxed(text: str) -> str | None:
     """Content of the last well-formed \\boxed{...} (see `all_boxed`), or None."""
     boxed = all_boxed(text)
     return boxed[-1] if boxed else None
@@ -116,17 +131,23 @@ class MATHTask(Task):
             path = Path(self.cfg.data_dir).expanduser() / f"{split}.jsonl"
             return [(str(path), n, row) for n, row in read_rows(path)]
         if split == "math500_test":
-            rows = [(f"{self.cfg.math500_hub_id}[test]", n, row)
-                    for n, row in load_hub_split(self.cfg.math500_hub_id, None, "test")]
+            rows = [
+                (f"{self.cfg.math500_hub_id}[test]", n, row)
+                for n, row in load_hub_split(self.cfg.math500_hub_id, None, "test")
+            ]
         else:
             rows = []
             for subject in HUB_SUBJECTS:
-                rows += [(f"{self.cfg.hub_id}/{subject}[{split}]", n, {**row, "subject_dir": subject})
-                         for n, row in load_hub_split(self.cfg.hub_id, subject, split)]
+                rows += [
+                    (f"{self.cfg.hub_id}/{subject}[{split}]", n, {**row, "subject_dir": subject})
+                    for n, row in load_hub_split(self.cfg.hub_id, subject, split)
+                ]
         if len(rows) != RELEASE_SIZES[split]:
-            raise ValueError(f"the hub copy of MATH has {len(rows)} {split} rows, the release {RELEASE_SIZES[split]}: "
-                             f"{self.cfg.math500_hub_id if split == 'math500_test' else self.cfg.hub_id} is not the "
-                             "release's split; set task.data_dir to the release files")
+            raise ValueError(
+                f"the hub copy of MATH has {len(rows)} {split} rows, the release {RELEASE_SIZES[split]}: "
+                f"{self.cfg.math500_hub_id if split == 'math500_test' else self.cfg.hub_id} is not the "
+                "release's split; set task.data_dir to the release files"
+            )
         return rows
 
     def _examples(self, split: str, skipped: Counter) -> list[Example]:
@@ -141,13 +162,22 @@ class MATHTask(Task):
                 continue
             # The release's own ids; rows without one (the hub's) are named by subject and fingerprint (of the
             # solution too: the release has two train rows with one problem and different solutions).
-            fallback = (f"{split}/{row['subject_dir']}/{fingerprint(row['problem'])}-"
-                        f"{fingerprint(row['solution'])[:8]}" if row.get("subject_dir") else f"{split}-{line}")
+            fallback = (
+                f"{split}/{row['subject_dir']}/{fingerprint(row['problem'])}-{fingerprint(row['solution'])[:8]}"
+                if row.get("subject_dir")
+                else f"{split}-{line}"
+            )
             # Appendix B.1's in-context format: "Solution: [solution] Final answer: [answer]".
             solution = f" {row['solution'].strip()}\n{FINAL_ANSWER} {answer}"
-            examples.append(Example(id=row.get("unique_id") or fallback, question=row["problem"].strip(),
-                                    gold_answer=answer, gold_solution=solution,
-                                    meta={"level": row.get("level"), "type": row.get("type") or row.get("subject")}))
+            examples.append(
+                Example(
+                    id=row.get("unique_id") or fallback,
+                    question=row["problem"].strip(),
+                    gold_answer=answer,
+                    gold_solution=solution,
+                    meta={"level": row.get("level"), "type": row.get("type") or row.get("subject")},
+                )
+            )
         return examples
 
     def _find_fewshot(self, train: list[Example]) -> list[Example]:
@@ -159,12 +189,15 @@ class MATHTask(Task):
             if example is None:
                 missing.append(fewshot_id)
             else:  # a hub row found by fingerprint takes the release's id
-                found.append(Example(fewshot_id, example.question, example.gold_answer, example.gold_solution,
-                                     example.meta))
+                found.append(
+                    Example(fewshot_id, example.question, example.gold_answer, example.gold_solution, example.meta)
+                )
         if missing:
-            raise ValueError(f"task.fewshot_ids not found in the MATH train set: {', '.join(missing)} (a copy without "
-                             "unique_id, like the hub's, can only be searched for the default ids; set task.data_dir "
-                             "to the release files to use others)")
+            raise ValueError(
+                f"task.fewshot_ids not found in the MATH train set: {', '.join(missing)} (a copy without "
+                "unique_id, like the hub's, can only be searched for the default ids; set task.data_dir "
+                "to the release files to use others)"
+            )
         return found
 
     def load_splits(self) -> Splits:
@@ -189,7 +222,7 @@ class MATHTask(Task):
         shots = "".join(f"Question: {e.question}\nSolution:{e.gold_solution}\n\n" for e in self.fewshot)
         return self.instruction + shots + self.prompt_body(example)
 
-    def extract_answer(self, example: Example, completion: str) -> Optional[str]:
+    def extract_answer(self, example: Example, completion: str) -> str | None:
         final = extract_after_final_answer(completion)
         if final is not None and "\\boxed" not in final:
             return final.strip().rstrip(".").strip().strip("$").strip().rstrip(".").strip() or None
@@ -198,7 +231,7 @@ class MATHTask(Task):
         # A \boxed{...} may run past the answer line's end; read it from the whole completion.
         return (last_boxed(final or "") or last_boxed(completion) or "").strip() or None  # "\\boxed{}" names none
 
-    def is_correct(self, example: Example, answer: Optional[str]) -> bool:
+    def is_correct(self, example: Example, answer: str | None) -> bool:
         if answer is None:
             return False
         if normalize(answer) == normalize(example.gold_answer):
@@ -208,7 +241,7 @@ class MATHTask(Task):
     def canonical(self, answer: str) -> str:
         return normalize(answer)
 
-    def majority_vote(self, example: Example, completions: list[str]) -> Optional[str]:
+    def majority_vote(self, example: Example, completions: list[str]) -> str | None:
         """The answer of the largest group of equivalent answers ("\\frac12", "0.5" and "\\dfrac{1}{2}" are one
         group); ties go to the group seen first. Answers are first grouped by string, then the groups by
         math-verify, so each distinct string is parsed once."""
@@ -217,18 +250,20 @@ class MATHTask(Task):
             return None
         keys = [normalize(a) for a in answers]
         firsts: dict[str, str] = {}
-        for key, answer in zip(keys, answers):
+        for key, answer in zip(keys, answers, strict=True):
             firsts.setdefault(key, answer)
         group_of: dict[str, str] = {}
         leaders: list[str] = []
         for key in dict.fromkeys(keys):
-            group_of[key] = next((leader for leader in leaders
-                                  if math_equal(firsts[leader], firsts[key], self.cfg.verify_timeout_s)), key)
+            group_of[key] = next(
+                (leader for leader in leaders if math_equal(firsts[leader], firsts[key], self.cfg.verify_timeout_s)),
+                key,
+            )
             if group_of[key] == key:
                 leaders.append(key)
         counts = Counter(group_of[key] for key in keys)
         best = max(counts.values())
-        return next(a for a, key in zip(answers, keys) if counts[group_of[key]] == best)
+        return next(a for a, key in zip(answers, keys, strict=True) if counts[group_of[key]] == best)
 
 
 @functools.lru_cache(maxsize=16384)

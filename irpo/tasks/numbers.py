@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from fractions import Fraction
-from typing import Optional
 
 _INT = r"(?:\d{1,3}(?:,\d{3})+|\d+)"
 # A number: sign, digits (thousands grouped by commas or not), decimals, and an optional "/denominator".
@@ -26,17 +25,21 @@ _LATEX_FRACTION = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _UNIT_POWER = re.compile(r"(?<=[A-Za-z])\s*(?:\^\s*\{?[23]\}?|[²³])")
 _OPERATOR = re.compile(r"[+*×÷^]|/(?!\s*[A-Za-z])|\\(?:times|cdot|div)")  # "/hour" is a unit
 # Words and signs that make a number a bound, a guess or a denial rather than the answer.
-_HEDGE = re.compile(r"[≈~<>≤≥≠±]|\\(?:approx|sim|le|ge|leq|geq|neq|pm)\b|"
-                    r"\b(?:not|never|about|around|approx\w*|roughly|nearly|almost|maybe|perhaps|probably|"
-                    r"least|most|than|between|either|or|up to|wrong|incorrect|false|over|under|max|maximum|"
-                    r"min|minimum|and up|rounded|round|nearest|estimated?|ish)\b|-ish\b|(?<=\d)ish\b|n't\b",
-                    re.IGNORECASE)
+_HEDGE = re.compile(
+    r"[≈~<>≤≥≠±]|\\(?:approx|sim|le|ge|leq|geq|neq|pm)\b|"
+    r"\b(?:not|never|about|around|approx\w*|roughly|nearly|almost|maybe|perhaps|probably|"
+    r"least|most|than|between|either|or|up to|wrong|incorrect|false|over|under|max|maximum|"
+    r"min|minimum|and up|rounded|round|nearest|estimated?|ish)\b|-ish\b|(?<=\d)ish\b|n't\b",
+    re.IGNORECASE,
+)
 # Words that do arithmetic on the number ("18 squared", "18 and a half", "18 plus tax").
 # ("18 times" and "18 quarters" are counts, so those words stay.)
-_WORD_OPERATOR = re.compile(r"\b(?:plus|squared|cubed|divided|multiplied|twice|double[ds]?|triple[ds]?|quadruple[ds]?|"
-                            r"halved|sqrt|root of|dozens?|tens)\b|\band (?:a|one) (?:half|quarter|third)\b|"
-                            r"\b(?:half|quarter|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth)s? of\b|√|\\sqrt",
-                            re.IGNORECASE)
+_WORD_OPERATOR = re.compile(
+    r"\b(?:plus|squared|cubed|divided|multiplied|twice|double[ds]?|triple[ds]?|quadruple[ds]?|"
+    r"halved|sqrt|root of|dozens?|tens)\b|\band (?:a|one) (?:half|quarter|third)\b|"
+    r"\b(?:half|quarter|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth)s? of\b|√|\\sqrt",
+    re.IGNORECASE,
+)
 # Glued to a number, these change or garble it: "40k" (40000), "40²", "3½", "4O" (a letter O for a zero).
 _GLUED = re.compile(r"[²³¹⁰-⁹₀-₉½¼¾⅓⅔⅛]|(?:[kKMBO]|bn)(?![A-Za-z])")
 _SCALE = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9, "trillion": 10**12}
@@ -57,7 +60,7 @@ def _plain(text: str) -> str:
     return re.sub(r"[$€£¥₹]", "", text)
 
 
-def stated_number(answer: str) -> Optional[Fraction]:
+def stated_number(answer: str) -> Fraction | None:
     """The one number `answer` states, exactly (see the module docstring), or None."""
     text = _plain(answer)
     if "=" in text:
@@ -73,7 +76,7 @@ def stated_number(answer: str) -> Optional[Fraction]:
     numbers = list(_NUMBER.finditer(text))
     if len(numbers) != 1:
         return None
-    after = text[numbers[0].end():]
+    after = text[numbers[0].end() :]
     if _GLUED.match(after):
         return None
     scale = re.match(r"\s*(hundred|thousand|million|billion|trillion)\b", after, re.IGNORECASE)
@@ -91,7 +94,7 @@ def stated_number(answer: str) -> Optional[Fraction]:
     return -value if sign else value
 
 
-def last_number(text: str) -> Optional[Fraction]:
+def last_number(text: str) -> Fraction | None:
     """The last number anywhere in free text, for the opt-in fallback when there is no answer line."""
     matches = list(_NUMBER.finditer(_plain(text)))
     return stated_number(matches[-1].group()) if matches else None
@@ -113,7 +116,7 @@ def format_number(value: Fraction) -> str:
 class NumericAnswers:
     """Task methods for answers that are one number (GSM8K, arithmetic): exact match of the stated value."""
 
-    def is_correct(self, example, answer: Optional[str]) -> bool:
+    def is_correct(self, example, answer: str | None) -> bool:
         value = stated_number(answer) if answer is not None else None
         return value is not None and value == stated_number(example.gold_answer)
 

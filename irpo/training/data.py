@@ -40,7 +40,7 @@ def collate(sequences: list[EncodedSequence], pad_id: int) -> dict[str, torch.Te
         n = len(seq.input_ids)
         input_ids[row, :n] = torch.tensor(seq.input_ids)
         attention_mask[row, :n] = 1
-        response_mask[row, seq.response_start:n] = True
+        response_mask[row, seq.response_start : n] = True
     return {"input_ids": input_ids, "attention_mask": attention_mask, "response_mask": response_mask}
 
 

@@ -3,9 +3,10 @@
 The ranks run `irpo.training.deepspeed_worker`, which takes the same steps as the torch trainer
 (irpo/training/step.py) under a ZeRO engine. With checkpoint selection (trainer.eval_every > 0) the
 ranks save a checkpoint every eval_every steps and this side scores each with the loop's sampler on
-the held-out questions once the ranks have exited (so vLLM can have the GPUs), keeping the best. The DeepSpeed config is generated here from
-`trainer.*` (`deepspeed_config`), so the effective batch is `trainer.batch_size` whatever the
-number of ranks; `trainer.deepspeed_config` names a JSON file merged over it for anything else.
+the held-out questions once the ranks have exited (so vLLM can have the GPUs), keeping the best.
+The DeepSpeed config is generated here from `trainer.*` (`deepspeed_config`), so the effective batch
+is `trainer.batch_size` whatever the number of ranks; `trainer.deepspeed_config`
+names a JSON file merged over it for anything else.
 With trainer.lora the ranks save only the adapters (checkpoints included) and this side merges each into
 M_{t-1}'s weights, so what is scored and published is a plain model directory.
 """
@@ -18,8 +19,8 @@ import os
 import shutil
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 from omegaconf import OmegaConf
 
@@ -35,8 +36,10 @@ log = logging.getLogger(__name__)
 def check_batch_split(trainer_cfg, world_size: int) -> None:
     """Every rank must accumulate the same number of micro-batches for the batch to equal batch_size."""
     if trainer_cfg.batch_size % (trainer_cfg.micro_batch_size * world_size):
-        raise ValueError(f"trainer.batch_size ({trainer_cfg.batch_size}) must be a multiple of "
-                         f"trainer.micro_batch_size x ranks ({trainer_cfg.micro_batch_size} x {world_size})")
+        raise ValueError(
+            f"trainer.batch_size ({trainer_cfg.batch_size}) must be a multiple of "
+            f"trainer.micro_batch_size x ranks ({trainer_cfg.micro_batch_size} x {world_size})"
+        )
 
 
 def use_bf16(setting, on_gpu: bool) -> bool:
@@ -63,7 +66,7 @@ def deepspeed_config(trainer_cfg, world_size: int, bf16: bool) -> dict:
         "zero_optimization": {"stage": trainer_cfg.zero_stage},
         "bf16": {"enabled": bf16},
         "zero_allow_untested_optimizer": True,  # torch's AdamW, as in the torch trainer
-        "steps_per_print": 10 ** 9,
+        "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
     if trainer_cfg.zero_stage == 3:
@@ -82,8 +85,9 @@ def ranks_per_node(trainer_cfg) -> int:
     return max(1, torch.cuda.device_count())
 
 
-def launch_command(trainer_cfg, cluster_cfg, spec_path: Path, python: str = sys.executable,
-                   env: Optional[dict] = None) -> list[str]:
+def launch_command(
+    trainer_cfg, cluster_cfg, spec_path: Path, python: str = sys.executable, env: dict | None = None
+) -> list[str]:
     """torchrun on this node; across nodes, one torchrun per node started by srun inside the Slurm job."""
     env = os.environ if env is None else env
     worker = ["-m", "irpo.training.deepspeed_worker", str(spec_path)]
@@ -91,16 +95,31 @@ def launch_command(trainer_cfg, cluster_cfg, spec_path: Path, python: str = sys.
     if cluster_cfg.nodes <= 1:
         return [python, "-m", "torch.distributed.run", "--standalone", per_node, *worker]
     if "SLURM_JOB_ID" not in env:
-        raise RuntimeError(f"cluster.nodes={cluster_cfg.nodes} needs a Slurm allocation of that many nodes "
-                           "(cluster=slurm); this process is not in one")
+        raise RuntimeError(
+            f"cluster.nodes={cluster_cfg.nodes} needs a Slurm allocation of that many nodes "
+            "(cluster=slurm); this process is not in one"
+        )
     head = env.get("SLURMD_NODENAME") or socket.gethostname()  # the loop runs on the job's first node
     port = trainer_cfg.master_port or 29500
     # A job step sees only the GPUs it asks for, even inside the job's allocation.
     gpus = [f"--gpus-per-node={cluster_cfg.gpus_per_node}"] if cluster_cfg.gpus_per_node else []
-    return ["srun", f"--nodes={cluster_cfg.nodes}", "--ntasks-per-node=1", "--overlap", "--kill-on-bad-exit=1", *gpus,
-            python, "-m", "torch.distributed.run", f"--nnodes={cluster_cfg.nodes}", per_node,
-            "--rdzv_backend=c10d", f"--rdzv_endpoint={head}:{port}", f"--rdzv_id=irpo-{env['SLURM_JOB_ID']}",
-            *worker]
+    return [
+        "srun",
+        f"--nodes={cluster_cfg.nodes}",
+        "--ntasks-per-node=1",
+        "--overlap",
+        "--kill-on-bad-exit=1",
+        *gpus,
+        python,
+        "-m",
+        "torch.distributed.run",
+        f"--nnodes={cluster_cfg.nodes}",
+        per_node,
+        "--rdzv_backend=c10d",
+        f"--rdzv_endpoint={head}:{port}",
+        f"--rdzv_id=irpo-{env['SLURM_JOB_ID']}",
+        *worker,
+    ]
 
 
 class DeepSpeedTrainer:
@@ -109,8 +128,17 @@ class DeepSpeedTrainer:
         self.model_cfg = model_cfg
         self.cluster_cfg = cluster_cfg
 
-    def train(self, init_model_dir, pairs: list[dict], output_dir: Path, loss_cfg, seed: int,
-              desc: str = "train", select: Optional[Callable] = None, max_steps: Optional[int] = None) -> dict:
+    def train(
+        self,
+        init_model_dir,
+        pairs: list[dict],
+        output_dir: Path,
+        loss_cfg,
+        seed: int,
+        desc: str = "train",
+        select: Callable | None = None,
+        max_steps: int | None = None,
+    ) -> dict:
         if not pairs:
             raise ValueError(f"{desc}: no training pairs; nothing to train on (see pairs_stats.json)")
         selecting = select is not None and self.cfg.eval_every > 0
@@ -119,14 +147,26 @@ class DeepSpeedTrainer:
         job = tmp_dir / "job"
         job.mkdir(exist_ok=True)
         write_jsonl(job / "pairs.jsonl", pairs)
-        spec = {"init_model_dir": str(init_model_dir), "output_dir": str(tmp_dir), "pairs": str(job / "pairs.jsonl"),
-                "trainer": OmegaConf.to_container(self.cfg, resolve=True),
-                "model": OmegaConf.to_container(self.model_cfg, resolve=True),
-                "loss": OmegaConf.to_container(loss_cfg, resolve=True),
-                "seed": seed, "max_steps": max_steps, "desc": desc,
-                "save_every": self.cfg.eval_every if selecting else 0,
-                "identity": job_identity(init_model_dir, len(pairs), total_steps(self.cfg, len(pairs), max_steps), seed,
-                                         desc, zero_stage=self.cfg.zero_stage)}
+        spec = {
+            "init_model_dir": str(init_model_dir),
+            "output_dir": str(tmp_dir),
+            "pairs": str(job / "pairs.jsonl"),
+            "trainer": OmegaConf.to_container(self.cfg, resolve=True),
+            "model": OmegaConf.to_container(self.model_cfg, resolve=True),
+            "loss": OmegaConf.to_container(loss_cfg, resolve=True),
+            "seed": seed,
+            "max_steps": max_steps,
+            "desc": desc,
+            "save_every": self.cfg.eval_every if selecting else 0,
+            "identity": job_identity(
+                init_model_dir,
+                len(pairs),
+                total_steps(self.cfg, len(pairs), max_steps),
+                seed,
+                desc,
+                zero_stage=self.cfg.zero_stage,
+            ),
+        }
         (job / "spec.json").write_text(json.dumps(spec, indent=2))
         env = dict(os.environ, PYTHONPATH=project_pythonpath(os.environ))
         if not _has_cuda():
@@ -136,8 +176,12 @@ class DeepSpeedTrainer:
             log.info("%s: the DeepSpeed ranks finished in an earlier run", desc)
         else:
             log.info("%s: DeepSpeed ZeRO-%d on %d rank(s)", desc, self.cfg.zero_stage, ranks)
-            run_child(launch_command(self.cfg, self.cluster_cfg, job / "spec.json", env=env), tmp_dir / "launch.log",
-                      what=f"DeepSpeed trainer ({desc})", env=env)
+            run_child(
+                launch_command(self.cfg, self.cluster_cfg, job / "spec.json", env=env),
+                tmp_dir / "launch.log",
+                what=f"DeepSpeed trainer ({desc})",
+                env=env,
+            )
         if not (tmp_dir / "train_summary.json").exists():
             raise RuntimeError(f"DeepSpeed trainer ({desc}) exited cleanly but saved no model; see {tmp_dir}")
         shutil.rmtree(job)
@@ -145,8 +189,9 @@ class DeepSpeedTrainer:
         if lora.enabled(self.cfg.lora):  # the ranks saved adapters: merge each into M_{t-1}'s weights
             for directory in [tmp_dir, *sorted((tmp_dir / "checkpoints").glob("step_*"))]:
                 if (directory / lora.ADAPTER_DIR).exists():  # (from M_{t-1} each time: a rerun merges the same)
-                    lora.merge_saved_adapter(init_model_dir, directory, self.model_cfg.dtype,
-                                             keep_adapter=self.cfg.lora.save_adapter)
+                    lora.merge_saved_adapter(
+                        init_model_dir, directory, self.model_cfg.dtype, keep_adapter=self.cfg.lora.save_adapter
+                    )
         if selecting and summary.get("held_out_accuracy") is None:  # not yet selected (or killed while selecting)
             summary.update(select_checkpoint(tmp_dir, summary["steps"], select))
             write_json(tmp_dir / "train_summary.json", summary)

@@ -23,10 +23,25 @@ from irpo.models.loading import DTYPES, load_tokenizer
 from irpo.rundir import read_jsonl, write_json
 from irpo.training import lora
 from irpo.training.deepspeed_trainer import deepspeed_config, use_bf16
-from irpo.training.resume import (ResumeError, cut_log, due, read_state, resume_dir, rng_state, set_rng_state,
-                                  write_state)
-from irpo.training.step import (encode_pairs, lr_multiplier, micro_batch_loss, score_sequences, step_batches,
-                                total_steps, train_summary)
+from irpo.training.resume import (
+    ResumeError,
+    cut_log,
+    due,
+    read_state,
+    resume_dir,
+    rng_state,
+    set_rng_state,
+    write_state,
+)
+from irpo.training.step import (
+    encode_pairs,
+    lr_multiplier,
+    micro_batch_loss,
+    score_sequences,
+    step_batches,
+    total_steps,
+    train_summary,
+)
 
 
 def main(spec_path: str) -> None:
@@ -63,8 +78,9 @@ def main(spec_path: str) -> None:
     trained = [p for p in model.parameters() if p.requires_grad]  # the adapters only, under LoRA
     optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg, steps))
-    engine, optimizer, _, schedule = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=schedule,
-                                                          config=ds_config)
+    engine, optimizer, _, schedule = deepspeed.initialize(
+        model=model, optimizer=optimizer, lr_scheduler=schedule, config=ds_config
+    )
     pad_id = tokenizer.pad_token_id
 
     output_dir = Path(spec["output_dir"])
@@ -73,9 +89,11 @@ def main(spec_path: str) -> None:
     start_step, elapsed_before = 0, 0.0
     if state is not None:  # continue from the last checkpoint: weights, optimizer and lr schedule from DeepSpeed
         if state["world_size"] != world:
-            raise ResumeError(f"{resume} was saved by {state['world_size']} ranks and this run has {world}; resume "
-                              f"with as many ranks (trainer.num_processes x cluster.nodes), or delete {resume} to "
-                              "restart this training stage from step 0")
+            raise ResumeError(
+                f"{resume} was saved by {state['world_size']} ranks and this run has {world}; resume "
+                f"with as many ranks (trainer.num_processes x cluster.nodes), or delete {resume} to "
+                "restart this training stage from step 0"
+            )
         engine.load_checkpoint(str(resume / "deepspeed"), tag=state["tag"])
         set_rng_state(torch.load(resume / f"rng_rank{rank}.pt", weights_only=True))
         start_step, elapsed_before = state["step"], state["seconds"]
@@ -87,9 +105,10 @@ def main(spec_path: str) -> None:
             data.reference = torch.load(resume / "reference.pt", weights_only=True)
         else:
             engine.eval()
-            data.reference = {name: _sharded_scores(engine, seqs, pad_id, device, cfg.micro_batch_size * 2, rank,
-                                                    world)
-                              for name, seqs in (("chosen", data.chosen), ("rejected", data.rejected))}
+            data.reference = {
+                name: _sharded_scores(engine, seqs, pad_id, device, cfg.micro_batch_size * 2, rank, world)
+                for name, seqs in (("chosen", data.chosen), ("rejected", data.rejected))
+            }
             engine.train()
 
     share = cfg.batch_size // world
@@ -98,14 +117,23 @@ def main(spec_path: str) -> None:
         cut_log(output_dir / "train_log.jsonl", start_step)
     log_file = (output_dir / "train_log.jsonl").open("a") if rank == 0 else None
     batches = step_batches(len(pairs), cfg.batch_size, steps, seed)
-    for step, batch_indices in enumerate(tqdm(batches[start_step:], desc=spec["desc"], unit="step", leave=False,
-                                              initial=start_step, total=steps, disable=rank != 0),
-                                         start=start_step + 1):
+    for step, batch_indices in enumerate(
+        tqdm(
+            batches[start_step:],
+            desc=spec["desc"],
+            unit="step",
+            leave=False,
+            initial=start_step,
+            total=steps,
+            disable=rank != 0,
+        ),
+        start=start_step + 1,
+    ):
         step_start = time.perf_counter()
-        mine = batch_indices[rank * share:(rank + 1) * share]
+        mine = batch_indices[rank * share : (rank + 1) * share]
         sums, tokens = {}, 0
         for start in range(0, len(mine), cfg.micro_batch_size):
-            idx = mine[start:start + cfg.micro_batch_size]
+            idx = mine[start : start + cfg.micro_batch_size]
             losses, micro_sums, micro_tokens = micro_batch_loss(engine, idx, data, loss_cfg, pad_id, device)
             engine.backward(losses.mean())  # DeepSpeed divides by the accumulation steps and averages ranks
             engine.step()  # updates only at the accumulation boundary
@@ -116,33 +144,47 @@ def main(spec_path: str) -> None:
         totals = torch.tensor([sums[k] for k in keys] + [tokens], dtype=torch.float64, device=device)
         dist.all_reduce(totals)
         if rank == 0:
-            stats = {k: float(v) / len(batch_indices) for k, v in zip(keys, totals[:-1])}
+            stats = {k: float(v) / len(batch_indices) for k, v in zip(keys, totals[:-1], strict=True)}
             grad_norm = engine.get_global_grad_norm()
-            stats.update(step=step, lr=schedule.get_last_lr()[0],
-                         grad_norm=float(grad_norm) if grad_norm is not None else None,
-                         tokens_per_s=float(totals[-1]) / (time.perf_counter() - step_start))
+            stats.update(
+                step=step,
+                lr=schedule.get_last_lr()[0],
+                grad_norm=float(grad_norm) if grad_norm is not None else None,
+                tokens_per_s=float(totals[-1]) / (time.perf_counter() - step_start),
+            )
             log_file.write(json.dumps(stats) + "\n")
             log_file.flush()
         if spec["save_every"] and step % spec["save_every"] == 0 and step < steps:
             save(engine, tokenizer, output_dir / "checkpoints" / f"step_{step}", cfg, rank)
         if due(step, cfg.save_every, steps):
-            checkpoint(engine, resume, step, data.reference, rank, spec["identity"], world,
-                       elapsed_before + time.perf_counter() - started)
+            checkpoint(
+                engine,
+                resume,
+                step,
+                data.reference,
+                rank,
+                spec["identity"],
+                world,
+                elapsed_before + time.perf_counter() - started,
+            )
 
     save(engine, tokenizer, output_dir, cfg, rank)
     if rank == 0:
         log_file.close()
-        summary = train_summary(cfg, loss_cfg, steps, len(pairs), elapsed_before + time.perf_counter() - started,
-                                spec["init_model_dir"])
-        summary.update(world_size=world, zero_stage=cfg.zero_stage, bf16=bf16, resumed_from_step=start_step,
-                       **parameters)
+        summary = train_summary(
+            cfg, loss_cfg, steps, len(pairs), elapsed_before + time.perf_counter() - started, spec["init_model_dir"]
+        )
+        summary.update(
+            world_size=world, zero_stage=cfg.zero_stage, bf16=bf16, resumed_from_step=start_step, **parameters
+        )
         write_json(output_dir / "train_summary.json", summary)
     dist.barrier()
     dist.destroy_process_group()
 
 
-def checkpoint(engine, resume: Path, step: int, reference, rank: int, identity: dict, world: int,
-               seconds: float) -> None:
+def checkpoint(
+    engine, resume: Path, step: int, reference, rank: int, identity: dict, world: int, seconds: float
+) -> None:
     """DeepSpeed's own checkpoint (sharded optimizer state under ZeRO), each rank's RNG, the reference
     log-probs; state.json last, so it only ever names a complete checkpoint. Older ones go after it."""
     tag = f"step_{step}"
@@ -153,8 +195,9 @@ def checkpoint(engine, resume: Path, step: int, reference, rank: int, identity: 
     dist.barrier()
     if rank == 0:
         previous = read_state(resume.parent, identity)
-        write_state(resume.parent, {"identity": identity, "step": step, "tag": tag, "world_size": world,
-                                    "seconds": seconds})
+        write_state(
+            resume.parent, {"identity": identity, "step": step, "tag": tag, "world_size": world, "seconds": seconds}
+        )
         if previous is not None:
             shutil.rmtree(resume / "deepspeed" / previous["tag"], ignore_errors=True)
     dist.barrier()
@@ -180,7 +223,7 @@ def save(engine, tokenizer, directory: Path, cfg, rank: int) -> None:
 
 def _sharded_scores(engine, sequences, pad_id, device, chunk, rank, world) -> torch.Tensor:
     """Each rank scores every world-th chunk; under ZeRO-3 all ranks must run the same number of forwards."""
-    chunks = [sequences[i:i + chunk] for i in range(0, len(sequences), chunk)]
+    chunks = [sequences[i : i + chunk] for i in range(0, len(sequences), chunk)]
     rounds = -(-len(chunks) // world)
     mine = {}
     for r in range(rounds):

@@ -38,16 +38,23 @@ def check_config(lora_cfg) -> None:
 
 def linear_layer_names(model: torch.nn.Module) -> list[str]:
     """The names LoRA can target: the last component of every nn.Linear's module path (q_proj, lm_head, ...)."""
-    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-                   if isinstance(module, torch.nn.Linear) and name})
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and name
+        }
+    )
 
 
 def check_target_modules(model: torch.nn.Module, target_modules) -> None:
     names = linear_layer_names(model)
     unknown = [m for m in target_modules if m not in names]
     if unknown:
-        raise ValueError(f"trainer.lora.target_modules: {', '.join(unknown)} name no linear layer of this model; "
-                         f"its linear layers are: {', '.join(names)}")
+        raise ValueError(
+            f"trainer.lora.target_modules: {', '.join(unknown)} name no linear layer of this model; "
+            f"its linear layers are: {', '.join(names)}"
+        )
 
 
 def check_target_modules_of(model_cfg, lora_cfg) -> None:
@@ -81,8 +88,14 @@ def wrap(model, lora_cfg, seed: int, gradient_checkpointing: bool = False):
     if gradient_checkpointing:  # frozen embeddings: checkpointed blocks need an input that requires grad
         model.enable_input_require_grads()
     torch.manual_seed(seed)
-    config = LoraConfig(r=lora_cfg.rank, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
-                        target_modules=list(lora_cfg.target_modules), bias="none", task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=lora_cfg.rank,
+        lora_alpha=lora_cfg.alpha,
+        lora_dropout=lora_cfg.dropout,
+        target_modules=list(lora_cfg.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, config)
 
 
@@ -124,13 +137,20 @@ def count_parameters(model) -> dict[str, int]:
     def size(p) -> int:  # a ZeRO-3 shard knows its full size as ds_numel
         return getattr(p, "ds_numel", p.numel())
 
-    return {"trainable_parameters": sum(size(p) for p in model.parameters() if p.requires_grad),
-            "parameters": sum(size(p) for p in model.parameters())}
+    return {
+        "trainable_parameters": sum(size(p) for p in model.parameters() if p.requires_grad),
+        "parameters": sum(size(p) for p in model.parameters()),
+    }
 
 
 def summary(lora_cfg) -> dict | None:
     """What train_summary.json records about the adapters (null: full fine-tuning)."""
     if not enabled(lora_cfg):
         return None
-    return {"rank": lora_cfg.rank, "alpha": lora_cfg.alpha, "dropout": lora_cfg.dropout,
-            "target_modules": list(lora_cfg.target_modules), "merged": True}
+    return {
+        "rank": lora_cfg.rank,
+        "alpha": lora_cfg.alpha,
+        "dropout": lora_cfg.dropout,
+        "target_modules": list(lora_cfg.target_modules),
+        "merged": True,
+    }

@@ -19,7 +19,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -39,8 +39,7 @@ def resume_dir(tmp_dir: Path) -> Path:
 
 def job_identity(init_model_dir, num_pairs: int, steps: int, seed: int, desc: str, **extra: Any) -> dict:
     """What a checkpoint must match to be resumed: the same training job, not merely the same folder."""
-    return {"init_model": str(init_model_dir), "pairs": num_pairs, "steps": steps, "seed": seed, "desc": desc,
-            **extra}
+    return {"init_model": str(init_model_dir), "pairs": num_pairs, "steps": steps, "seed": seed, "desc": desc, **extra}
 
 
 def prepare_tmp_dir(tmp_dir: Path) -> bool:
@@ -118,7 +117,7 @@ def write_state(tmp_dir: Path, state: dict) -> None:
     os.replace(partial, path)
 
 
-def read_state(tmp_dir: Path, identity: dict) -> Optional[dict]:
+def read_state(tmp_dir: Path, identity: dict) -> dict | None:
     path = resume_dir(tmp_dir) / STATE
     if not path.exists():
         return None

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -23,9 +22,9 @@ class PairData:
     """Encoded pairs and, for preference losses, the reference model's log-probs of both sides."""
 
     chosen: list[EncodedSequence]
-    rejected: Optional[list[EncodedSequence]]
+    rejected: list[EncodedSequence] | None
     uses_rejected: bool  # the loss needs rejected sequences (else they are only scored for the logs)
-    reference: Optional[dict[str, torch.Tensor]] = None
+    reference: dict[str, torch.Tensor] | None = None
 
 
 def encode_pairs(tokenizer, pairs: list[dict], loss_name: str) -> PairData:
@@ -40,8 +39,10 @@ def encode_pairs(tokenizer, pairs: list[dict], loss_name: str) -> PairData:
 @torch.no_grad()
 def score_sequences(model, sequences: list[EncodedSequence], pad_id: int, device, chunk: int) -> torch.Tensor:
     """Summed response log-probs of each sequence, `chunk` sequences per forward pass, on the CPU."""
-    values = [sequence_logps(model, to_device(collate(sequences[i:i + chunk], pad_id), device)).cpu()
-              for i in range(0, len(sequences), chunk)]
+    values = [
+        sequence_logps(model, to_device(collate(sequences[i : i + chunk], pad_id), device)).cpu()
+        for i in range(0, len(sequences), chunk)
+    ]
     return torch.cat(values) if values else torch.zeros(0)
 
 
@@ -53,10 +54,10 @@ def step_batches(num_pairs: int, batch_size: int, steps: int, seed: int) -> list
         epoch = list(range(num_pairs))
         rng.shuffle(epoch)
         order.extend(epoch)
-    return [order[i * batch_size:(i + 1) * batch_size] for i in range(steps)]
+    return [order[i * batch_size : (i + 1) * batch_size] for i in range(steps)]
 
 
-def total_steps(trainer_cfg, num_pairs: int, max_steps: Optional[int]) -> int:
+def total_steps(trainer_cfg, num_pairs: int, max_steps: int | None) -> int:
     """`max_steps` when given (a retrain for the selected steps), else the step budget `trainer.max_steps`,
     cut to `trainer.epochs` passes over the pairs when an epoch cap is set."""
     if max_steps:
@@ -88,15 +89,18 @@ def micro_batch_loss(model, idx: list[int], data: PairData, loss_cfg, pad_id: in
     batch = to_device(collate(sequences, pad_id), device)
     logps = sequence_logps(model, batch)
     chosen_logps = logps[: len(idx)]
-    rejected_logps = logps[len(idx):] if data.uses_rejected else None
+    rejected_logps = logps[len(idx) :] if data.uses_rejected else None
     if data.rejected is not None and not data.uses_rejected:
         with torch.no_grad():  # monitored only, as in the paper's SFT curves
             rejected_logps = sequence_logps(model, to_device(collate([data.rejected[i] for i in idx], pad_id), device))
     lengths = torch.tensor([data.chosen[i].response_length for i in idx], dtype=torch.float32, device=device)
     reference = data.reference if data.uses_rejected else None
     terms = compute_loss(
-        loss_cfg.name, beta=loss_cfg.beta, alpha=loss_cfg.alpha,
-        policy_chosen_logps=chosen_logps, chosen_lengths=lengths,
+        loss_cfg.name,
+        beta=loss_cfg.beta,
+        alpha=loss_cfg.alpha,
+        policy_chosen_logps=chosen_logps,
+        chosen_lengths=lengths,
         policy_rejected_logps=rejected_logps if data.uses_rejected else None,
         reference_chosen_logps=reference["chosen"][idx].to(device) if reference else None,
         reference_rejected_logps=reference["rejected"][idx].to(device) if reference else None,
@@ -105,17 +109,30 @@ def micro_batch_loss(model, idx: list[int], data: PairData, loss_cfg, pad_id: in
     if rejected_logps is not None:
         parts["rejected_logps"] = rejected_logps
     if reference:
-        parts.update(reward_accuracy=(terms.chosen_reward > terms.rejected_reward).float(),
-                     reward_margin=terms.chosen_reward - terms.rejected_reward)
+        parts.update(
+            reward_accuracy=(terms.chosen_reward > terms.rejected_reward).float(),
+            reward_margin=terms.chosen_reward - terms.rejected_reward,
+        )
     sums = {key: float(value.detach().float().sum()) for key, value in parts.items()}
     return terms.loss, sums, int(batch["attention_mask"].sum())
 
 
 def train_summary(cfg, loss_cfg, steps: int, num_pairs: int, seconds: float, init_model_dir) -> dict:
-    return {"steps": steps, "pairs": num_pairs, "loss": loss_cfg.name, "alpha": loss_cfg.alpha,
-            "beta": loss_cfg.beta, "lr": cfg.lr, "batch_size": cfg.batch_size, "trainer": cfg.name,
-            "seconds": round(seconds, 2), "init_model": str(init_model_dir), "selected_step": steps,
-            "held_out_accuracy": None, "lora": lora_summary(cfg.lora)}
+    return {
+        "steps": steps,
+        "pairs": num_pairs,
+        "loss": loss_cfg.name,
+        "alpha": loss_cfg.alpha,
+        "beta": loss_cfg.beta,
+        "lr": cfg.lr,
+        "batch_size": cfg.batch_size,
+        "trainer": cfg.name,
+        "seconds": round(seconds, 2),
+        "init_model": str(init_model_dir),
+        "selected_step": steps,
+        "held_out_accuracy": None,
+        "lora": lora_summary(cfg.lora),
+    }
 
 
 def to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:

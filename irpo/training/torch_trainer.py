@@ -6,8 +6,8 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -15,10 +15,26 @@ from tqdm.auto import tqdm
 from irpo.models.loading import load_model, load_tokenizer, pick_device
 from irpo.rundir import publish_dir, write_json
 from irpo.training import lora
-from irpo.training.resume import (cut_log, due, job_identity, load_torch_checkpoint, prepare_tmp_dir, resume_dir,
-                                  rng_state, save_torch_checkpoint, set_rng_state)
-from irpo.training.step import (encode_pairs, lr_multiplier, micro_batch_loss, score_sequences, step_batches,
-                                total_steps, train_summary)
+from irpo.training.resume import (
+    cut_log,
+    due,
+    job_identity,
+    load_torch_checkpoint,
+    prepare_tmp_dir,
+    resume_dir,
+    rng_state,
+    save_torch_checkpoint,
+    set_rng_state,
+)
+from irpo.training.step import (
+    encode_pairs,
+    lr_multiplier,
+    micro_batch_loss,
+    score_sequences,
+    step_batches,
+    total_steps,
+    train_summary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +44,17 @@ class TorchTrainer:
         self.cfg = trainer_cfg
         self.model_cfg = model_cfg
 
-    def train(self, init_model_dir: str | Path, pairs: list[dict], output_dir: Path, loss_cfg, seed: int,
-              desc: str = "train", select: Optional[Callable] = None, max_steps: Optional[int] = None) -> dict:
+    def train(
+        self,
+        init_model_dir: str | Path,
+        pairs: list[dict],
+        output_dir: Path,
+        loss_cfg,
+        seed: int,
+        desc: str = "train",
+        select: Callable | None = None,
+        max_steps: int | None = None,
+    ) -> dict:
         """Train from `init_model_dir` on `pairs` and save the result to `output_dir`.
 
         pairs: rows with "prompt", "chosen" and (for preference losses) "rejected"; rejected responses
@@ -61,9 +86,10 @@ class TorchTrainer:
             else:
                 model.eval()
                 chunk = cfg.micro_batch_size * 2
-                data.reference = {"chosen": score_sequences(model, data.chosen, tokenizer.pad_token_id, device, chunk),
-                                  "rejected": score_sequences(model, data.rejected, tokenizer.pad_token_id, device,
-                                                              chunk)}
+                data.reference = {
+                    "chosen": score_sequences(model, data.chosen, tokenizer.pad_token_id, device, chunk),
+                    "rejected": score_sequences(model, data.rejected, tokenizer.pad_token_id, device, chunk),
+                }
 
         selecting = select is not None and cfg.eval_every > 0
         best = {"score": -1.0, "step": None, "state": None}
@@ -87,14 +113,17 @@ class TorchTrainer:
         model.train()
         started = time.perf_counter()
         with log_path.open("a") as log_file:
-            for step, batch_indices in enumerate(tqdm(order[start_step:], desc=desc, unit="step", leave=False,
-                                                      initial=start_step, total=steps), start=start_step + 1):
+            for step, batch_indices in enumerate(
+                tqdm(order[start_step:], desc=desc, unit="step", leave=False, initial=start_step, total=steps),
+                start=start_step + 1,
+            ):
                 step_start = time.perf_counter()
                 sums, tokens = {}, 0
                 for start in range(0, len(batch_indices), cfg.micro_batch_size):
-                    idx = batch_indices[start:start + cfg.micro_batch_size]
-                    losses, micro_sums, micro_tokens = micro_batch_loss(model, idx, data, loss_cfg,
-                                                                        tokenizer.pad_token_id, device)
+                    idx = batch_indices[start : start + cfg.micro_batch_size]
+                    losses, micro_sums, micro_tokens = micro_batch_loss(
+                        model, idx, data, loss_cfg, tokenizer.pad_token_id, device
+                    )
                     (losses.sum() / len(batch_indices)).backward()
                     tokens += micro_tokens
                     for key, value in micro_sums.items():
@@ -104,8 +133,12 @@ class TorchTrainer:
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
                 stats = {key: value / len(batch_indices) for key, value in sums.items()}
-                stats.update(step=step, lr=schedule.get_last_lr()[0], grad_norm=float(grad_norm),
-                             tokens_per_s=tokens / (time.perf_counter() - step_start))
+                stats.update(
+                    step=step,
+                    lr=schedule.get_last_lr()[0],
+                    grad_norm=float(grad_norm),
+                    tokens_per_s=tokens / (time.perf_counter() - step_start),
+                )
                 if selecting and (step % cfg.eval_every == 0 or step == steps):
                     scores[step] = stats["held_out_accuracy"] = select(model, tokenizer)
                     if scores[step] > best["score"]:  # ties keep the earlier, less-trained step
@@ -114,12 +147,23 @@ class TorchTrainer:
                 log_file.flush()  # dashboards tail this file while training runs
                 if due(step, cfg.save_every, steps):
                     saving_since = time.perf_counter()
-                    checkpoint_bytes = save_torch_checkpoint(tmp_dir, {
-                        "identity": identity, "step": step,
-                        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": schedule.state_dict(), "rng": rng_state(), "scores": scores,
-                        "best_step": best["step"], "best_score": best["score"], "best_state": best["state"],
-                        "reference": data.reference, "seconds": elapsed_before + time.perf_counter() - started})
+                    checkpoint_bytes = save_torch_checkpoint(
+                        tmp_dir,
+                        {
+                            "identity": identity,
+                            "step": step,
+                            "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "scheduler": schedule.state_dict(),
+                            "rng": rng_state(),
+                            "scores": scores,
+                            "best_step": best["step"],
+                            "best_score": best["score"],
+                            "best_state": best["state"],
+                            "reference": data.reference,
+                            "seconds": elapsed_before + time.perf_counter() - started,
+                        },
+                    )
                     checkpoint_seconds += time.perf_counter() - saving_since
 
         if selecting:
@@ -131,11 +175,17 @@ class TorchTrainer:
         else:
             model.save_pretrained(tmp_dir, safe_serialization=True)
         tokenizer.save_pretrained(tmp_dir)
-        summary = train_summary(cfg, loss_cfg, steps, len(pairs), elapsed_before + time.perf_counter() - started,
-                                init_model_dir)
-        summary.update(selected_step=best["step"] if selecting else steps, held_out_accuracy=scores or None,
-                       resumed_from_step=start_step, checkpoint_seconds=round(checkpoint_seconds, 3),
-                       checkpoint_bytes=checkpoint_bytes, **parameters)
+        summary = train_summary(
+            cfg, loss_cfg, steps, len(pairs), elapsed_before + time.perf_counter() - started, init_model_dir
+        )
+        summary.update(
+            selected_step=best["step"] if selecting else steps,
+            held_out_accuracy=scores or None,
+            resumed_from_step=start_step,
+            checkpoint_seconds=round(checkpoint_seconds, 3),
+            checkpoint_bytes=checkpoint_bytes,
+            **parameters,
+        )
         write_json(tmp_dir / "train_summary.json", summary)
         publish_dir(tmp_dir, output_dir)
         shutil.rmtree(resume_dir(output_dir), ignore_errors=True)  # M_t's directory holds the model, not the run
