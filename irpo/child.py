@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import io
 import os
 import re
 import signal
@@ -43,8 +44,10 @@ def run_child(
         process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
+        output = process.stdout
+        assert isinstance(output, io.BufferedReader)  # stdout=PIPE at the default buffering
         try:
-            while chunk := process.stdout.read1(65536):
+            while chunk := output.read1(65536):
                 text = chunk.decode(errors="replace")
                 sys.stderr.write(text)  # progress bars use \r, so pass bytes through as they come
                 sys.stderr.flush()

@@ -14,6 +14,8 @@ import shutil
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
 
 from irpo.registry import Registry
 from irpo.rundir import IterationDir, read_json, read_jsonl, write_json, write_jsonl
@@ -22,6 +24,22 @@ log = logging.getLogger(__name__)
 
 # fits(prompt, response) -> whether prompt + response fit in the model's context.
 Fits = Callable[[str, str], bool]
+# A training row ("id", "split", "prompt", "chosen" and, for preference pairs, "rejected"), and a builder's
+# counts (pairs made and kept, prompts used and skipped and why, mean lengths).
+Row = dict[str, Any]
+Stats = dict[str, float]
+
+
+class PairSettings(Protocol):
+    """The `pairs` config section, as the builders read it (irpo.config.PairsConfig)."""
+
+    pairs_per_prompt: int
+    data_multiplier: int
+    include_gold: bool
+    dedupe: bool
+    distinct_pairs: bool
+    max_pairs: int | None
+    seed: int
 
 
 @dataclass
@@ -36,7 +54,7 @@ class ScoredQuestion:
     # samples are dropped (paper: "filter out examples that were too long"); empty = none truncated.
     truncated: list[bool] = field(default_factory=list)
 
-    def usable_samples(self, stats: Counter, fits: Fits) -> list[tuple[str, float]]:
+    def usable_samples(self, stats: Counter[str], fits: Fits) -> list[tuple[str, float]]:
         """(sample, reward) for the samples the model ended itself and that fit the context once encoded
         for training; the others are counted (samples_truncated, dropped_too_long) and left out."""
         truncated = self.truncated or [False] * len(self.samples)
@@ -55,14 +73,14 @@ class ScoredQuestion:
 class PairBuilder:
     name: str
     needs_samples: bool  # False: built from the task's gold solutions, no generation stage
-    build: Callable[..., tuple[list[dict], dict]]
+    build: Callable[[list[ScoredQuestion], PairSettings, Fits], tuple[list[Row], Stats]]
 
 
 def _unique(texts: list[str], dedupe: bool) -> list[str]:
     return list(dict.fromkeys(texts)) if dedupe else list(texts)
 
 
-def cap(rows: list[dict], max_pairs: int | None, seed: int) -> list[dict]:
+def cap(rows: list[Row], max_pairs: int | None, seed: int) -> list[Row]:
     """A seeded random subsample of at most `max_pairs` rows, kept in their original order."""
     if max_pairs is None or len(rows) <= max_pairs:
         return rows
@@ -86,7 +104,7 @@ def pair_walk(num_winners: int, num_losers: int, count: int, distinct: bool) -> 
     ]
 
 
-def build_preference_pairs(questions: list[ScoredQuestion], cfg, fits: Fits) -> tuple[list[dict], dict]:
+def build_preference_pairs(questions: list[ScoredQuestion], cfg: PairSettings, fits: Fits) -> tuple[list[Row], Stats]:
     """K (winner, loser) pairs per question, as in Section 2 of the paper.
 
     Winners are the correct samples (after the gold CoT, if included), losers the incorrect ones;
@@ -94,8 +112,8 @@ def build_preference_pairs(questions: list[ScoredQuestion], cfg, fits: Fits) -> 
     ends (footnote 2), so K pairs are made even when one list is shorter than K (see `pair_walk`). A
     question with no winner or no loser is skipped.
     """
-    stats: Counter = Counter()
-    pairs: list[dict] = []
+    stats: Counter[str] = Counter()
+    pairs: list[Row] = []
     for q in questions:
         finished = q.usable_samples(stats, fits)
         winners = _unique([s for s, r in finished if r > 0], cfg.dedupe)
@@ -121,11 +139,11 @@ def build_preference_pairs(questions: list[ScoredQuestion], cfg, fits: Fits) -> 
     return _finish(pairs, stats, questions, cfg)
 
 
-def build_self_sft(questions: list[ScoredQuestion], cfg, fits: Fits) -> tuple[list[dict], dict]:
+def build_self_sft(questions: list[ScoredQuestion], cfg: PairSettings, fits: Fits) -> tuple[list[Row], Stats]:
     """Up to K of a question's own correct samples per question (no gold CoT), for SFT: the
     `sft_self_correct` row. (The paper's STaR row is SFT on the chosen side of the pairs instead.)"""
-    stats: Counter = Counter()
-    rows: list[dict] = []
+    stats: Counter[str] = Counter()
+    rows: list[Row] = []
     for q in questions:
         winners = _unique([s for s, r in q.usable_samples(stats, fits) if r > 0], cfg.dedupe)
         if not winners:
@@ -137,10 +155,10 @@ def build_self_sft(questions: list[ScoredQuestion], cfg, fits: Fits) -> tuple[li
     return _finish(rows, stats, questions, cfg)
 
 
-def build_gold_sft(questions: list[ScoredQuestion], cfg, fits: Fits) -> tuple[list[dict], dict]:
+def build_gold_sft(questions: list[ScoredQuestion], cfg: PairSettings, fits: Fits) -> tuple[list[Row], Stats]:
     """SFT on the task's gold chain of thought, one row per question that has one."""
-    stats: Counter = Counter()
-    rows: list[dict] = []
+    stats: Counter[str] = Counter()
+    rows: list[Row] = []
     for q in questions:
         if not q.gold_solution:
             stats["skipped_no_gold"] += 1
@@ -152,10 +170,12 @@ def build_gold_sft(questions: list[ScoredQuestion], cfg, fits: Fits) -> tuple[li
     return _finish(rows, stats, questions, cfg)
 
 
-def _finish(rows: list[dict], stats: Counter, questions: list[ScoredQuestion], cfg) -> tuple[list[dict], dict]:
+def _finish(
+    rows: list[Row], stats: Counter[str], questions: list[ScoredQuestion], cfg: PairSettings
+) -> tuple[list[Row], Stats]:
     made = len(rows)
     rows = cap(rows, cfg.max_pairs * cfg.data_multiplier if cfg.max_pairs is not None else None, cfg.seed)
-    summary = {
+    summary: Stats = {
         "questions": len(questions),
         "pairs_made": made,
         "pairs_kept": len(rows),
@@ -182,7 +202,9 @@ PAIR_BUILDERS.register("self_sft")(PairBuilder("self_sft", True, build_self_sft)
 PAIR_BUILDERS.register("gold_sft")(PairBuilder("gold_sft", False, build_gold_sft))
 
 
-def build_pairs(it, builder: PairBuilder, questions: list[ScoredQuestion], cfg, fits: Fits) -> list[dict]:
+def build_pairs(
+    it: IterationDir, builder: PairBuilder, questions: list[ScoredQuestion], cfg: PairSettings, fits: Fits
+) -> list[Row]:
     """Step 3 of Figure 1: writes pairs.jsonl and pairs_stats.json."""
     if it.pairs.exists() and it.pairs_stats.exists():
         return read_jsonl(it.pairs, "delete that file and rerun to build the pairs again")
@@ -208,7 +230,7 @@ def build_pairs(it, builder: PairBuilder, questions: list[ScoredQuestion], cfg, 
     return rows
 
 
-def copy_pairs(it, source: IterationDir, source_name: str) -> list[dict]:
+def copy_pairs(it: IterationDir, source: IterationDir, source_name: str) -> list[Row]:
     """Step 3 for rows that train on another run's pairs (`pairs.from_run`): its pairs.jsonl, byte for byte.
 
     The copy records the source's checksum; a resumed run whose source has changed since (the source run
@@ -237,5 +259,5 @@ def copy_pairs(it, source: IterationDir, source_name: str) -> list[dict]:
     return read_jsonl(it.pairs)
 
 
-def _sha256(path) -> str:
+def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -86,6 +86,8 @@ def find_runs(root: Path) -> list[Run]:
         if path.name == ".hydra" or not (path / "iter_0").is_dir():
             continue
         config = OmegaConf.to_container(OmegaConf.load(config_path))
+        if not isinstance(config, dict):
+            raise ValueError(f"{config_path}: a run's config.yaml holds a mapping, this one does not")
         runs.append(Run(path, path.name, config.get("method", "irpo"), config))
     return sorted(runs, key=lambda r: (ORDER.index(r.method) if r.method in ORDER else len(ORDER), r.name))
 
@@ -146,7 +148,7 @@ def paired_tests(runs: list[Run], reference: Run | None) -> list[dict]:
     """The comparisons behind the paper's orderings: every other run's last iteration against IRPO's last,
     each IRPO iteration against the one before, and IRPO's last against its M0."""
     irpo_its = finished(reference) if reference else []
-    if not irpo_its:
+    if reference is None or not irpo_its:
         return []
     last, name = irpo_its[-1], reference.label
     pairs = [
@@ -324,7 +326,7 @@ def alpha_beta_figure(runs: list[Run]):
             finals[key], errors[key] = rows[-1]["greedy_accuracy"], rows[-1]["greedy_se"]
             start = rows[0]
     alphas, betas = sorted({a for a, _ in finals}), sorted({b for _, b in finals})
-    if len(alphas) < 2 and len(betas) < 2:
+    if start is None or (len(alphas) < 2 and len(betas) < 2):
         return None
     grid = [[finals.get((a, b), float("nan")) for b in betas] for a in alphas]
     fig, ax = plt.subplots(figsize=(1.4 * len(betas) + 2.5, 1.0 * len(alphas) + 1.8))
@@ -341,7 +343,7 @@ def alpha_beta_figure(runs: list[Run]):
     for i, (alpha, row) in enumerate(zip(alphas, grid, strict=True)):
         for j, (beta, value) in enumerate(zip(betas, row, strict=True)):
             if value == value:  # not NaN: that (alpha, beta) ran
-                dark = image.norm(100 * value) < 0.6  # white text on the dark end of the colour map
+                dark = float(image.norm(100 * value)) < 0.6  # type: ignore[arg-type]  # white text on the dark end of the colour map
                 se = errors[(alpha, beta)]
                 ax.text(
                     j,

@@ -8,6 +8,7 @@ iteration t >= 1 is compared with M0 (iteration 0) on the same questions by the 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -96,9 +97,9 @@ def compare_iterations(a: IterationDir, b: IterationDir) -> dict[str, PairedTest
     return tests
 
 
-def paired_fields(name: str, tests: dict[str, PairedTest | None]) -> dict:
+def paired_fields(name: str, tests: dict[str, PairedTest | None]) -> dict[str, Any]:
     """`<measure>_<name>`: the readable cell; `<measure>_<name>_points/_b/_c/_p/_n`: the numbers, for CSV."""
-    fields = {}
+    fields: dict[str, Any] = {}
     for measure, test in tests.items():
         fields[f"{measure}_{name}"] = test.describe() if test else None
         fields.update(test.as_columns(f"{measure}_{name}") if test else {})
@@ -120,7 +121,7 @@ def add_paired_vs_m0(run_dir: RunDir, rows: list[dict]) -> list[dict]:
     return rows
 
 
-def cell(value) -> str:
+def cell(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):

@@ -64,7 +64,7 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     count = 0
     with replacing(path) as tmp, tmp.open("w") as f:
         for row in rows:
@@ -73,11 +73,11 @@ def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
     return count
 
 
-def read_jsonl(path: Path, fix: str | None = None) -> list[dict]:
+def read_jsonl(path: Path, fix: str | None = None) -> list[dict[str, Any]]:
     return list(iter_jsonl(path, fix))
 
 
-def iter_jsonl(path: Path, fix: str | None = None) -> Iterator[dict]:
+def iter_jsonl(path: Path, fix: str | None = None) -> Iterator[dict[str, Any]]:
     """The rows of a JSONL file; a line that does not parse fails naming the file, the line and `fix`
     (what to delete to recover, for a stage's artifact)."""
     with Path(path).open() as f:
@@ -92,7 +92,7 @@ def iter_jsonl(path: Path, fix: str | None = None) -> Iterator[dict]:
                 ) from None
 
 
-def check_rows_match(path: Path, rows: list[dict], ids: list[str], fix: str) -> list[dict]:
+def check_rows_match(path: Path, rows: list[dict[str, Any]], ids: list[str], fix: str) -> list[dict[str, Any]]:
     """`rows` (read from `path`) are one per id of `ids`, in that order; else an error naming the file and `fix`."""
     if len(rows) != len(ids):
         raise ValueError(
@@ -145,14 +145,37 @@ class IterationDir:
         self.t = t
         path.mkdir(parents=True, exist_ok=True)
 
-    generations = property(lambda self: self.path / "generations.jsonl")
-    rewards = property(lambda self: self.path / "rewards.jsonl")
-    pairs = property(lambda self: self.path / "pairs.jsonl")
-    pairs_stats = property(lambda self: self.path / "pairs_stats.json")
-    model = property(lambda self: self.path / "model")
-    eval_predictions = property(lambda self: self.path / "eval.jsonl")
-    eval_metrics = property(lambda self: self.path / "eval.json")
-    metrics = property(lambda self: self.path / "metrics.json")
+    @property
+    def generations(self) -> Path:
+        return self.path / "generations.jsonl"
+
+    @property
+    def rewards(self) -> Path:
+        return self.path / "rewards.jsonl"
+
+    @property
+    def pairs(self) -> Path:
+        return self.path / "pairs.jsonl"
+
+    @property
+    def pairs_stats(self) -> Path:
+        return self.path / "pairs_stats.json"
+
+    @property
+    def model(self) -> Path:
+        return self.path / "model"
+
+    @property
+    def eval_predictions(self) -> Path:
+        return self.path / "eval.jsonl"
+
+    @property
+    def eval_metrics(self) -> Path:
+        return self.path / "eval.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.json"
 
     def has_model(self) -> bool:
         return (self.model / "config.json").exists() and (self.model / "train_summary.json").exists()

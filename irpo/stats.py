@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 
 def standard_error(p: float, n: int) -> float | None:
@@ -28,7 +29,7 @@ def mcnemar_exact(b: int, c: int) -> float:
     if b < 0 or c < 0:
         raise ValueError(f"discordant counts must be >= 0, got b={b}, c={c}")
     n = b + c
-    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / float(2**n)
     return min(1.0, 2.0 * tail)
 
 
@@ -50,7 +51,7 @@ class PairedTest:
         """A's accuracy minus B's, in percentage points, on the compared questions: 100 (b - c) / n."""
         return 100.0 * (self.b - self.c) / self.n if self.n else None
 
-    def as_columns(self, prefix: str) -> dict:
+    def as_columns(self, prefix: str) -> dict[str, float | int | None]:
         """Flat `<prefix>_points`, `_b`, `_c`, `_p`, `_n` fields, for a CSV row."""
         return {
             f"{prefix}_points": None if self.points is None else round(self.points, 2),
@@ -72,7 +73,7 @@ class PairedTest:
             )
         return text
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "points": self.points}
 
 

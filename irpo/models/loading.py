@@ -62,4 +62,4 @@ def load_model(name_or_path: str | Path, dtype: str = "float32", device: str = "
             f"could not load a model from {name_or_path!r}: not a local directory, and the hub "
             f"could not provide it (offline?): {e}"
         ) from None
-    return model.to(pick_device(device))
+    return model.to(pick_device(device))  # type: ignore[arg-type]  # transformers' wrapper of .to hides its signature

@@ -15,7 +15,7 @@ from irpo.tasks.math import MATHTask, MATHTaskConfig
 
 @dataclass(frozen=True)
 class TaskEntry:
-    task_class: type
+    task_class: type[Task]
     config_class: type
 
 

@@ -12,6 +12,7 @@ import string
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from irpo.tasks.base import Example, Splits, Task, extract_after_final_answer
 from irpo.tasks.data import load_hub_split, read_rows, require_fields
@@ -36,7 +37,7 @@ class ARCTaskConfig:
     max_train: int | None = None
 
 
-def letter_key(choices: list[dict], answer_key: str) -> str | None:
+def letter_key(choices: list[dict[str, Any]], answer_key: str) -> str | None:
     """The letter under which the answer is shown: answer keys ("C" or "3") map through the choice labels."""
     labels = [str(c["label"]).strip() for c in choices]
     key = str(answer_key).strip()
@@ -111,7 +112,7 @@ class ARCTask(Task):
     def __init__(self, cfg: ARCTaskConfig):
         super().__init__(cfg)
 
-    def _rows(self, subset: str, split: str) -> list[tuple[str, int, dict]]:
+    def _rows(self, subset: str, split: str) -> list[tuple[str, int, dict[str, Any]]]:
         if self.cfg.data_dir:
             path = Path(self.cfg.data_dir).expanduser() / subset / f"{subset}-{split}.jsonl"
             return [(str(path), n, row) for n, row in read_rows(path)]
@@ -130,7 +131,7 @@ class ARCTask(Task):
                 row["answerKey"] = row.get("answerKey")
         return [(f"{self.cfg.hub_id}/{subset}[{hub_split}]", n, row) for n, row in rows]
 
-    def _examples(self, subset: str, split: str, skipped: Counter) -> list[Example]:
+    def _examples(self, subset: str, split: str, skipped: Counter[str]) -> list[Example]:
         examples = []
         for source, line, row in self._rows(subset, split):
             require_fields(row, ("question", "answerKey"), f"{source}:{line}")
@@ -158,7 +159,7 @@ class ARCTask(Task):
         return examples
 
     def load_splits(self) -> Splits:
-        skipped: Counter = Counter()
+        skipped: Counter[str] = Counter()
         train = self._examples("ARC-Challenge", "Train", skipped)
         if self.cfg.train_on_easy:
             train += self._examples("ARC-Easy", "Train", skipped)

@@ -36,7 +36,7 @@ class ArithmeticTaskConfig:
     max_value: int = 40
     operations: list[str] = field(default_factory=lambda: ["add", "sub"])
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         unknown = set(self.operations) - {"add", "sub", "mul"}
         if unknown or not self.operations:
             raise ValueError(f"task.operations must be a non-empty subset of add, sub, mul; got {self.operations}")
@@ -131,6 +131,7 @@ class ArithmeticTask(NumericAnswers, Task):
     def load_splits(self) -> Splits:
         if self._splits is None:
             self._generate()
+        assert self._splits is not None  # _generate sets it
         return self._splits
 
     def seed_examples(self) -> list[Example]:

@@ -30,7 +30,7 @@ class Splits:
     # Rows dropped while loading (no usable gold answer, ...), by reason.
     skipped: dict[str, int] = field(default_factory=dict)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         # Stages join samples, rewards and pairs to questions by id: one id for two questions would lose one.
         counts = Counter(e.id for e in self.train + self.valid + self.test)
         repeated = sorted(qid for qid, count in counts.items() if count > 1)
@@ -43,7 +43,8 @@ class Splits:
     def get(self, name: str) -> list[Example]:
         if name not in ("train", "valid", "test"):
             raise KeyError(f"unknown split '{name}'; valid splits: train, valid, test")
-        return getattr(self, name)
+        split: list[Example] = getattr(self, name)
+        return split
 
 
 def hold_out(train: list[Example], size: int, seed: int) -> tuple[list[Example], list[Example]]:
@@ -54,7 +55,7 @@ def hold_out(train: list[Example], size: int, seed: int) -> tuple[list[Example],
     return [e for i, e in enumerate(train) if i not in held], [e for i, e in enumerate(train) if i in held]
 
 
-def _answer_line_span(text: str, marker: re.Match) -> tuple[int, int]:
+def _answer_line_span(text: str, marker: re.Match[str]) -> tuple[int, int]:
     """Where the answer after `marker` lies: the rest of its line, or, when that is empty, the next
     non-empty line ("Final answer:\n40")."""
     end = text.find("\n", marker.end())
@@ -92,7 +93,7 @@ class Task:
 
     name: str = "task"
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
         self.instruction: str = getattr(cfg, "instruction", "") or ""
 

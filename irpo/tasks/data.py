@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 
-def read_rows(path: Path) -> list[tuple[int, dict]]:
+def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, row) for each non-empty line; a missing file or bad JSON names file and line."""
     path = Path(os.path.expanduser(str(path)))
     if not path.exists():
@@ -27,13 +28,13 @@ def read_rows(path: Path) -> list[tuple[int, dict]]:
     return rows
 
 
-def require_fields(row: dict, fields: tuple[str, ...], where: str) -> None:
+def require_fields(row: dict[str, Any], fields: tuple[str, ...], where: str) -> None:
     missing = [f for f in fields if not isinstance(row.get(f), (str, dict, list))]
     if missing:
         raise ValueError(f"{where}: row lacks field(s) {', '.join(missing)}")
 
 
-def load_hub_split(hub_id: str, config: str | None, split: str) -> list[tuple[int, dict]]:
+def load_hub_split(hub_id: str, config: str | None, split: str) -> list[tuple[int, dict[str, Any]]]:
     """Rows of a hub dataset split, numbered like file lines; needs `pip install irpo[hub]` and a network."""
     try:
         import datasets

@@ -7,6 +7,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from irpo.tasks.base import FINAL_ANSWER, Example, Splits, Task, extract_after_final_answer, hold_out
 from irpo.tasks.data import load_hub_split, read_rows, require_fields
@@ -49,13 +50,13 @@ class GSM8KTask(NumericAnswers, Task):
     def __init__(self, cfg: GSM8KTaskConfig):
         super().__init__(cfg)
 
-    def _rows(self, split: str) -> list[tuple[str, int, dict]]:
+    def _rows(self, split: str) -> list[tuple[str, int, dict[str, Any]]]:
         if self.cfg.data_dir:
             path = Path(self.cfg.data_dir).expanduser() / f"{split}.jsonl"
             return [(str(path), n, row) for n, row in read_rows(path)]
         return [(f"{self.cfg.hub_id}[{split}]", n, row) for n, row in load_hub_split(self.cfg.hub_id, "main", split)]
 
-    def _examples(self, split: str, skipped: Counter) -> list[Example]:
+    def _examples(self, split: str, skipped: Counter[str]) -> list[Example]:
         examples = []
         for source, line, row in self._rows(split):
             require_fields(row, ("question", "answer"), f"{source}:{line}")
@@ -72,7 +73,7 @@ class GSM8KTask(NumericAnswers, Task):
         return examples
 
     def load_splits(self) -> Splits:
-        skipped: Counter = Counter()
+        skipped: Counter[str] = Counter()
         train = self._examples("train", skipped)
         test = self._examples("test", skipped)
         train, valid = hold_out(train, self.cfg.num_valid, self.cfg.valid_seed)

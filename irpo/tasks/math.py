@@ -15,6 +15,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from irpo.tasks.base import FINAL_ANSWER, Example, Splits, Task, extract_after_final_answer, hold_out
 from irpo.tasks.data import load_hub_split, read_rows, require_fields
@@ -69,7 +70,7 @@ class MATHTaskConfig:
     max_train: int | None = None
     verify_timeout_s: int = 5  # per equivalence check, so a pathological expression cannot hang a run
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.test_set not in ("test", "math500"):
             raise ValueError(f"task.test_set must be 'test' or 'math500', got '{self.test_set}'")
 
@@ -126,7 +127,7 @@ class MATHTask(Task):
         super().__init__(cfg)
         self._fewshot: list[Example] = []
 
-    def _rows(self, split: str) -> list[tuple[str, int, dict]]:
+    def _rows(self, split: str) -> list[tuple[str, int, dict[str, Any]]]:
         if self.cfg.data_dir:
             path = Path(self.cfg.data_dir).expanduser() / f"{split}.jsonl"
             return [(str(path), n, row) for n, row in read_rows(path)]
@@ -150,7 +151,7 @@ class MATHTask(Task):
             )
         return rows
 
-    def _examples(self, split: str, skipped: Counter) -> list[Example]:
+    def _examples(self, split: str, skipped: Counter[str]) -> list[Example]:
         examples = []
         for source, line, row in self._rows(split):
             require_fields(row, ("problem", "solution"), f"{source}:{line}")
@@ -201,14 +202,14 @@ class MATHTask(Task):
         return found
 
     def load_splits(self) -> Splits:
-        skipped: Counter = Counter()
+        skipped: Counter[str] = Counter()
         train = self._examples("train", skipped)
         test = self._examples("math500_test" if self.cfg.test_set == "math500" else "test", skipped)
         self._fewshot = self._find_fewshot(train)
         shown = {fingerprint(e.question) for e in self._fewshot}
         train = [e for e in train if fingerprint(e.question) not in shown]
         # Fingerprint order, so the held-out draw is the same whatever order a copy stores its rows in.
-        train.sort(key=lambda e: (fingerprint(e.question), fingerprint(e.gold_solution)))
+        train.sort(key=lambda e: (fingerprint(e.question), fingerprint(e.gold_solution or "")))
         train, valid = hold_out(train, self.cfg.num_valid, self.cfg.valid_seed)
         return Splits(train=train[: self.cfg.max_train], valid=valid, test=test, skipped=dict(skipped))
 
@@ -267,12 +268,13 @@ class MATHTask(Task):
 
 
 @functools.lru_cache(maxsize=16384)
-def _parsed(text: str, timeout_s: int):
+def _parsed(text: str, timeout_s: int) -> list[Any] | None:
     """math-verify's reading of one answer, kept: a majority vote and the gold answer reuse it."""
     from math_verify import parse
 
     try:
-        return parse(f"${text}$", parsing_timeout=timeout_s)
+        parsed: list[Any] = parse(f"${text}$", parsing_timeout=timeout_s)
+        return parsed
     except Exception:  # math-verify raises on timeouts and exotic LaTeX; neither reads as an answer
         return None
 

@@ -15,6 +15,8 @@ import re
 from decimal import Decimal
 from fractions import Fraction
 
+from irpo.tasks.base import Example
+
 _INT = r"(?:\d{1,3}(?:,\d{3})+|\d+)"
 # A number: sign, digits (thousands grouped by commas or not), decimals, and an optional "/denominator".
 # Not glued to a letter or digit before it ("x2", "1,00"), and no digits may follow it after a comma,
@@ -116,7 +118,7 @@ def format_number(value: Fraction) -> str:
 class NumericAnswers:
     """Task methods for answers that are one number (GSM8K, arithmetic): exact match of the stated value."""
 
-    def is_correct(self, example, answer: str | None) -> bool:
+    def is_correct(self, example: Example, answer: str | None) -> bool:
         value = stated_number(answer) if answer is not None else None
         return value is not None and value == stated_number(example.gold_answer)
 
