@@ -6,12 +6,19 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from irpo.config import register_configs
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 register_configs()
+
+# One thread per process, here and in the `python -m irpo` children: the tiny models gain little from a
+# second one, and on a shared machine OpenMP threads that wait for each other multiply the time (a training
+# test took 3 s at one thread and 58 s at two, under load). Set OMP_NUM_THREADS to choose otherwise.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(scope="session", autouse=True)

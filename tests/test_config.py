@@ -2,21 +2,56 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hydra.errors import ConfigCompositionException
+from omegaconf import DictConfig, OmegaConf
 
 from irpo.config import validate
 
+CONF = Path(__file__).resolve().parents[1] / "conf"
+GROUPS = ("loss", "model", "sampler", "trainer", "cluster", "logger", "task", "method", "experiment")  # defaults order
 
-def test_every_group_option_composes(make_config):
-    from pathlib import Path
 
-    conf = Path(__file__).resolve().parents[1] / "conf"
-    for group in ("model", "loss", "sampler", "trainer", "cluster", "task", "method", "experiment"):
-        for option in sorted((conf / group).glob("*.yaml")):
-            cfg = make_config(f"{group}={option.stem}")
-            assert cfg is not None
+def option_values(group: str, option: str) -> dict[str, object]:
+    """The plain values an option file sets, by their full key in the composed config (interpolations left out)."""
+    path = CONF / group / f"{option}.yaml"
+    node = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    prefix = "" if "@package _global_" in path.read_text().splitlines()[0] else f"{group}."
+    values: dict[str, object] = {}
+
+    def walk(value: object, key: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if k not in ("defaults", "hydra"):
+                    walk(v, f"{key}.{k}" if key else str(k))
+        elif not (isinstance(value, str) and "${" in value):
+            values[prefix + key] = value
+
+    walk(node, "")
+    return values
+
+
+def test_every_group_option_composes_with_its_values(make_config):
+    defaults = {
+        g: o
+        for entry in OmegaConf.load(CONF / "config.yaml").defaults
+        if isinstance(entry, DictConfig)
+        for g, o in entry.items()
+    }
+    for position, group in enumerate(GROUPS):
+        # A default option of a later group (task=arithmetic's trainer.lr) overrides what an earlier one sets.
+        later = {key for g in GROUPS[position + 1 :] if defaults.get(g) for key in option_values(g, defaults[g])}
+        for option in sorted(p.stem for p in (CONF / group).glob("*.yaml")):
+            cfg = make_config(f"{group}={option}")
+            expected = {k: v for k, v in option_values(group, option).items() if k not in later}
+            composed = {
+                k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
+                for k in expected
+                for v in [OmegaConf.select(cfg, k)]
+            }
+            assert composed == expected, f"{group}={option}"
 
 
 def test_unknown_group_option_lists_the_available_ones(make_config):

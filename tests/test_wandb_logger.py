@@ -12,12 +12,10 @@ from irpo.loop import run
 from irpo.rundir import read_json
 from irpo.tracking import WandbTracker, redact
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("wandb") is None, reason="wandb is not installed (pip install -e '.[wandb]')"
-    ),
-]
+# The tests that run W&B (offline); the redaction test below is a pure function's and runs in the fast tier.
+needs_wandb = pytest.mark.skipif(
+    importlib.util.find_spec("wandb") is None, reason="wandb is not installed (pip install -e '.[wandb]')"
+)
 
 FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"
 
@@ -45,6 +43,8 @@ def wandb_records(path):
             yield record
 
 
+@pytest.mark.slow
+@needs_wandb
 def test_offline_run_logs_training_and_iteration_keys_without_the_key(make_config, tmp_path, monkeypatch):
     monkeypatch.setattr(WandbTracker, "poll_seconds", 0.01)  # the live train-log watch races the trainer
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
@@ -117,6 +117,8 @@ def test_secret_looking_config_keys_are_redacted():
     }
 
 
+@pytest.mark.slow
+@needs_wandb
 def test_training_steps_reach_the_dashboard_while_training_runs(make_config, tmp_path, monkeypatch):
     import time
 
@@ -127,7 +129,12 @@ def test_training_steps_reach_the_dashboard_while_training_runs(make_config, tmp
     monkeypatch.setenv("WANDB_SILENT", "true")
     run_dir = RunDir(tmp_path / "run")
     it = run_dir.iteration(1)
-    with build_tracker(make_config("experiment=smoke", "logger=wandb", "logger.mode=offline"), run_dir) as tracker:  # noqa: SIM117
+    with build_tracker(make_config("experiment=smoke", "logger=wandb", "logger.mode=offline"), run_dir) as tracker:
+        sent: list[int] = []  # the steps handed to W&B, as they are handed
+        log_to_wandb = tracker.run.log
+        monkeypatch.setattr(
+            tracker.run, "log", lambda row, **kw: (sent.append(row["train/global_step"]), log_to_wandb(row, **kw))
+        )
         with tracker.watch_training(it):  # stands in for a trainer writing its log step by step
             (it.path / "model.tmp").mkdir()
             with (it.path / "model.tmp" / "train_log.jsonl").open("w") as log:
@@ -137,7 +144,11 @@ def test_training_steps_reach_the_dashboard_while_training_runs(make_config, tmp
                     time.sleep(0.05)
                 log.write('{"step": 6, "lo')  # a line still being written is not read
                 log.flush()
-                time.sleep(0.1)
+                deadline = time.time() + 10
+                while len(sent) < 5 and time.time() < deadline:
+                    time.sleep(0.05)
+                # Training is still running (inside the watch): its steps are already on their way.
+                assert sent == [1, 2, 3, 4, 5]
         # No iteration finished, so every step below came from the live watch.
     (record_file,) = (tmp_path / "run").glob("wandb/offline-run-*/run-*.wandb")
     steps = [
