@@ -7,11 +7,14 @@ from irpo.pairs import (
     PAIR_BUILDERS,
     ScoredQuestion,
     build_gold_sft,
+    build_pairs,
     build_preference_pairs,
     build_self_sft,
     cap,
     pair_walk,
 )
+from irpo.rundir import RunDir
+from irpo.tasks.arithmetic import ArithmeticTask, ArithmeticTaskConfig
 
 
 def pairs_cfg(**overrides):
@@ -159,3 +162,37 @@ def test_sft_builders_for_the_baselines():
 def test_unknown_builder_lists_the_valid_ones():
     with pytest.raises(KeyError, match="gold_sft, preference, self_sft"):
         PAIR_BUILDERS.get("random")
+
+
+def scored_arithmetic_questions(count: int) -> list[ScoredQuestion]:
+    """Real task questions, each with its gold solution and samples scored by the task's own reward: the gold
+    chain of thought (right), and that chain with its final answer off by one or two (wrong)."""
+    task = ArithmeticTask(ArithmeticTaskConfig(num_train=count, num_valid=2, num_test=2, num_seed_sft=2))
+    questions = []
+    for example in task.load_splits().train:
+        body = example.gold_solution.rsplit("Final answer:", 1)[0]
+        samples = [example.gold_solution] + [f"{body}Final answer: {int(example.gold_answer) + d}" for d in (1, 2)]
+        rewards = [task.reward(example, s)[1] for s in samples]
+        questions.append(ScoredQuestion(example.id, task.prompt(example), example.gold_solution, samples, rewards))
+    return questions
+
+
+def test_same_seed_same_pairs_file_and_another_seed_another_subsample(tmp_path):
+    questions = scored_arithmetic_questions(40)
+    assert {tuple(q.rewards) for q in questions} == {(1.0, 0.0, 0.0)}
+    builder = PAIR_BUILDERS.get("preference")
+    settings = dict(pairs_per_prompt=2, include_gold=True, distinct_pairs=True, max_pairs=25)
+
+    def pairs_file(name: str, seed: int) -> bytes:
+        it = RunDir(tmp_path / name).iteration(1)
+        build_pairs(it, builder, questions, pairs_cfg(seed=seed, **settings), fits_all)
+        return it.pairs.read_bytes()
+
+    first = pairs_file("first", seed=7)
+    assert pairs_file("again", seed=7) == first  # byte for byte
+    other = pairs_file("other", seed=8)
+    assert other != first and len(other.splitlines()) == len(first.splitlines()) == 25  # 80 made, 25 kept
+    uncapped = dict(settings, max_pairs=None)
+    assert build_preference_pairs(questions, pairs_cfg(seed=7, **uncapped), fits_all) == build_preference_pairs(
+        questions, pairs_cfg(seed=8, **uncapped), fits_all
+    )  # without a cap the seed changes nothing
