@@ -9,9 +9,10 @@ import pytest
 from irpo.loop import run
 from irpo.rundir import RunDir, read_json, read_jsonl
 
-pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
+pytestmark = pytest.mark.shared_data
 
 
+@pytest.mark.slow
 def test_gsm8k_with_stories260k_runs_every_stage(shared_dir, make_config, tmp_path):
     cfg = make_config(
         "task=gsm8k",

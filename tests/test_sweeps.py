@@ -12,7 +12,6 @@ from omegaconf import OmegaConf
 
 from irpo.rundir import read_json
 
-pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 GRID = ["loss.alpha=0.5,2", "loss.beta=0.1,0.5"]
 
 
@@ -20,6 +19,8 @@ def irpo(*args, env):
     return subprocess.run([sys.executable, "-m", "irpo", *args], capture_output=True, text=True, env=env, timeout=900)
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_alpha_beta_sweep_through_submitit_local_then_resumes_in_place(tmp_path, model_cache):
     sweep = tmp_path / "sweep"
     env = {**os.environ, "IRPO_CACHE": str(model_cache)}
@@ -135,6 +136,8 @@ SLURM_SMOKE = [
 ]
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 @needs_slurm
 def test_two_job_sweep_on_a_real_slurm_cluster(tmp_path, model_cache):
     sweep = tmp_path / "sweep"
@@ -166,6 +169,8 @@ def test_two_job_sweep_on_a_real_slurm_cluster(tmp_path, model_cache):
     assert (sweep / "report.md").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 @needs_slurm
 def test_a_job_with_several_slurm_tasks_runs_the_loop_once(tmp_path, model_cache):
     # cluster.nodes=N starts one task per node; two tasks on one node stand in for two nodes here.
@@ -186,6 +191,8 @@ def test_a_job_with_several_slurm_tasks_runs_the_loop_once(tmp_path, model_cache
     assert "iter 1: training on" in first_task_log and "iter 1: training on" not in second_task_log
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 @needs_slurm
 def test_deepspeed_ranks_train_inside_a_slurm_job(tmp_path, model_cache):
     sweep = tmp_path / "sweep"
@@ -206,6 +213,8 @@ def test_deepspeed_ranks_train_inside_a_slurm_job(tmp_path, model_cache):
     assert (run_dir / "results.json").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 @needs_slurm
 def test_a_requeued_slurm_job_resumes_mid_training(tmp_path, model_cache):
     """scontrol requeue kills a running job and queues it again, as a preemption does: the requeued job
