@@ -10,6 +10,7 @@ logger on later, logs exactly the iterations its dashboard has not seen yet.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import re
 import threading
@@ -19,8 +20,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from irpo.protocols import Tracker
 from irpo.registry import Registry
 from irpo.rundir import IterationDir, RunDir, iter_jsonl, read_json, write_json
+from irpo.training.workdir import TRAIN_LOG
 
 TRACKERS: Registry[type] = Registry("logger")
 
@@ -36,11 +39,11 @@ def redact(config: Any) -> Any:
     return config
 
 
-class Tracker:
-    """Used as `with build_tracker(cfg, run_dir) as tracker:`, so the dashboard is closed on any exit."""
+class BaseTracker:
+    """The `irpo.protocols.Tracker` defaults: used as `with build_tracker(cfg, run_dir) as tracker:`, so the
+    dashboard is closed on any exit; no live view of training unless a tracker has one."""
 
-    def watch_training(self, it: IterationDir):
-        """Context for the training stage: its steps reach the dashboard while it runs."""
+    def watch_training(self, it: IterationDir, train_log: Path):
         return contextlib.nullcontext()
 
     def __enter__(self):
@@ -51,7 +54,7 @@ class Tracker:
 
 
 @TRACKERS.register("none")
-class NoTracker(Tracker):
+class NoTracker(BaseTracker):
     def __init__(self, cfg: DictConfig, run_dir: RunDir):
         pass
 
@@ -63,10 +66,17 @@ class NoTracker(Tracker):
 
 
 @TRACKERS.register("wandb")
-class WandbTracker(Tracker):
+class WandbTracker(BaseTracker):
     """One W&B run per run directory (so per Hydra job), grouped by sweep; resumed with the run dir."""
 
     poll_seconds = 10.0
+
+    @staticmethod
+    def check(cfg: DictConfig) -> None:
+        if cfg.logger.mode not in ("online", "offline", "disabled"):
+            raise ValueError(f"unknown logger.mode '{cfg.logger.mode}'; valid choices: disabled, offline, online")
+        if cfg.logger.mode != "disabled" and importlib.util.find_spec("wandb") is None:
+            raise ValueError("wandb is not installed: pip install -e '.[wandb]'")
 
     def __init__(self, cfg: DictConfig, run_dir: RunDir):
         import wandb
@@ -100,19 +110,17 @@ class WandbTracker(Tracker):
             self.run.define_metric(f"{prefix}/*", step_metric="iteration")
 
     @contextlib.contextmanager
-    def watch_training(self, it: IterationDir):
-        # Trainers write train_log.jsonl into model.tmp/ and rename it to model/ when done.
-        live_log = it.model.with_name(it.model.name + ".tmp") / "train_log.jsonl"
+    def watch_training(self, it: IterationDir, train_log: Path):
         stop = threading.Event()
         started = time.time()
 
         def poll_once() -> None:
             try:
-                if live_log.stat().st_mtime < started:  # left by a killed attempt; the trainer replaces it
+                if train_log.stat().st_mtime < started:  # left by a killed attempt; the trainer replaces it
                     return
             except FileNotFoundError:
                 return
-            self._log_train_rows(it, live_log)
+            self._log_train_rows(it, train_log)
 
         def poll() -> None:
             while not stop.wait(self.poll_seconds):
@@ -152,7 +160,7 @@ class WandbTracker(Tracker):
         if it.t in self.state["logged_iterations"] or not it.metrics.exists():
             return
         metrics = read_json(it.metrics)
-        train_log = it.model / "train_log.jsonl"
+        train_log = it.model / TRAIN_LOG
         if train_log.exists():
             last_step = self._log_train_rows(it, train_log)  # whatever the live watch has not sent yet
             self.state["global_step"] = self.state.get("global_step", 0) + last_step
@@ -186,7 +194,7 @@ class WandbTracker(Tracker):
         self.run.finish()
 
 
-def build_tracker(cfg: DictConfig, run_dir: RunDir):
+def build_tracker(cfg: DictConfig, run_dir: RunDir) -> Tracker:
     return TRACKERS.get(cfg.logger.name)(cfg, run_dir)
 
 
