@@ -21,7 +21,7 @@ from irpo.config import (
     validate,
 )
 from irpo.evaluate import HeldOutScorer
-from irpo.protocols import Checkpoint, ChecksConfig, Scorer, Trainer, Tracker
+from irpo.protocols import Checkpoint, ChecksConfig, Scorer, Tracker, Trainer
 from irpo.rundir import RunDir
 from irpo.sampling.hf import HFSampler
 from irpo.tasks.arithmetic import ArithmeticTask, ArithmeticTaskConfig

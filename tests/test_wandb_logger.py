@@ -127,7 +127,7 @@ def test_training_steps_reach_the_dashboard_while_training_runs(make_config, tmp
     monkeypatch.setenv("WANDB_SILENT", "true")
     run_dir = RunDir(tmp_path / "run")
     it = run_dir.iteration(1)
-    with build_tracker(make_config("experiment=smoke", "logger=wandb", "logger.mode=offline"), run_dir) as tracker:  # noqa: SIM117
+    with build_tracker(make_config("experiment=smoke", "logger=wandb", "logger.mode=offline"), run_dir) as tracker:
         live_log = tmp_path / "anywhere" / "steps.jsonl"  # the tracker follows the log it is told, wherever
         with tracker.watch_training(it, live_log):  # stands in for a trainer writing its log step by step
             live_log.parent.mkdir()
