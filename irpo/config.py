@@ -13,16 +13,17 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-# Field metadata for the keys whose change cannot change results: where and how fast a run goes (devices,
-# ranks, dashboards, the cluster), never what it computes. A tagged section tags every key under it. From
+# Field metadata for the keys whose change cannot change results: where and how fast a run goes (ranks,
+# memory, dashboards, the cluster), never what it computes. A tagged section tags every key under it. From
 # these tags come both the keys a resumed run may change (`resumable`) and the keys left out of a sweep
 # job's directory name (`sweep_dir_exclude_keys`, read by conf/config.yaml).
 RUNTIME_ONLY_TAG = "runtime_only"
 RUNTIME_ONLY = {RUNTIME_ONLY_TAG: True}
-# Tags a key a resumed run may change although a different value is another experiment (so it names sweep
-# dirs): `iterations`, which extends or stops a run without touching its finished iterations.
-EXTENDS_RUN_TAG = "extends_run"
-EXTENDS_RUN = {EXTENDS_RUN_TAG: True}
+# Keys a resumed run may change, because finished work stays valid, whose value can still change what is
+# left to compute (so, unlike RUNTIME_ONLY, they name sweep dirs): `iterations` extends or stops a run; a
+# device or the hf sampler's batch size changes floating-point results, so later samples may differ.
+RESUME_MAY_CHANGE_TAG = "resume_may_change"
+RESUME_MAY_CHANGE = {RESUME_MAY_CHANGE_TAG: True}
 
 
 @dataclass
@@ -78,8 +79,8 @@ class GenerationConfig:
 @dataclass
 class SamplerConfig:
     name: str = "hf"  # hf (transformers generate, in this process) | vllm (vLLM's engine, in a child process)
-    batch_size: int = field(default=256, metadata=RUNTIME_ONLY)  # sequences per generate call (hf; vLLM: its own)
-    device: str = field(default="auto", metadata=RUNTIME_ONLY)  # hf only
+    batch_size: int = field(default=256, metadata=RESUME_MAY_CHANGE)  # per generate call (hf; vLLM: its own)
+    device: str = field(default="auto", metadata=RESUME_MAY_CHANGE)  # hf only
     # Generation and evaluation write their rows in shards of this many prompts as they are drawn, so a killed
     # stage resumes at its first missing shard (irpo/shards.py). At the paper's scale 256 prompts x 30 samples
     # are minutes of a 70B model on 8 GPUs; the embedded default makes 2 shards of samples and 1 of test
@@ -121,7 +122,7 @@ class LoraConfig:
 class TorchTrainerConfig:
     """trainer.torch: the plain PyTorch trainer (irpo/training/torch_trainer.py), in this process."""
 
-    device: str = field(default="auto", metadata=RUNTIME_ONLY)  # auto (cuda where there is one) | cpu | cuda:N
+    device: str = field(default="auto", metadata=RESUME_MAY_CHANGE)  # auto (cuda where there is one) | cpu | cuda:N
 
 
 @dataclass
@@ -253,7 +254,7 @@ class Config:
     # The model iteration 1 starts from: null = the seed model M0; a model dir; a run dir (its last
     # finished iteration); or run:<name>, the run dir <name> beside this one (e.g. a sweep's star job).
     init_from: Optional[str] = None
-    iterations: int = field(default=3, metadata=EXTENDS_RUN)
+    iterations: int = field(default=3, metadata=RESUME_MAY_CHANGE)
     seed: int = 0
     run_dir: str = field(default="${hydra:runtime.output_dir}", metadata=RUNTIME_ONLY)
     log_level: str = field(default="INFO", metadata=RUNTIME_ONLY)
@@ -263,17 +264,18 @@ def tagged_keys(tag: str, schema: type = Config, prefix: str = "") -> list[str]:
     """The dotted keys of `schema` whose field metadata holds `tag`; a tagged section is one key."""
     keys = []
     for f in dataclasses.fields(schema):
+        section = _section(f)
         if f.metadata.get(tag):
             keys.append(prefix + f.name)
-        elif _section(f) is not None:
-            keys += tagged_keys(tag, _section(f), f"{prefix}{f.name}.")
+        elif section is not None:
+            keys += tagged_keys(tag, section, f"{prefix}{f.name}.")
     return keys
 
 
 def resumable(key: str) -> bool:
     """Whether a resumed run may change `key` (a dotted key of the resolved config)."""
     return any(
-        key == k or key.startswith(k + ".") for k in tagged_keys(RUNTIME_ONLY_TAG) + tagged_keys(EXTENDS_RUN_TAG)
+        key == k or key.startswith(k + ".") for k in tagged_keys(RUNTIME_ONLY_TAG) + tagged_keys(RESUME_MAY_CHANGE_TAG)
     )
 
 

@@ -15,6 +15,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,25 +44,25 @@ class BaseTracker:
     """The `irpo.protocols.Tracker` defaults: used as `with build_tracker(cfg, run_dir) as tracker:`, so the
     dashboard is closed on any exit; no live view of training unless a tracker has one."""
 
-    def watch_training(self, it: IterationDir, train_log: Path):
+    def watch_training(self, it: IterationDir, train_log: Path) -> contextlib.AbstractContextManager[Any]:
         return contextlib.nullcontext()
 
-    def __enter__(self):
+    def log_iteration(self, it: IterationDir) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+    def __enter__(self) -> BaseTracker:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.finish()
 
 
 @TRACKERS.register("none")
 class NoTracker(BaseTracker):
     def __init__(self, cfg: DictConfig, run_dir: RunDir):
-        pass
-
-    def log_iteration(self, it: IterationDir) -> None:
-        pass
-
-    def finish(self) -> None:
         pass
 
 
@@ -110,7 +111,7 @@ class WandbTracker(BaseTracker):
             self.run.define_metric(f"{prefix}/*", step_metric="iteration")
 
     @contextlib.contextmanager
-    def watch_training(self, it: IterationDir, train_log: Path):
+    def watch_training(self, it: IterationDir, train_log: Path) -> Iterator[None]:
         stop = threading.Event()
         started = time.time()
 
@@ -164,7 +165,7 @@ class WandbTracker(BaseTracker):
         if train_log.exists():
             last_step = self._log_train_rows(it, train_log)  # whatever the live watch has not sent yet
             self.state["global_step"] = self.state.get("global_step", 0) + last_step
-        summary = {"iteration": it.t}
+        summary: dict[str, Any] = {"iteration": it.t}
         summary.update(_numbers("eval", metrics.get("eval", {})))
         summary.update(_numbers("rewards", metrics.get("rewards", {})))
         summary.update(_numbers("pairs", metrics.get("pairs", {})))
@@ -180,7 +181,7 @@ class WandbTracker(BaseTracker):
     def _sample_table(self, it: IterationDir):
         """A few test questions with M_t's greedy output: what the numbers above look like."""
         columns = ["iteration", "id", "gold", "answer", "correct", "output"]
-        rows = []
+        rows: list[list[Any]] = []
         if it.eval_predictions.exists():
             for row in iter_jsonl(it.eval_predictions):
                 if len(rows) == self.cfg.logger.sample_generations:
@@ -188,7 +189,7 @@ class WandbTracker(BaseTracker):
                 rows.append(
                     [it.t, row["id"], str(row["gold"]), str(row["greedy_answer"]), row["greedy_correct"], row["greedy"]]
                 )
-        return self.wandb.Table(columns=columns, data=rows)
+        return self.wandb.Table(columns=list[str | int](columns), data=rows)
 
     def finish(self) -> None:
         self.run.finish()

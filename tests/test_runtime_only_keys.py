@@ -12,7 +12,7 @@ from conftest import CONF_DIR
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from irpo.config import EXTENDS_RUN_TAG, resumable, sweep_dir_exclude_keys, tagged_keys
+from irpo.config import RESUME_MAY_CHANGE_TAG, resumable, sweep_dir_exclude_keys, tagged_keys
 from irpo.loop import record_config
 from irpo.rundir import RunDir
 
@@ -40,18 +40,18 @@ def test_sweep_dir_names_and_resume_checks_agree_on_every_key():
     del container["hydra"]
     keys = leaf_keys(container)
     assert set(excluded) <= keys, f"not config keys: {set(excluded) - keys}"  # a stale name would match nothing
-    # The one difference allowed: a key tagged EXTENDS_RUN changes what a sweep job computes (so it names the
-    # job's dir) yet a finished iteration is unchanged by it (so a resumed run may change it).
+    # The one difference allowed: a key tagged RESUME_MAY_CHANGE can change what a sweep job computes (so it
+    # names the job's dir) but not its finished work (so a resumed run may change it).
     disagree = {key for key in keys if resumable(key) != (key in excluded)}
-    assert disagree == set(tagged_keys(EXTENDS_RUN_TAG)) == {"iterations"}
+    assert disagree == set(tagged_keys(RESUME_MAY_CHANGE_TAG))
+    assert disagree == {"iterations", "sampler.batch_size", "sampler.device", "trainer.torch.device"}
 
 
 def test_the_keys_the_two_lists_disagreed_on_are_now_runtime_only_in_both():
     excluded = sweep_dir_exclude_keys()
     for key in ("sampler.gpu_memory_utilization", "sampler.python", "trainer.deepspeed.num_processes"):
         assert key in excluded and resumable(key), key
-    for key in ("sampler.batch_size", "sampler.device", "trainer.torch.device", "run_dir"):
-        assert key in excluded and resumable(key), key
+    assert "run_dir" in excluded and resumable("run_dir")
     for key in ("loss.alpha", "trainer.lr", "trainer.deepspeed.zero_stage", "sampler.shard_prompts", "seed"):
         assert key not in excluded and not resumable(key), key
     assert {"cluster", "cluster.nodes", "logger", "logger.mode"} <= set(excluded)

@@ -208,7 +208,8 @@ class DeepSpeedTrainer:
                     lora.merge_saved_adapter(
                         init_model_dir, directory, self.model_cfg.dtype, keep_adapter=self.cfg.lora.save_adapter
                     )
-        if selecting and summary.get("held_out_accuracy") is None:  # not yet selected (or killed while selecting)
+        # Not yet selected (or killed while selecting).
+        if scorer is not None and selecting and summary.get("held_out_accuracy") is None:
             summary.update(select_checkpoint(tmp_dir, summary["steps"], scorer))
             write_json(tmp_dir / "train_summary.json", summary)
         publish_dir(tmp_dir, output_dir)
