@@ -260,33 +260,35 @@ class Config:
     log_level: str = field(default="INFO", metadata=RUNTIME_ONLY)
 
 
-def tagged_keys(tag: str, schema: type = Config, prefix: str = "") -> list[str]:
-    """The dotted keys of `schema` whose field metadata holds `tag`; a tagged section is one key."""
-    keys = []
-    for f in dataclasses.fields(schema):
-        section = _section(f)
-        if f.metadata.get(tag):
-            keys.append(prefix + f.name)
-        elif section is not None:
-            keys += tagged_keys(tag, section, f"{prefix}{f.name}.")
-    return keys
+def tagged_keys(tag: str) -> list[str]:
+    """The dotted keys whose field metadata holds `tag`; a tagged section is one key."""
+    return [key for key, _ in _tagged_fields(tag, Config, "")]
 
 
 def resumable(key: str) -> bool:
     """Whether a resumed run may change `key` (a dotted key of the resolved config)."""
-    return any(
-        key == k or key.startswith(k + ".") for k in tagged_keys(RUNTIME_ONLY_TAG) + tagged_keys(RESUME_MAY_CHANGE_TAG)
-    )
+    allowed = tagged_keys(RUNTIME_ONLY_TAG) + tagged_keys(RESUME_MAY_CHANGE_TAG)
+    return any(key == k or key.startswith(k + ".") for k in allowed)
 
 
 def sweep_dir_exclude_keys() -> list[str]:
     """Overrides that leave a sweep job's directory name alone: every runtime-only key, and each key under a
     runtime-only section (Hydra matches an override's key exactly: `cluster=slurm`, `cluster.nodes=2`)."""
     keys = []
-    for key in tagged_keys(RUNTIME_ONLY_TAG):
-        keys.append(key)
-        keys += _keys_under(_schema_at(key), key + ".")
+    for key, tagged in _tagged_fields(RUNTIME_ONLY_TAG, Config, ""):
+        keys += [key, *_keys_under(_section(tagged), key + ".")]
     return keys
+
+
+def _tagged_fields(tag: str, schema: type, prefix: str) -> list[tuple[str, dataclasses.Field]]:
+    found = []
+    for f in dataclasses.fields(schema):
+        section = _section(f)
+        if f.metadata.get(tag):
+            found.append((prefix + f.name, f))
+        elif section is not None:
+            found += _tagged_fields(tag, section, f"{prefix}{f.name}.")
+    return found
 
 
 def _section(f: dataclasses.Field) -> type | None:
@@ -295,21 +297,10 @@ def _section(f: dataclasses.Field) -> type | None:
     return type(default) if dataclasses.is_dataclass(default) else None
 
 
-def _schema_at(key: str) -> type | None:
-    schema: type | None = Config
-    for name in key.split("."):
-        field_ = {f.name: f for f in dataclasses.fields(schema)}[name] if schema else None
-        schema = _section(field_) if field_ else None
-    return schema
-
-
 def _keys_under(schema: type | None, prefix: str) -> list[str]:
-    if schema is None:
-        return []
-    keys = []
-    for f in dataclasses.fields(schema):
-        keys.append(prefix + f.name)
-        keys += _keys_under(_section(f), f"{prefix}{f.name}.")
+    keys: list[str] = []
+    for f in dataclasses.fields(schema) if schema is not None else ():
+        keys += [prefix + f.name, *_keys_under(_section(f), f"{prefix}{f.name}.")]
     return keys
 
 
