@@ -6,11 +6,24 @@ they mean. Task configs are per task (see `irpo.tasks`), checked by `validate` b
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+
+# Field metadata for the keys whose change cannot change results: where and how fast a run goes (ranks,
+# memory, dashboards, the cluster), never what it computes. A tagged section tags every key under it. From
+# these tags come both the keys a resumed run may change (`resumable`) and the keys left out of a sweep
+# job's directory name (`sweep_dir_exclude_keys`, read by conf/config.yaml).
+RUNTIME_ONLY_TAG = "runtime_only"
+RUNTIME_ONLY = {RUNTIME_ONLY_TAG: True}
+# Keys a resumed run may change, because finished work stays valid, whose value can still change what is
+# left to compute (so, unlike RUNTIME_ONLY, they name sweep dirs): `iterations` extends or stops a run; a
+# device or the hf sampler's batch size changes floating-point results, so later samples may differ.
+RESUME_MAY_CHANGE_TAG = "resume_may_change"
+RESUME_MAY_CHANGE = {RESUME_MAY_CHANGE_TAG: True}
 
 
 @dataclass
@@ -66,8 +79,8 @@ class GenerationConfig:
 @dataclass
 class SamplerConfig:
     name: str = "hf"  # hf (transformers generate, in this process) | vllm (vLLM's engine, in a child process)
-    batch_size: int = 256  # sequences per generate call (hf; vLLM schedules its own batches)
-    device: str = "auto"  # hf only
+    batch_size: int = field(default=256, metadata=RESUME_MAY_CHANGE)  # per generate call (hf; vLLM: its own)
+    device: str = field(default="auto", metadata=RESUME_MAY_CHANGE)  # hf only
     # Generation and evaluation write their rows in shards of this many prompts as they are drawn, so a killed
     # stage resumes at its first missing shard (irpo/shards.py). At the paper's scale 256 prompts x 30 samples
     # are minutes of a 70B model on 8 GPUs; the embedded default makes 2 shards of samples and 1 of test
@@ -76,7 +89,8 @@ class SamplerConfig:
     # vllm only. Each generation stage starts a fresh engine on M_{t-1}'s directory in a child process,
     # so its GPU memory is free again before training starts.
     tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.9  # on vLLM's CPU build: the share of RAM for the KV cache
+    # On vLLM's CPU build: the share of RAM for the KV cache.
+    gpu_memory_utilization: float = field(default=0.9, metadata=RUNTIME_ONLY)
     max_model_len: Optional[int] = None  # null = model.max_length
     dtype: Optional[str] = None  # null = model.dtype
     enforce_eager: bool = False
@@ -85,7 +99,7 @@ class SamplerConfig:
     chunked_prefill: Optional[bool] = None
     # The interpreter that runs vLLM; null = this one. vLLM pins its own torch/transformers, so it often
     # lives in a venv of its own: sampler.python=/path/to/vllm-venv/bin/python.
-    python: Optional[str] = None
+    python: Optional[str] = field(default=None, metadata=RUNTIME_ONLY)
 
 
 @dataclass
@@ -102,6 +116,28 @@ class LoraConfig:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
     save_adapter: bool = False  # also keep the adapter alone in iter_t/model/adapter/ (M_t is always merged)
+
+
+@dataclass
+class TorchTrainerConfig:
+    """trainer.torch: the plain PyTorch trainer (irpo/training/torch_trainer.py), in this process."""
+
+    device: str = field(default="auto", metadata=RESUME_MAY_CHANGE)  # auto (cuda where there is one) | cpu | cuda:N
+
+
+@dataclass
+class DeepSpeedTrainerConfig:
+    """trainer.deepspeed: ZeRO ranks under torchrun (irpo/training/deepspeed_trainer.py)."""
+
+    # Ranks per node (GPUs, or CPU processes; 0 = one per visible GPU, or 1 without GPUs); nodes come from
+    # cluster.nodes. The effective batch stays trainer.batch_size whatever the number of ranks:
+    # accumulation steps = batch_size / (micro_batch_size x ranks).
+    num_processes: int = field(default=0, metadata=RUNTIME_ONLY)
+    zero_stage: int = 3  # 2: shard optimizer state and gradients; 3: also the parameters
+    bf16: str = "auto"  # auto (where the GPU supports it) | true | false
+    deepspeed_config: Optional[str] = None  # a JSON file merged over the generated DeepSpeed config (offload, ...)
+    # Rendezvous port across nodes; null = 29500 (one node: a free port).
+    master_port: Optional[int] = field(default=None, metadata=RUNTIME_ONLY)
 
 
 @dataclass
@@ -131,16 +167,10 @@ class TrainerConfig:
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more compute
     # Mid-training checkpoint (weights, optimizer, lr schedule, data position, RNG) every save_every steps, so
     # a killed or requeued stage continues from it; 0 = off. Cost per checkpoint: README, "Run directories".
-    save_every: int = 250
-    device: str = "auto"  # torch only
-    # deepspeed only. Ranks per node (GPUs, or CPU processes; 0 = one per visible GPU, or 1 without GPUs);
-    # nodes come from cluster.nodes. The effective batch stays batch_size whatever the number of ranks:
-    # accumulation steps = batch_size / (micro_batch_size x ranks).
-    num_processes: int = 0
-    zero_stage: int = 3  # 2: shard optimizer state and gradients; 3: also the parameters
-    bf16: str = "auto"  # auto (where the GPU supports it) | true | false
-    deepspeed_config: Optional[str] = None  # a JSON file merged over the generated DeepSpeed config (offload, ...)
-    master_port: Optional[int] = None  # rendezvous port across nodes; null = 29500 (one node: a free port)
+    save_every: int = field(default=250, metadata=RUNTIME_ONLY)
+    # Each backend's own settings; the backend checks them (`check`, asked by `validate`).
+    torch: TorchTrainerConfig = field(default_factory=TorchTrainerConfig)
+    deepspeed: DeepSpeedTrainerConfig = field(default_factory=DeepSpeedTrainerConfig)
 
 
 @dataclass
@@ -216,23 +246,71 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     pairs: PairsConfig = field(default_factory=PairsConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    cluster: ClusterConfig = field(default_factory=ClusterConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
-    experiment: Optional[str] = None
+    cluster: ClusterConfig = field(default_factory=ClusterConfig, metadata=RUNTIME_ONLY)
+    logger: LoggerConfig = field(default_factory=LoggerConfig, metadata=RUNTIME_ONLY)
+    # A preset's name (what it sets is compared key by key); picked on the command line, it names no job dir.
+    experiment: Optional[str] = field(default=None, metadata=RUNTIME_ONLY)
     method: str = "irpo"  # a label for tables; the behaviour comes from the fields above
     # The model iteration 1 starts from: null = the seed model M0; a model dir; a run dir (its last
     # finished iteration); or run:<name>, the run dir <name> beside this one (e.g. a sweep's star job).
     init_from: Optional[str] = None
-    iterations: int = 3
+    iterations: int = field(default=3, metadata=RESUME_MAY_CHANGE)
     seed: int = 0
-    run_dir: str = "${hydra:runtime.output_dir}"
-    log_level: str = "INFO"
+    run_dir: str = field(default="${hydra:runtime.output_dir}", metadata=RUNTIME_ONLY)
+    log_level: str = field(default="INFO", metadata=RUNTIME_ONLY)
+
+
+def tagged_keys(tag: str) -> list[str]:
+    """The dotted keys whose field metadata holds `tag`; a tagged section is one key."""
+    return [key for key, _ in _tagged_fields(tag, Config, "")]
+
+
+def resumable(key: str) -> bool:
+    """Whether a resumed run may change `key` (a dotted key of the resolved config)."""
+    allowed = tagged_keys(RUNTIME_ONLY_TAG) + tagged_keys(RESUME_MAY_CHANGE_TAG)
+    return any(key == k or key.startswith(k + ".") for k in allowed)
+
+
+def sweep_dir_exclude_keys() -> list[str]:
+    """Overrides that leave a sweep job's directory name alone: every runtime-only key, and each key under a
+    runtime-only section (Hydra matches an override's key exactly: `cluster=slurm`, `cluster.nodes=2`)."""
+    keys = []
+    for key, tagged in _tagged_fields(RUNTIME_ONLY_TAG, Config, ""):
+        keys += [key, *_keys_under(_section(tagged), key + ".")]
+    return keys
+
+
+def _tagged_fields(tag: str, schema: type, prefix: str) -> list[tuple[str, dataclasses.Field]]:
+    found = []
+    for f in dataclasses.fields(schema):
+        section = _section(f)
+        if f.metadata.get(tag):
+            found.append((prefix + f.name, f))
+        elif section is not None:
+            found += _tagged_fields(tag, section, f"{prefix}{f.name}.")
+    return found
+
+
+def _section(f: dataclasses.Field) -> type | None:
+    """The dataclass a field holds (a config section), or None for a value."""
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    return type(default) if dataclasses.is_dataclass(default) else None
+
+
+def _keys_under(schema: type | None, prefix: str) -> list[str]:
+    keys: list[str] = []
+    for f in dataclasses.fields(schema) if schema is not None else ():
+        keys += [prefix + f.name, *_keys_under(_section(f), f"{prefix}{f.name}.")]
+    return keys
 
 
 def register_configs() -> None:
-    """The root schema, and each task's dataclass as `task_schema/<name>` for conf/task/<name>.yaml."""
+    """The root schema, each task's dataclass as `task_schema/<name>` for conf/task/<name>.yaml, and the
+    resolver that gives conf/config.yaml the keys left out of sweep dir names."""
     from irpo.tasks import TASKS
 
+    if not OmegaConf.has_resolver("irpo_sweep_dir_exclude_keys"):
+        OmegaConf.register_new_resolver("irpo_sweep_dir_exclude_keys", sweep_dir_exclude_keys)
     store = ConfigStore.instance()
     store.store(name="irpo_schema", node=Config)
     for name in TASKS.names():
@@ -255,21 +333,25 @@ def task_config(task_cfg: DictConfig | dict) -> Any:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Checks that need more than types: registered names, consistent sizes, a seed model given."""
+    """Checks that need more than types: registered names, consistent sizes, a seed model given. Each chosen
+    part (task, loss, pair builder, sampler, trainer, logger) checks its own section (`ChecksConfig`)."""
     from irpo.loss import LOSSES
+    from irpo.models.seed import check_seed_source
     from irpo.pairs import PAIR_BUILDERS
     from irpo.sampling import SAMPLERS
     from irpo.tracking import TRACKERS
-    from irpo.training import TRAINERS
+    from irpo.training import TRAINERS, lora
+    from irpo.training.step import lr_multiplier
 
     task_config(cfg.task)
-    LOSSES.get(cfg.loss.name)
-    PAIR_BUILDERS.get(cfg.pairs.builder)
-    SAMPLERS.get(cfg.sampler.name)
-    TRAINERS.get(cfg.trainer.name)
-    TRACKERS.get(cfg.logger.name)
-    from irpo.models.seed import check_seed_source
-
+    for registry, name in (
+        (LOSSES, cfg.loss.name),
+        (PAIR_BUILDERS, cfg.pairs.builder),
+        (SAMPLERS, cfg.sampler.name),
+        (TRAINERS, cfg.trainer.name),
+        (TRACKERS, cfg.logger.name),
+    ):
+        registry.check(name, cfg)
     check_seed_source(cfg.model)
     if cfg.trainer.batch_size % cfg.trainer.micro_batch_size:
         raise ValueError(
@@ -288,55 +370,16 @@ def validate(cfg: DictConfig) -> None:
         raise ValueError("trainer.select_examples must be > 0 or null (the whole held-out split)")
     if cfg.pairs.data_multiplier < 1 or cfg.pairs.pairs_per_prompt < 1:
         raise ValueError("pairs.pairs_per_prompt and pairs.data_multiplier must be >= 1")
-    from irpo.training import lora
-    from irpo.training.step import lr_multiplier
-
     lora.check_config(cfg.trainer.lora)
     if lora.enabled(cfg.trainer.lora):  # an unknown target module fails now, not after a generation stage
         lora.check_target_modules_of(cfg.model, cfg.trainer.lora)
-
     lr_multiplier(cfg.trainer, 1)  # an unknown trainer.lr_schedule fails here, not after a generation stage
-    if cfg.trainer.name == "deepspeed":
-        from irpo.training.deepspeed_trainer import check_batch_split, use_bf16
-
-        if cfg.trainer.num_processes > 0:  # 0 = one per GPU: known only on the node that trains
-            check_batch_split(cfg.trainer, cfg.trainer.num_processes * cfg.cluster.nodes)
-        if cfg.trainer.zero_stage not in (0, 1, 2, 3):
-            raise ValueError(f"trainer.zero_stage must be 0, 1, 2 or 3, not {cfg.trainer.zero_stage}")
-        use_bf16(cfg.trainer.bf16, on_gpu=False)
-    _check_backends_installed(cfg)
-    if cfg.logger.mode not in ("online", "offline", "disabled"):
-        raise ValueError(f"unknown logger.mode '{cfg.logger.mode}'; valid choices: disabled, offline, online")
     if not cfg.generation.temperatures:
         raise ValueError("generation.temperatures needs at least one value")
     if cfg.iterations < 0:
         raise ValueError("iterations must be >= 0")
     if cfg.sampler.shard_prompts < 1:
         raise ValueError(f"sampler.shard_prompts must be >= 1, not {cfg.sampler.shard_prompts}")
-
-
-def _check_backends_installed(cfg: DictConfig) -> None:
-    """A missing optional backend fails here, before M0 is evaluated, not in the middle of a run."""
-    import importlib.util
-    import os
-    import shutil
-
-    if cfg.sampler.name == "vllm":
-        if cfg.sampler.python:
-            python = os.path.expanduser(cfg.sampler.python)
-            if not (os.access(python, os.X_OK) or shutil.which(python)):
-                raise FileNotFoundError(f"sampler.python={cfg.sampler.python}: no such interpreter")
-        elif importlib.util.find_spec("vllm") is None:
-            raise ValueError(
-                "sampler=vllm needs vLLM: pip install -e '.[vllm]', or point sampler.python at an "
-                "interpreter that has it (README, 'Scaling out')"
-            )
-    for chosen, module, extra in (
-        (cfg.trainer.name == "deepspeed", "deepspeed", "deepspeed"),
-        (cfg.logger.name == "wandb" and cfg.logger.mode != "disabled", "wandb", "wandb"),
-    ):
-        if chosen and importlib.util.find_spec(module) is None:
-            raise ValueError(f"{module} is not installed: pip install -e '.[{extra}]'")
 
 
 def temperature_for(cfg: DictConfig, iteration: int) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from irpo.protocols import Checkpoint
 from irpo.rundir import IterationDir, read_json, write_json
 from irpo.sampling import SamplingRequest
 from irpo.shards import ShardedFile
@@ -99,22 +100,22 @@ def evaluate(
 
 
 class HeldOutScorer:
-    """Greedy accuracy on held-out examples, for checkpoint selection: `scorer(model, tokenizer)` for a
-    model in memory (trainer=torch), `scorer.score_dir(path)` for a saved checkpoint (trainer=deepspeed,
-    drawn by the configured sampler, e.g. vLLM)."""
+    """`irpo.protocols.Scorer`: greedy accuracy on held-out examples, for checkpoint selection. A model in
+    the trainer's memory (trainer=torch) is decoded with transformers' generate; a saved checkpoint
+    (trainer=deepspeed) by the configured sampler (e.g. vLLM)."""
 
     def __init__(self, examples: list, prompts: dict[str, str], sampler, task, generation_cfg, seed: int):
         self.examples, self.sampler, self.task = examples, sampler, task
         self.batch = [prompts[e.id] for e in examples]
         self.request = greedy_request(generation_cfg, seed)
 
-    def __call__(self, model, tokenizer) -> float:
-        return self._accuracy(self.sampler.generate_with(model, tokenizer, self.batch, self.request, desc="select"))
-
-    def score_dir(self, model_dir) -> float:
-        return self._accuracy(self.sampler.generate(model_dir, self.batch, self.request, desc="select"))
-
-    def _accuracy(self, outputs) -> float:
+    def score(self, checkpoint: Checkpoint) -> float:
+        if checkpoint.model is not None:
+            outputs = self.sampler.generate_with(
+                checkpoint.model, checkpoint.tokenizer, self.batch, self.request, desc="select"
+            )
+        else:
+            outputs = self.sampler.generate(checkpoint.model_dir, self.batch, self.request, desc="select")
         correct = sum(
             judge_greedy(self.task, e, out[0].text)["greedy_correct"]
             for e, out in zip(self.examples, outputs, strict=True)

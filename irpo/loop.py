@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from irpo.config import temperature_for, validate
+from irpo.config import resumable, temperature_for, validate
 from irpo.evaluate import HeldOutScorer, evaluate
 from irpo.generate import generate
 from irpo.models.loading import load_tokenizer
@@ -30,7 +30,7 @@ from irpo.rundir import RunDir, check_rows_match, read_json, write_json
 from irpo.sampling import SamplingRequest, build_sampler
 from irpo.tasks import build_task
 from irpo.tracking import build_tracker
-from irpo.train import train, train_summary
+from irpo.train import train, train_summary, watched_train_log
 from irpo.training import build_trainer
 from irpo.training.data import encode
 
@@ -136,8 +136,8 @@ def run(cfg: DictConfig) -> list[dict]:
                         f"{it.pairs}: holds a pair for id {stray!r}, which is not among this iteration's "
                         f"prompts; delete it and {it.pairs_stats.name} and rerun to build the pairs again"
                     )
-            select = HeldOutScorer(held_out, prompts, sampler, task, cfg.generation, cfg.seed) if held_out else None
-            with tracker.watch_training(it):
+            scorer = HeldOutScorer(held_out, prompts, sampler, task, cfg.generation, cfg.seed) if held_out else None
+            with tracker.watch_training(it, watched_train_log(it)):
                 model_dir = train(
                     it,
                     model_dir,
@@ -145,7 +145,7 @@ def run(cfg: DictConfig) -> list[dict]:
                     trainer,
                     cfg.loss,
                     seed=cfg.seed + t,
-                    select=select,  # 4
+                    scorer=scorer,  # 4
                     retrain_with_heldout=cfg.trainer.retrain_with_heldout,
                 )
             metrics = evaluate_model(it, model_dir)  # 5
@@ -234,27 +234,13 @@ def render_prompt(task, example, tokenizer, use_chat_template: bool) -> str:
     )
 
 
-# Changing these on a resumed run cannot invalidate finished work.
-RESUMABLE_KEYS = {
-    "iterations",
-    "run_dir",
-    "log_level",
-    "sampler.batch_size",
-    "sampler.device",
-    "trainer.device",
-    "trainer.num_processes",
-    "trainer.save_every",
-    "cluster.*",
-    "logger.*",
-}
-
-
 def record_config(run_dir: RunDir, cfg: DictConfig) -> None:
     """Writes config.yaml; on resume, refuses a config that would make finished work inconsistent."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     if run_dir.config.exists():
         previous = OmegaConf.to_container(OmegaConf.load(run_dir.config))
-        changed = sorted(k for k in _flat_diff(previous, resolved) if not _resumable(k))
+        # Runtime-only keys (irpo.config.RUNTIME_ONLY, the same that name no sweep dir) may change.
+        changed = sorted(k for k in _flat_diff(previous, resolved) if not resumable(k))
         if changed:
             raise ValueError(
                 f"{run_dir.root} was started with a different config ({', '.join(changed)} changed); "
@@ -263,10 +249,6 @@ def record_config(run_dir: RunDir, cfg: DictConfig) -> None:
     tmp = run_dir.config.with_suffix(".tmp")
     tmp.write_text(OmegaConf.to_yaml(resolved))
     tmp.replace(run_dir.config)
-
-
-def _resumable(key: str) -> bool:
-    return key in RESUMABLE_KEYS or any(k.endswith(".*") and key.startswith(k[:-1]) for k in RESUMABLE_KEYS)
 
 
 def _flat_diff(a, b, prefix: str = "") -> set[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -28,6 +28,13 @@ class Registry(Generic[T]):
         if name not in self._entries:
             raise KeyError(f"unknown {self.kind} '{name}'; valid choices: {', '.join(self.names())}")
         return self._entries[name]
+
+    def check(self, name: str, cfg: Any) -> None:
+        """Asks the entry `name` to check its own config (`irpo.protocols.ChecksConfig`) where it has a check;
+        an unknown name fails listing the valid ones."""
+        check = getattr(self.get(name), "check", None)
+        if check is not None:
+            check(cfg)
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -10,17 +10,21 @@ logger on later, logs exactly the iterations its dashboard has not seen yet.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import re
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from irpo.protocols import Tracker
 from irpo.registry import Registry
 from irpo.rundir import IterationDir, RunDir, iter_jsonl, read_json, write_json
+from irpo.training.workdir import TRAIN_LOG
 
 TRACKERS: Registry[type] = Registry("logger")
 
@@ -36,24 +40,12 @@ def redact(config: Any) -> Any:
     return config
 
 
-class Tracker:
-    """Used as `with build_tracker(cfg, run_dir) as tracker:`, so the dashboard is closed on any exit."""
+class BaseTracker:
+    """The `irpo.protocols.Tracker` defaults: used as `with build_tracker(cfg, run_dir) as tracker:`, so the
+    dashboard is closed on any exit; no live view of training unless a tracker has one."""
 
-    def watch_training(self, it: IterationDir):
-        """Context for the training stage: its steps reach the dashboard while it runs."""
+    def watch_training(self, it: IterationDir, train_log: Path) -> contextlib.AbstractContextManager[Any]:
         return contextlib.nullcontext()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.finish()
-
-
-@TRACKERS.register("none")
-class NoTracker(Tracker):
-    def __init__(self, cfg: DictConfig, run_dir: RunDir):
-        pass
 
     def log_iteration(self, it: IterationDir) -> None:
         pass
@@ -61,12 +53,31 @@ class NoTracker(Tracker):
     def finish(self) -> None:
         pass
 
+    def __enter__(self) -> BaseTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()
+
+
+@TRACKERS.register("none")
+class NoTracker(BaseTracker):
+    def __init__(self, cfg: DictConfig, run_dir: RunDir):
+        pass
+
 
 @TRACKERS.register("wandb")
-class WandbTracker(Tracker):
+class WandbTracker(BaseTracker):
     """One W&B run per run directory (so per Hydra job), grouped by sweep; resumed with the run dir."""
 
     poll_seconds = 10.0
+
+    @staticmethod
+    def check(cfg: DictConfig) -> None:
+        if cfg.logger.mode not in ("online", "offline", "disabled"):
+            raise ValueError(f"unknown logger.mode '{cfg.logger.mode}'; valid choices: disabled, offline, online")
+        if cfg.logger.mode != "disabled" and importlib.util.find_spec("wandb") is None:
+            raise ValueError("wandb is not installed: pip install -e '.[wandb]'")
 
     def __init__(self, cfg: DictConfig, run_dir: RunDir):
         import wandb
@@ -100,19 +111,17 @@ class WandbTracker(Tracker):
             self.run.define_metric(f"{prefix}/*", step_metric="iteration")
 
     @contextlib.contextmanager
-    def watch_training(self, it: IterationDir):
-        # Trainers write train_log.jsonl into model.tmp/ and rename it to model/ when done.
-        live_log = it.model.with_name(it.model.name + ".tmp") / "train_log.jsonl"
+    def watch_training(self, it: IterationDir, train_log: Path) -> Iterator[None]:
         stop = threading.Event()
         started = time.time()
 
         def poll_once() -> None:
             try:
-                if live_log.stat().st_mtime < started:  # left by a killed attempt; the trainer replaces it
+                if train_log.stat().st_mtime < started:  # left by a killed attempt; the trainer replaces it
                     return
             except FileNotFoundError:
                 return
-            self._log_train_rows(it, live_log)
+            self._log_train_rows(it, train_log)
 
         def poll() -> None:
             while not stop.wait(self.poll_seconds):
@@ -152,11 +161,11 @@ class WandbTracker(Tracker):
         if it.t in self.state["logged_iterations"] or not it.metrics.exists():
             return
         metrics = read_json(it.metrics)
-        train_log = it.model / "train_log.jsonl"
+        train_log = it.model / TRAIN_LOG
         if train_log.exists():
             last_step = self._log_train_rows(it, train_log)  # whatever the live watch has not sent yet
             self.state["global_step"] = self.state.get("global_step", 0) + last_step
-        summary = {"iteration": it.t}
+        summary: dict[str, Any] = {"iteration": it.t}
         summary.update(_numbers("eval", metrics.get("eval", {})))
         summary.update(_numbers("rewards", metrics.get("rewards", {})))
         summary.update(_numbers("pairs", metrics.get("pairs", {})))
@@ -172,7 +181,7 @@ class WandbTracker(Tracker):
     def _sample_table(self, it: IterationDir):
         """A few test questions with M_t's greedy output: what the numbers above look like."""
         columns = ["iteration", "id", "gold", "answer", "correct", "output"]
-        rows = []
+        rows: list[list[Any]] = []
         if it.eval_predictions.exists():
             for row in iter_jsonl(it.eval_predictions):
                 if len(rows) == self.cfg.logger.sample_generations:
@@ -180,13 +189,13 @@ class WandbTracker(Tracker):
                 rows.append(
                     [it.t, row["id"], str(row["gold"]), str(row["greedy_answer"]), row["greedy_correct"], row["greedy"]]
                 )
-        return self.wandb.Table(columns=columns, data=rows)
+        return self.wandb.Table(columns=list[str | int](columns), data=rows)
 
     def finish(self) -> None:
         self.run.finish()
 
 
-def build_tracker(cfg: DictConfig, run_dir: RunDir):
+def build_tracker(cfg: DictConfig, run_dir: RunDir) -> Tracker:
     return TRACKERS.get(cfg.logger.name)(cfg, run_dir)
 
 

@@ -8,9 +8,11 @@ pairs together for the selected number of steps (paper, Section 3.1).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from pathlib import Path
 
+from irpo.protocols import Scorer, Trainer
 from irpo.rundir import IterationDir, read_json, write_json
+from irpo.training.workdir import live_train_log
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +21,10 @@ def train(
     it: IterationDir,
     model_dir,
     pairs: list[dict],
-    trainer,
+    trainer: Trainer,
     loss_cfg,
     seed: int,
-    select: Callable | None = None,
+    scorer: Scorer | None = None,
     retrain_with_heldout: bool = False,
 ) -> str:
     if it.has_model():
@@ -46,12 +48,12 @@ def train(
         model_dir,
     )
     if not retrain_with_heldout:
-        trainer.train(model_dir, train_rows, it.model, loss_cfg, seed=seed, desc=f"iter {it.t} train", select=select)
+        trainer.train(model_dir, train_rows, it.model, loss_cfg, seed=seed, desc=f"iter {it.t} train", scorer=scorer)
         return str(it.model)
     selection_dir = it.path / "model_selection"
     if not (selection_dir / "train_summary.json").exists():
         trainer.train(
-            model_dir, train_rows, selection_dir, loss_cfg, seed=seed, desc=f"iter {it.t} select", select=select
+            model_dir, train_rows, selection_dir, loss_cfg, seed=seed, desc=f"iter {it.t} select", scorer=scorer
         )
     steps = read_json(selection_dir / "train_summary.json")["selected_step"]
     log.info(
@@ -61,6 +63,12 @@ def train(
     for weights in selection_dir.glob("*.safetensors*"):  # only its summary and log are kept (shards too)
         weights.unlink()
     return str(it.model)
+
+
+def watched_train_log(it: IterationDir) -> Path:
+    """The log a dashboard follows while iteration `it` trains: that of the run that makes M_t (with
+    retrain_with_heldout, the retrain; the selection run's log is kept in model_selection/)."""
+    return live_train_log(it.model)
 
 
 def train_summary(it: IterationDir) -> dict:

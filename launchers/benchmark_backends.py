@@ -72,7 +72,7 @@ def stage(name: str, work: Path, args) -> dict:
         backend = name.split("-")[1]
         cfg = compose(
             f"trainer={backend}",
-            f"trainer.num_processes={args.ranks}",
+            f"trainer.deepspeed.num_processes={args.ranks}",
             "trainer.micro_batch_size=8",
             "trainer.epochs=1",
         )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from irpo.config import ClusterConfig, LossConfig, ModelConfig, TrainerConfig
+from irpo.config import ClusterConfig, LossConfig, ModelConfig, TorchTrainerConfig, TrainerConfig
 from irpo.training import build_trainer
 
 
@@ -50,7 +50,14 @@ def gsm8k_shaped_pairs(count: int) -> list[dict]:
 def timed_training(model_dir: str, steps: int, save_every: int, out: Path) -> dict:
     """train_summary.json of `steps` steps of batch 16: seconds, checkpoint_seconds, checkpoint_bytes."""
     cfg = OmegaConf.structured(
-        TrainerConfig(lr=5e-4, batch_size=16, micro_batch_size=16, max_steps=steps, save_every=save_every, device="cpu")
+        TrainerConfig(
+            lr=5e-4,
+            batch_size=16,
+            micro_batch_size=16,
+            max_steps=steps,
+            save_every=save_every,
+            torch=TorchTrainerConfig(device="cpu"),
+        )
     )
     trainer = build_trainer(
         cfg, OmegaConf.structured(ModelConfig(name="benchmark")), OmegaConf.structured(ClusterConfig())

@@ -49,12 +49,19 @@ def train_once(model_dir: str, pairs_file: Path, mode: str, steps: int, rank: in
     """One measurement, in this (fresh) process."""
     from omegaconf import OmegaConf
 
-    from irpo.config import ClusterConfig, LoraConfig, LossConfig, ModelConfig, TrainerConfig
+    from irpo.config import ClusterConfig, LoraConfig, LossConfig, ModelConfig, TorchTrainerConfig, TrainerConfig
     from irpo.training import build_trainer
 
     lora = LoraConfig(rank=rank if mode == "lora" else 0, alpha=2.0 * rank)
     cfg = OmegaConf.structured(
-        TrainerConfig(lr=1e-4, batch_size=8, micro_batch_size=micro_batch, max_steps=steps, device="cpu", lora=lora)
+        TrainerConfig(
+            lr=1e-4,
+            batch_size=8,
+            micro_batch_size=micro_batch,
+            max_steps=steps,
+            torch=TorchTrainerConfig(device="cpu"),
+            lora=lora,
+        )
     )
     trainer = build_trainer(cfg, OmegaConf.structured(ModelConfig(name="bench")), OmegaConf.structured(ClusterConfig()))
     summary = trainer.train(model_dir, json.loads(pairs_file.read_text()), out / "model", LossConfig(), seed=0)

@@ -119,8 +119,8 @@ def test_optional_backends_are_checked_before_any_work(make_config, tmp_path):
 
 def test_deepspeed_batch_must_split_evenly_across_ranks(make_config):
     with pytest.raises(ValueError, match=r"micro_batch_size x ranks \(8 x 4\)"):
-        validate(make_config("trainer=deepspeed", "trainer.num_processes=4", "trainer.micro_batch_size=8"))
-    validate(make_config("trainer=deepspeed", "trainer.num_processes=2", "trainer.micro_batch_size=8"))
+        validate(make_config("trainer=deepspeed", "trainer.deepspeed.num_processes=4", "trainer.micro_batch_size=8"))
+    validate(make_config("trainer=deepspeed", "trainer.deepspeed.num_processes=2", "trainer.micro_batch_size=8"))
 
 
 def test_unknown_logger_lists_the_valid_ones(make_config):

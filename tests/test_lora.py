@@ -11,8 +11,9 @@ from conftest import arithmetic_pairs
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
-from irpo.config import ClusterConfig, LoraConfig, LossConfig, ModelConfig, TrainerConfig, validate
+from irpo.config import ClusterConfig, LoraConfig, LossConfig, ModelConfig, TorchTrainerConfig, TrainerConfig, validate
 from irpo.models.loading import load_model, load_tokenizer
+from irpo.protocols import Checkpoint
 from irpo.training import build_trainer, lora
 from irpo.training.data import collate, encode
 
@@ -23,7 +24,8 @@ LORA = ["trainer.lora.rank=4", "trainer.lora.alpha=8", "trainer.lr=5e-3"]
 def lora_trainer(**overrides):
     cfg = OmegaConf.structured(
         TrainerConfig(
-            **{"lr": 1e-2, "batch_size": 8, "micro_batch_size": 4, "device": "cpu", "max_steps": 3, **overrides}
+            **{"lr": 1e-2, "batch_size": 8, "micro_batch_size": 4, "max_steps": 3, **overrides},
+            torch=TorchTrainerConfig(device="cpu"),
         )
     )
     cfg.lora.rank, cfg.lora.alpha, cfg.lora.save_adapter = 4, 8.0, True
@@ -80,13 +82,16 @@ def test_selection_keeps_the_best_steps_adapters_and_generates_with_the_peft_mod
     scripted = {1: 0.25, 2: 0.75, 3: 0.5}  # step 2 wins
     seen = []
 
-    def select(model, tokenizer):
-        ids = tokenizer(pairs[0]["prompt"], return_tensors="pt").input_ids
-        assert model.generate(input_ids=ids, max_new_tokens=3, do_sample=False).shape[1] == ids.shape[1] + 3
-        seen.append(type(model).__name__)
-        return scripted[len(seen)]
+    class ScriptedScorer:
+        def score(self, checkpoint: Checkpoint) -> float:
+            model, ids = checkpoint.model, checkpoint.tokenizer(pairs[0]["prompt"], return_tensors="pt").input_ids
+            assert model.generate(input_ids=ids, max_new_tokens=3, do_sample=False).shape[1] == ids.shape[1] + 3
+            seen.append(type(model).__name__)
+            return scripted[checkpoint.step]
 
-    selected = lora_trainer(eval_every=1).train(untrained_tiny, pairs, tmp_path / "sel", LossConfig(), 2, select=select)
+    selected = lora_trainer(eval_every=1).train(
+        untrained_tiny, pairs, tmp_path / "sel", LossConfig(), 2, scorer=ScriptedScorer()
+    )
     two_steps = lora_trainer(max_steps=2).train(untrained_tiny, pairs, tmp_path / "two", LossConfig(), seed=2)
     assert seen == ["PeftModelForCausalLM"] * 3
     assert selected["selected_step"] == 2 and two_steps["steps"] == 2

@@ -12,8 +12,9 @@ import torch
 from conftest import arithmetic_pairs
 from omegaconf import OmegaConf
 
-from irpo.config import ClusterConfig, LossConfig, ModelConfig, SamplerConfig, TrainerConfig
+from irpo.config import ClusterConfig, LossConfig, ModelConfig, SamplerConfig, TorchTrainerConfig, TrainerConfig
 from irpo.models.loading import load_model, load_tokenizer
+from irpo.protocols import Checkpoint
 from irpo.sampling import SamplingRequest
 from irpo.sampling.hf import HFSampler, ended_by_model
 from irpo.training import build_trainer
@@ -42,7 +43,9 @@ def test_passes_over_the_pairs_are_whole_seeded_shuffles():
 
 
 def test_trainer_runs_the_whole_budget_over_few_pairs(untrained_tiny, tmp_path):
-    cfg = OmegaConf.structured(TrainerConfig(lr=1e-3, batch_size=4, micro_batch_size=4, max_steps=7, device="cpu"))
+    cfg = OmegaConf.structured(
+        TrainerConfig(lr=1e-3, batch_size=4, micro_batch_size=4, max_steps=7, torch=TorchTrainerConfig(device="cpu"))
+    )
     trainer = build_trainer(cfg, OmegaConf.structured(ModelConfig(name="tiny")), OmegaConf.structured(ClusterConfig()))
     summary = trainer.train(
         untrained_tiny, arithmetic_pairs(5), tmp_path / "out", OmegaConf.structured(LossConfig()), seed=0
@@ -101,16 +104,30 @@ def test_selection_keeps_the_best_scoring_steps_weights(untrained_tiny, tmp_path
 
     held_out_scores, snapshots = iter([0.1, 0.5, 0.3, 0.5]), []
 
-    def score(model, tokenizer) -> float:  # the held-out accuracy each evaluated step gets, scripted
-        snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
-        return next(held_out_scores)
+    class ScriptedScorer:  # the held-out accuracy each evaluated step gets, scripted
+        def score(self, checkpoint: Checkpoint) -> float:
+            snapshots.append({k: v.detach().clone() for k, v in checkpoint.model.state_dict().items()})
+            return next(held_out_scores)
 
     cfg = OmegaConf.structured(
-        TrainerConfig(lr=1e-3, batch_size=4, micro_batch_size=4, max_steps=4, eval_every=1, save_every=0, device="cpu")
+        TrainerConfig(
+            lr=1e-3,
+            batch_size=4,
+            micro_batch_size=4,
+            max_steps=4,
+            eval_every=1,
+            save_every=0,
+            torch=TorchTrainerConfig(device="cpu"),
+        )
     )
     trainer = build_trainer(cfg, OmegaConf.structured(ModelConfig(name="tiny")), OmegaConf.structured(ClusterConfig()))
     summary = trainer.train(
-        untrained_tiny, arithmetic_pairs(8), tmp_path / "out", OmegaConf.structured(LossConfig()), seed=0, select=score
+        untrained_tiny,
+        arithmetic_pairs(8),
+        tmp_path / "out",
+        OmegaConf.structured(LossConfig()),
+        seed=0,
+        scorer=ScriptedScorer(),
     )
     assert summary["selected_step"] == 2  # the best score; step 4 ties it, and a tie keeps the earlier step
     assert summary["held_out_accuracy"] == {1: 0.1, 2: 0.5, 3: 0.3, 4: 0.5}

@@ -17,7 +17,7 @@ import torch
 from conftest import arithmetic_pairs
 from omegaconf import OmegaConf
 
-from irpo.config import ClusterConfig, LossConfig, ModelConfig, TrainerConfig
+from irpo.config import ClusterConfig, LossConfig, ModelConfig, TorchTrainerConfig, TrainerConfig
 from irpo.training import build_trainer
 from irpo.training.resume import CHECKPOINT, ResumeError, cut_log, resume_dir
 
@@ -29,10 +29,11 @@ from pathlib import Path
 from omegaconf import OmegaConf
 sys.path.insert(0, {tests!r})
 from conftest import arithmetic_pairs
-from irpo.config import ClusterConfig, LossConfig, ModelConfig, TrainerConfig
+from irpo.config import ClusterConfig, DeepSpeedTrainerConfig, LossConfig, ModelConfig, TorchTrainerConfig
+from irpo.config import TrainerConfig
 from irpo.training import build_trainer
 cfg = OmegaConf.structured(TrainerConfig(lr=1e-3, batch_size=4, micro_batch_size=2, max_steps={steps},
-                                         save_every={save_every}, device="cpu"))
+                                         save_every={save_every}, torch=TorchTrainerConfig(device="cpu")))
 trainer = build_trainer(cfg, OmegaConf.structured(ModelConfig(name="tiny")), OmegaConf.structured(ClusterConfig()))
 trainer.train({model!r}, arithmetic_pairs(12), Path({out!r}), OmegaConf.structured(LossConfig()), seed=3)
 """
@@ -94,7 +95,11 @@ def test_killed_training_resumes_from_its_checkpoint_and_ends_identically(
 def trainer(**overrides):
     cfg = OmegaConf.structured(
         TrainerConfig(
-            lr=1e-3, batch_size=4, micro_batch_size=4, device="cpu", **{"max_steps": 6, "save_every": 2, **overrides}
+            lr=1e-3,
+            batch_size=4,
+            micro_batch_size=4,
+            torch=TorchTrainerConfig(device="cpu"),
+            **{"max_steps": 6, "save_every": 2, **overrides},
         )
     )
     return build_trainer(cfg, OmegaConf.structured(ModelConfig(name="tiny")), OmegaConf.structured(ClusterConfig()))
@@ -162,7 +167,11 @@ def test_the_log_is_cut_back_to_the_checkpoint(tmp_path):
     assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2, 3, 4]
 
 
-DEEPSPEED_TRAIN = TRAIN.replace('device="cpu"', 'device="cpu", name="deepspeed", num_processes={ranks}, zero_stage=3')
+DEEPSPEED_TRAIN = TRAIN.replace(
+    'torch=TorchTrainerConfig(device="cpu")',
+    'torch=TorchTrainerConfig(device="cpu"), name="deepspeed", '
+    "deepspeed=DeepSpeedTrainerConfig(num_processes={ranks}, zero_stage=3)",
+)
 
 
 def kill_everything(process: subprocess.Popen) -> None:

@@ -20,7 +20,15 @@ from omegaconf import OmegaConf
 from safetensors import safe_open
 from test_vllm_sampler import vllm_python
 
-from irpo.config import ClusterConfig, LossConfig, ModelConfig, SamplerConfig, TrainerConfig
+from irpo.config import (
+    ClusterConfig,
+    DeepSpeedTrainerConfig,
+    LossConfig,
+    ModelConfig,
+    SamplerConfig,
+    TorchTrainerConfig,
+    TrainerConfig,
+)
 from irpo.loop import render_prompt, run
 from irpo.models.gguf import check_gguf_source, import_gguf, resolve_gguf_file
 from irpo.models.loading import load_model, load_tokenizer
@@ -154,7 +162,7 @@ def test_gsm8k_with_smollm2_runs_every_stage(smollm2_dir, shared_dir, make_confi
         "trainer.max_steps=2",
         "trainer.batch_size=1",
         "trainer.micro_batch_size=1",
-        "trainer.device=cpu",
+        "trainer.torch.device=cpu",
         "sampler.device=cpu",
         # Plumbing, not the protocol (tested on the tiny model): no selection on 1000 held-out
         # questions; a sample ends at its first "." so it is a loser, not cut off by the budget.
@@ -206,7 +214,13 @@ def test_one_deepspeed_step_on_two_ranks_matches_the_torch_trainer(smollm2_dir, 
     for name in ("torch", "deepspeed"):
         trainer_cfg = OmegaConf.structured(
             TrainerConfig(
-                name=name, lr=1e-5, batch_size=2, micro_batch_size=1, max_steps=1, num_processes=2, device="cpu"
+                name=name,
+                lr=1e-5,
+                batch_size=2,
+                micro_batch_size=1,
+                max_steps=1,
+                deepspeed=DeepSpeedTrainerConfig(num_processes=2),
+                torch=TorchTrainerConfig(device="cpu"),
             )
         )
         trainer = build_trainer(trainer_cfg, model_cfg(), OmegaConf.structured(ClusterConfig()))

@@ -201,7 +201,7 @@ def test_deepspeed_ranks_train_inside_a_slurm_job(tmp_path, model_cache):
         "cluster.cpus_per_task=2",
         "cluster.mem_gb=4",
         "trainer=deepspeed",
-        "trainer.num_processes=2",
+        "trainer.deepspeed.num_processes=2",
         "trainer.micro_batch_size=8",
         f"hydra.sweep.dir={sweep}",
         env={**os.environ, "IRPO_CACHE": str(model_cache)},

@@ -4,6 +4,7 @@ checkpointing, which must not change what is learned."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 
@@ -13,15 +14,31 @@ from conftest import arithmetic_pairs
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
-from irpo.config import ClusterConfig, LoraConfig, LossConfig, ModelConfig, TrainerConfig
+from irpo.config import (
+    ClusterConfig,
+    DeepSpeedTrainerConfig,
+    LoraConfig,
+    LossConfig,
+    ModelConfig,
+    TorchTrainerConfig,
+    TrainerConfig,
+)
 from irpo.models.loading import load_model, load_tokenizer
 from irpo.training import build_trainer
 from irpo.training.deepspeed_trainer import deepspeed_config, launch_command
 
+DEEPSPEED_KEYS = {f.name for f in dataclasses.fields(DeepSpeedTrainerConfig)}
+
 
 def trainer_cfg(**overrides):
+    """trainer.* with trainer.deepspeed.* given by name beside them (num_processes=2), on the CPU."""
+    deepspeed = {k: overrides.pop(k) for k in DEEPSPEED_KEYS & set(overrides)}
     return OmegaConf.structured(
-        TrainerConfig(**{"lr": 1e-3, "batch_size": 16, "micro_batch_size": 4, "device": "cpu", **overrides})
+        TrainerConfig(
+            **{"lr": 1e-3, "batch_size": 16, "micro_batch_size": 4, **overrides},
+            torch=TorchTrainerConfig(device="cpu"),
+            deepspeed=DeepSpeedTrainerConfig(**deepspeed),
+        )
     )
 
 
@@ -194,7 +211,7 @@ def test_deepspeed_checkpoint_selection_picks_what_the_torch_trainer_picks(make_
     summaries, weights = {}, {}
     for name in ("torch", "deepspeed"):
         run_dir = tmp_path / name
-        run(make_config(*common, f"trainer={name}", "trainer.num_processes=2", run_dir=run_dir))
+        run(make_config(*common, f"trainer={name}", "trainer.deepspeed.num_processes=2", run_dir=run_dir))
         summaries[name] = read_json(run_dir / "iter_1" / "model" / "train_summary.json")
         weights[name] = load_file(run_dir / "iter_1" / "model" / "model.safetensors")
         assert not (run_dir / "iter_1" / "model" / "checkpoints").exists()  # scored, then deleted

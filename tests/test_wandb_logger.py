@@ -135,9 +135,10 @@ def test_training_steps_reach_the_dashboard_while_training_runs(make_config, tmp
         monkeypatch.setattr(
             tracker.run, "log", lambda row, **kw: (sent.append(row["train/global_step"]), log_to_wandb(row, **kw))
         )
-        with tracker.watch_training(it):  # stands in for a trainer writing its log step by step
-            (it.path / "model.tmp").mkdir()
-            with (it.path / "model.tmp" / "train_log.jsonl").open("w") as log:
+        live_log = tmp_path / "anywhere" / "steps.jsonl"  # the tracker follows the log it is told, wherever
+        with tracker.watch_training(it, live_log):  # stands in for a trainer writing its log step by step
+            live_log.parent.mkdir()
+            with live_log.open("w") as log:
                 for step in range(1, 6):
                     log.write(json.dumps({"step": step, "loss": 1 / step}) + "\n")
                     log.flush()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from irpo.config import LossConfig, TrainerConfig
+from irpo.config import LossConfig, TorchTrainerConfig, TrainerConfig
 from irpo.models.gguf import check_gguf_source, import_gguf
 from irpo.models.loading import check_model_source
 from irpo.models.tiny import save_untrained
@@ -89,7 +89,7 @@ def prepare_seed_model(cfg, task) -> str:
             epochs=1e9,
             warmup_steps=min(20, spec.seed_sft_steps // 10),
             lr_schedule=spec.seed_sft_schedule,
-            device=cfg.trainer.device,
+            torch=TorchTrainerConfig(device=cfg.trainer.torch.device),
         )
         TorchTrainer(sft, cfg.model).train(
             untrained, rows, target, LossConfig(name="sft"), seed=spec.init_seed, desc="seed SFT (M0)"

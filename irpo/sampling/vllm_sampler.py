@@ -9,6 +9,7 @@ string or the token budget, and the task trims text after the answer line for bo
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -91,6 +92,19 @@ class VLLMSampler:
         self.cfg = sampler_cfg
         self.model_cfg = model_cfg
         self.last_stats: dict = {}
+
+    @staticmethod
+    def check(cfg) -> None:
+        """vLLM is reachable: in `sampler.python`'s interpreter, or installed here."""
+        if cfg.sampler.python:
+            python = os.path.expanduser(cfg.sampler.python)
+            if not (os.access(python, os.X_OK) or shutil.which(python)):
+                raise FileNotFoundError(f"sampler.python={cfg.sampler.python}: no such interpreter")
+        elif importlib.util.find_spec("vllm") is None:
+            raise ValueError(
+                "sampler=vllm needs vLLM: pip install -e '.[vllm]', or point sampler.python at an "
+                "interpreter that has it (README, 'Scaling out')"
+            )
 
     def generate(self, model_dir, prompts: list[str], request, desc: str = "sample") -> list[list[Completion]]:
         return self.generate_each(model_dir, prompts, [request], [desc])[0]

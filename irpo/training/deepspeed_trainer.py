@@ -4,8 +4,8 @@ The ranks run `irpo.training.deepspeed_worker`, which takes the same steps as th
 (irpo/training/step.py) under a ZeRO engine. With checkpoint selection (trainer.eval_every > 0) the
 ranks save a checkpoint every eval_every steps and this side scores each with the loop's sampler on
 the held-out questions once the ranks have exited (so vLLM can have the GPUs), keeping the best.
-The DeepSpeed config is generated here from `trainer.*` (`deepspeed_config`), so the effective batch
-is `trainer.batch_size` whatever the number of ranks; `trainer.deepspeed_config`
+The DeepSpeed config is generated here from `trainer.*` and `trainer.deepspeed.*` (`deepspeed_config`), so
+the effective batch is `trainer.batch_size` whatever the number of ranks; `trainer.deepspeed.deepspeed_config`
 names a JSON file merged over it for anything else.
 With trainer.lora the ranks save only the adapters (checkpoints included) and this side merges each into
 M_{t-1}'s weights, so what is scored and published is a plain model directory.
@@ -13,22 +13,24 @@ M_{t-1}'s weights, so what is scored and published is a plain model directory.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
 import shutil
 import socket
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from irpo.child import project_pythonpath, run_child
+from irpo.protocols import Checkpoint, Scorer
 from irpo.rundir import publish_dir, read_json, write_json, write_jsonl
 from irpo.training import lora
 from irpo.training.resume import job_identity, prepare_tmp_dir, resume_dir
 from irpo.training.step import total_steps
+from irpo.training.workdir import work_dir
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +45,10 @@ def check_batch_split(trainer_cfg, world_size: int) -> None:
 
 
 def use_bf16(setting, on_gpu: bool) -> bool:
-    """trainer.bf16: auto (where the GPU supports it) | true | false."""
+    """trainer.deepspeed.bf16: auto (where the GPU supports it) | true | false."""
     value = str(setting).lower()
     if value not in ("auto", "true", "false"):
-        raise ValueError(f"trainer.bf16 must be auto, true or false, not {setting!r}")
+        raise ValueError(f"trainer.deepspeed.bf16 must be auto, true or false, not {setting!r}")
     if value == "auto":
         import torch
 
@@ -57,29 +59,30 @@ def use_bf16(setting, on_gpu: bool) -> bool:
 def deepspeed_config(trainer_cfg, world_size: int, bf16: bool) -> dict:
     """DeepSpeed's JSON config for `world_size` ranks; batch sizes count pairs."""
     check_batch_split(trainer_cfg, world_size)
+    backend = trainer_cfg.deepspeed
     per_step = trainer_cfg.micro_batch_size * world_size
     config = {
         "train_batch_size": trainer_cfg.batch_size,
         "train_micro_batch_size_per_gpu": trainer_cfg.micro_batch_size,
         "gradient_accumulation_steps": trainer_cfg.batch_size // per_step,
         "gradient_clipping": trainer_cfg.max_grad_norm,
-        "zero_optimization": {"stage": trainer_cfg.zero_stage},
+        "zero_optimization": {"stage": backend.zero_stage},
         "bf16": {"enabled": bf16},
         "zero_allow_untested_optimizer": True,  # torch's AdamW, as in the torch trainer
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
-    if trainer_cfg.zero_stage == 3:
+    if backend.zero_stage == 3:
         # save_pretrained needs the full weights: gather the shards onto rank 0 at save time.
         config["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] = True
-    if trainer_cfg.deepspeed_config:
-        config = _merge(config, json.loads(Path(trainer_cfg.deepspeed_config).expanduser().read_text()))
+    if backend.deepspeed_config:
+        config = _merge(config, json.loads(Path(backend.deepspeed_config).expanduser().read_text()))
     return config
 
 
 def ranks_per_node(trainer_cfg) -> int:
-    if trainer_cfg.num_processes > 0:
-        return trainer_cfg.num_processes
+    if trainer_cfg.deepspeed.num_processes > 0:
+        return trainer_cfg.deepspeed.num_processes
     import torch
 
     return max(1, torch.cuda.device_count())
@@ -100,7 +103,7 @@ def launch_command(
             "(cluster=slurm); this process is not in one"
         )
     head = env.get("SLURMD_NODENAME") or socket.gethostname()  # the loop runs on the job's first node
-    port = trainer_cfg.master_port or 29500
+    port = trainer_cfg.deepspeed.master_port or 29500
     # A job step sees only the GPUs it asks for, even inside the job's allocation.
     gpus = [f"--gpus-per-node={cluster_cfg.gpus_per_node}"] if cluster_cfg.gpus_per_node else []
     return [
@@ -128,6 +131,18 @@ class DeepSpeedTrainer:
         self.model_cfg = model_cfg
         self.cluster_cfg = cluster_cfg
 
+    @staticmethod
+    def check(cfg) -> None:
+        """trainer.deepspeed.*: a batch the ranks can split, a ZeRO stage, a bf16 setting, DeepSpeed installed."""
+        backend = cfg.trainer.deepspeed
+        if backend.num_processes > 0:  # 0 = one per GPU: known only on the node that trains
+            check_batch_split(cfg.trainer, backend.num_processes * cfg.cluster.nodes)
+        if backend.zero_stage not in (0, 1, 2, 3):
+            raise ValueError(f"trainer.deepspeed.zero_stage must be 0, 1, 2 or 3, not {backend.zero_stage}")
+        use_bf16(backend.bf16, on_gpu=False)
+        if importlib.util.find_spec("deepspeed") is None:
+            raise ValueError("deepspeed is not installed: pip install -e '.[deepspeed]'")
+
     def train(
         self,
         init_model_dir,
@@ -136,13 +151,14 @@ class DeepSpeedTrainer:
         loss_cfg,
         seed: int,
         desc: str = "train",
-        select: Callable | None = None,
+        scorer: Scorer | None = None,
         max_steps: int | None = None,
     ) -> dict:
+        """`irpo.protocols.Trainer.train`; checkpoints are scored once the ranks have exited, as saved dirs."""
         if not pairs:
             raise ValueError(f"{desc}: no training pairs; nothing to train on (see pairs_stats.json)")
-        selecting = select is not None and self.cfg.eval_every > 0
-        tmp_dir = output_dir.with_name(output_dir.name + ".tmp")
+        selecting = scorer is not None and self.cfg.eval_every > 0
+        tmp_dir = work_dir(output_dir)
         prepare_tmp_dir(tmp_dir)  # kept when it holds a checkpoint: the ranks continue from it
         job = tmp_dir / "job"
         job.mkdir(exist_ok=True)
@@ -164,7 +180,7 @@ class DeepSpeedTrainer:
                 total_steps(self.cfg, len(pairs), max_steps),
                 seed,
                 desc,
-                zero_stage=self.cfg.zero_stage,
+                zero_stage=self.cfg.deepspeed.zero_stage,
             ),
         }
         (job / "spec.json").write_text(json.dumps(spec, indent=2))
@@ -175,7 +191,7 @@ class DeepSpeedTrainer:
         if (tmp_dir / "train_summary.json").exists():  # the ranks finished before a kill: on to selection
             log.info("%s: the DeepSpeed ranks finished in an earlier run", desc)
         else:
-            log.info("%s: DeepSpeed ZeRO-%d on %d rank(s)", desc, self.cfg.zero_stage, ranks)
+            log.info("%s: DeepSpeed ZeRO-%d on %d rank(s)", desc, self.cfg.deepspeed.zero_stage, ranks)
             run_child(
                 launch_command(self.cfg, self.cluster_cfg, job / "spec.json", env=env),
                 tmp_dir / "launch.log",
@@ -192,15 +208,16 @@ class DeepSpeedTrainer:
                     lora.merge_saved_adapter(
                         init_model_dir, directory, self.model_cfg.dtype, keep_adapter=self.cfg.lora.save_adapter
                     )
-        if selecting and summary.get("held_out_accuracy") is None:  # not yet selected (or killed while selecting)
-            summary.update(select_checkpoint(tmp_dir, summary["steps"], select))
+        # Not yet selected (or killed while selecting).
+        if scorer is not None and selecting and summary.get("held_out_accuracy") is None:
+            summary.update(select_checkpoint(tmp_dir, summary["steps"], scorer))
             write_json(tmp_dir / "train_summary.json", summary)
         publish_dir(tmp_dir, output_dir)
         shutil.rmtree(resume_dir(output_dir), ignore_errors=True)  # M_t's directory holds the model, not the run
         return summary
 
 
-def select_checkpoint(model_dir: Path, last_step: int, select) -> dict:
+def select_checkpoint(model_dir: Path, last_step: int, scorer: Scorer) -> dict:
     """Scores model_dir/checkpoints/step_* and model_dir (the last step); the best weights end up in
     model_dir (ties keep the earlier, less-trained step) and the checkpoints are deleted."""
     candidates = {int(p.name.split("_")[1]): p for p in (model_dir / "checkpoints").glob("step_*")}
@@ -210,7 +227,7 @@ def select_checkpoint(model_dir: Path, last_step: int, select) -> dict:
     scores = {int(k): v for k, v in read_json(scored).items()} if scored.exists() else {}
     for step in sorted(candidates):
         if step not in scores:
-            scores[step] = select.score_dir(candidates[step])
+            scores[step] = scorer.score(Checkpoint(step, model_dir=candidates[step]))
             write_json(scored, scores)
         log.info("checkpoint at step %d: held-out accuracy %.3f", step, scores[step])
     best = max(sorted(scores), key=lambda step: scores[step])

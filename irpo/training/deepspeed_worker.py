@@ -42,6 +42,7 @@ from irpo.training.step import (
     total_steps,
     train_summary,
 )
+from irpo.training.workdir import TRAIN_LOG
 
 
 def main(spec_path: str) -> None:
@@ -58,13 +59,13 @@ def main(spec_path: str) -> None:
     deepspeed.init_distributed(dist_backend="nccl" if on_gpu else "gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     device = torch.device("cuda", local_rank) if on_gpu else torch.device("cpu")
-    bf16 = use_bf16(cfg.bf16, on_gpu)
+    bf16 = use_bf16(cfg.deepspeed.bf16, on_gpu)
     ds_config = deepspeed_config(cfg, world, bf16)
     seed = spec["seed"]
     torch.manual_seed(seed)
 
     # Under ZeRO-3 this makes from_pretrained load each parameter straight into its shard.
-    keep_alive = HfDeepSpeedConfig(ds_config) if cfg.zero_stage == 3 else None  # noqa: F841
+    keep_alive = HfDeepSpeedConfig(ds_config) if cfg.deepspeed.zero_stage == 3 else None  # noqa: F841
     tokenizer = load_tokenizer(spec["init_model_dir"])
     model = AutoModelForCausalLM.from_pretrained(spec["init_model_dir"], dtype=DTYPES[spec["model"]["dtype"]])
     if cfg.gradient_checkpointing:
@@ -91,7 +92,7 @@ def main(spec_path: str) -> None:
         if state["world_size"] != world:
             raise ResumeError(
                 f"{resume} was saved by {state['world_size']} ranks and this run has {world}; resume "
-                f"with as many ranks (trainer.num_processes x cluster.nodes), or delete {resume} to "
+                f"with as many ranks (trainer.deepspeed.num_processes x cluster.nodes), or delete {resume} to "
                 "restart this training stage from step 0"
             )
         engine.load_checkpoint(str(resume / "deepspeed"), tag=state["tag"])
@@ -114,8 +115,8 @@ def main(spec_path: str) -> None:
     share = cfg.batch_size // world
     started = time.perf_counter()
     if rank == 0:
-        cut_log(output_dir / "train_log.jsonl", start_step)
-    log_file = (output_dir / "train_log.jsonl").open("a") if rank == 0 else None
+        cut_log(output_dir / TRAIN_LOG, start_step)
+    log_file = (output_dir / TRAIN_LOG).open("a") if rank == 0 else None
     batches = step_batches(len(pairs), cfg.batch_size, steps, seed)
     for step, batch_indices in enumerate(
         tqdm(
@@ -175,7 +176,7 @@ def main(spec_path: str) -> None:
             cfg, loss_cfg, steps, len(pairs), elapsed_before + time.perf_counter() - started, spec["init_model_dir"]
         )
         summary.update(
-            world_size=world, zero_stage=cfg.zero_stage, bf16=bf16, resumed_from_step=start_step, **parameters
+            world_size=world, zero_stage=cfg.deepspeed.zero_stage, bf16=bf16, resumed_from_step=start_step, **parameters
         )
         write_json(output_dir / "train_summary.json", summary)
     dist.barrier()
@@ -214,7 +215,11 @@ def save(engine, tokenizer, directory: Path, cfg, rank: int) -> None:
             state = lora.trainable_state(engine.module) if rank == 0 else None
         weights_dir = directory / lora.ADAPTER_DIR
     else:
-        state = engine._zero3_consolidated_16bit_state_dict() if cfg.zero_stage == 3 else engine.module.state_dict()
+        state = (
+            engine._zero3_consolidated_16bit_state_dict()
+            if cfg.deepspeed.zero_stage == 3
+            else engine.module.state_dict()
+        )
         weights_dir = directory
     if rank == 0:
         engine.module.save_pretrained(weights_dir, state_dict=state, safe_serialization=True)

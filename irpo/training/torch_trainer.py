@@ -6,13 +6,13 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from irpo.models.loading import load_model, load_tokenizer, pick_device
+from irpo.protocols import Checkpoint, Scorer
 from irpo.rundir import publish_dir, write_json
 from irpo.training import lora
 from irpo.training.resume import (
@@ -35,6 +35,7 @@ from irpo.training.step import (
     total_steps,
     train_summary,
 )
+from irpo.training.workdir import TRAIN_LOG, work_dir
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,17 @@ class TorchTrainer:
         self.cfg = trainer_cfg
         self.model_cfg = model_cfg
 
+    @staticmethod
+    def check(cfg) -> None:
+        """trainer.torch.device: a device torch knows (the device's presence is known only where it trains)."""
+        device = cfg.trainer.torch.device
+        if device != "auto":
+            try:
+                torch.device(device)
+            except RuntimeError:
+                message = f"trainer.torch.device must be auto or a torch device (cpu, cuda:0), not {device!r}"
+                raise ValueError(message) from None
+
     def train(
         self,
         init_model_dir: str | Path,
@@ -52,21 +64,21 @@ class TorchTrainer:
         loss_cfg,
         seed: int,
         desc: str = "train",
-        select: Callable | None = None,
+        scorer: Scorer | None = None,
         max_steps: int | None = None,
     ) -> dict:
-        """Train from `init_model_dir` on `pairs` and save the result to `output_dir`.
+        """`irpo.protocols.Trainer.train`: train from `init_model_dir` on `pairs`, save to `output_dir`.
 
         pairs: rows with "prompt", "chosen" and (for preference losses) "rejected"; rejected responses
         are scored and logged under any loss, so SFT runs show them too (the paper's Figure 2).
         The reference model is the initial model: its log-probs are computed once, before any update.
-        select: score(model, tokenizer) on held-out data; with trainer.eval_every > 0, the weights of
-        the best-scoring evaluation are the ones saved, and the step is recorded.
+        scorer: with trainer.eval_every > 0, scores the model in memory every eval_every steps (and the last);
+        the weights of the best-scoring evaluation are the ones saved, and the step is recorded.
         """
         cfg = self.cfg
         if not pairs:
             raise ValueError(f"{desc}: no training pairs; nothing to train on (see pairs_stats.json)")
-        device = pick_device(cfg.device)
+        device = pick_device(cfg.torch.device)
         torch.manual_seed(seed)
         tokenizer = load_tokenizer(init_model_dir)
         model = load_model(init_model_dir, self.model_cfg.dtype, str(device))
@@ -77,7 +89,7 @@ class TorchTrainer:
 
         data = encode_pairs(tokenizer, pairs, loss_cfg.name)
         steps = total_steps(cfg, len(pairs), max_steps)
-        tmp_dir = output_dir.with_name(output_dir.name + ".tmp")
+        tmp_dir = work_dir(output_dir)
         identity = job_identity(init_model_dir, len(pairs), steps, seed, desc)
         resumed = load_torch_checkpoint(tmp_dir, identity) if prepare_tmp_dir(tmp_dir) else None
         if data.uses_rejected:
@@ -91,7 +103,7 @@ class TorchTrainer:
                     "rejected": score_sequences(model, data.rejected, tokenizer.pad_token_id, device, chunk),
                 }
 
-        selecting = select is not None and cfg.eval_every > 0
+        selecting = scorer is not None and cfg.eval_every > 0
         best = {"score": -1.0, "step": None, "state": None}
         scores: dict[int, float] = {}
         trained = [p for p in model.parameters() if p.requires_grad]  # the adapters only, under LoRA
@@ -107,7 +119,7 @@ class TorchTrainer:
             start_step, scores, elapsed_before = resumed["step"], resumed["scores"], resumed.get("seconds", 0.0)
             best = {"score": resumed["best_score"], "step": resumed["best_step"], "state": resumed.get("best_state")}
             log.info("%s: resuming from the checkpoint at step %d of %d", desc, start_step, steps)
-        log_path = tmp_dir / "train_log.jsonl"
+        log_path = tmp_dir / TRAIN_LOG
         cut_log(log_path, start_step)
 
         model.train()
@@ -139,8 +151,9 @@ class TorchTrainer:
                     grad_norm=float(grad_norm),
                     tokens_per_s=tokens / (time.perf_counter() - step_start),
                 )
-                if selecting and (step % cfg.eval_every == 0 or step == steps):
-                    scores[step] = stats["held_out_accuracy"] = select(model, tokenizer)
+                if scorer is not None and selecting and (step % cfg.eval_every == 0 or step == steps):
+                    checkpoint = Checkpoint(step, model=model, tokenizer=tokenizer)
+                    scores[step] = stats["held_out_accuracy"] = scorer.score(checkpoint)
                     if scores[step] > best["score"]:  # ties keep the earlier, less-trained step
                         best = {"score": scores[step], "step": step, "state": lora.trainable_state(model)}
                 log_file.write(json.dumps(stats) + "\n")
