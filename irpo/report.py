@@ -26,12 +26,9 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import matplotlib.ticker
 from hydra.experimental.callback import Callback
+from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
 from irpo.results import (
@@ -206,17 +203,18 @@ def write_table(rows: list[dict], tests: list[dict], reference: Run | None, out:
     return markdown
 
 
-def save_figure(fig, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Figures here are plain `Figure`s, not pyplot's: no global backend to pick, no figure manager to close."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
     write_text(path, buffer.getvalue())
     return path
 
 
 def accuracy_figure(runs: list[Run]):
     """Greedy (solid) and majority-vote (dashed) test accuracy per iteration, each point with ±1 standard error."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for i, run in enumerate(runs):
         rows = collect_rows(RunDir(run.path))
         dodge = 0.04 * (i - (len(runs) - 1) / 2)  # runs side by side at each iteration, so bars do not overlap
@@ -289,7 +287,8 @@ def _smooth(values: list[float]) -> list[float]:
 
 
 def _logprob_figure(runs: list[Run], title: str, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for run in runs:
         log = _train_log(run)
         steps = [e["step"] for e in log]
@@ -327,7 +326,8 @@ def alpha_beta_figure(runs: list[Run]):
     if len(alphas) < 2 and len(betas) < 2:
         return None
     grid = [[finals.get((a, b), float("nan")) for b in betas] for a in alphas]
-    fig, ax = plt.subplots(figsize=(1.4 * len(betas) + 2.5, 1.0 * len(alphas) + 1.8))
+    fig = Figure(figsize=(1.4 * len(betas) + 2.5, 1.0 * len(alphas) + 1.8))
+    ax = fig.subplots()
     image = ax.imshow([[100 * v for v in row] for row in grid], cmap="viridis", origin="lower", aspect="auto")
     ax.set_xticks(range(len(betas)), [f"{b:g}" for b in betas])
     ax.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
-hf_logging.disable_progress_bar()
-
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@contextlib.contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """transformers' per-shard loading bars off while a model loads (they would bury the loop's log);
+    the setting is restored after, so importing or calling this module changes nothing global."""
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def looks_like_path(name_or_path: str) -> bool:
@@ -56,7 +69,8 @@ def load_model(name_or_path: str | Path, dtype: str = "float32", device: str = "
     if dtype not in DTYPES:
         raise ValueError(f"unknown model.dtype '{dtype}'; valid dtypes: {', '.join(DTYPES)}")
     try:
-        model = AutoModelForCausalLM.from_pretrained(os.path.expanduser(str(name_or_path)), dtype=DTYPES[dtype])
+        with no_progress_bars():
+            model = AutoModelForCausalLM.from_pretrained(os.path.expanduser(str(name_or_path)), dtype=DTYPES[dtype])
     except OSError as e:
         raise OSError(
             f"could not load a model from {name_or_path!r}: not a local directory, and the hub "

@@ -19,7 +19,7 @@ import torch.distributed as dist
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-from irpo.models.loading import DTYPES, load_tokenizer
+from irpo.models.loading import DTYPES, load_tokenizer, no_progress_bars
 from irpo.rundir import read_jsonl, write_json
 from irpo.training import lora
 from irpo.training.deepspeed_trainer import deepspeed_config, use_bf16
@@ -66,7 +66,8 @@ def main(spec_path: str) -> None:
     # Under ZeRO-3 this makes from_pretrained load each parameter straight into its shard.
     keep_alive = HfDeepSpeedConfig(ds_config) if cfg.zero_stage == 3 else None  # noqa: F841
     tokenizer = load_tokenizer(spec["init_model_dir"])
-    model = AutoModelForCausalLM.from_pretrained(spec["init_model_dir"], dtype=DTYPES[spec["model"]["dtype"]])
+    with no_progress_bars():
+        model = AutoModelForCausalLM.from_pretrained(spec["init_model_dir"], dtype=DTYPES[spec["model"]["dtype"]])
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     if lora.enabled(cfg.lora):  # the same seeded adapters as the torch trainer's, on every rank
