@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import sys
 from dataclasses import dataclass
 from itertools import pairwise
@@ -31,6 +30,7 @@ from hydra.experimental.callback import Callback
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
+from irpo.files import read_json, read_log, write_text
 from irpo.results import (
     PAIRED_LEGEND,
     collect_rows,
@@ -39,7 +39,7 @@ from irpo.results import (
     markdown_table,
     paired_fields,
 )
-from irpo.rundir import RunDir, budget_train_log, read_json, write_text
+from irpo.rundir import RunDir, budget_train_log
 from irpo.stats import format_accuracy
 
 LABELS = {
@@ -254,10 +254,7 @@ def plot_accuracy(runs: list[Run], out: Path) -> Path:
 
 
 def _train_log(run: Run, t: int = 1) -> list[dict]:
-    path = budget_train_log(run.path / f"iter_{t}")
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_log(budget_train_log(run.path / f"iter_{t}"))
 
 
 def plot_logprobs(runs: list[Run], out: Path) -> list[Path]:

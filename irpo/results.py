@@ -12,7 +12,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from irpo.rundir import IterationDir, RunDir, read_json, read_jsonl, write_json, write_text
+from irpo.files import read_json, read_jsonl, write_json, write_text
+from irpo.rundir import IterationDir, RunDir
 from irpo.stats import PairedTest, format_accuracy, paired_test, standard_error
 
 COLUMNS = [

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from irpo.rundir import IterationDir, read_json, write_json
+from irpo.files import read_json, write_json
+from irpo.rundir import IterationDir
 
 log = logging.getLogger(__name__)
 

@@ -118,8 +118,8 @@ def test_unknown_target_module_fails_listing_the_models_linear_layers(make_confi
 
 @pytest.mark.slow
 def test_each_iteration_starts_from_and_is_scored_against_the_merged_previous_model(make_config, tmp_path):
+    from irpo.files import read_json
     from irpo.loop import run
-    from irpo.rundir import read_json
 
     run(make_config("experiment=smoke", "iterations=2", *LORA))
     root = tmp_path / "run"
@@ -141,8 +141,8 @@ def test_each_iteration_starts_from_and_is_scored_against_the_merged_previous_mo
 
 @pytest.mark.slow
 def test_sft_baseline_trains_adapters(make_config, tmp_path):
+    from irpo.files import read_json
     from irpo.loop import run
-    from irpo.rundir import read_json
 
     run(make_config("experiment=smoke", "method=sft_gold", *LORA))
     train = read_json(tmp_path / "run" / "iter_1" / "metrics.json")["train"]

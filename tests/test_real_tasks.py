@@ -201,7 +201,7 @@ def test_arc_letters_outside_the_options_are_wrong(arc):
 def test_malformed_rows_and_missing_files_name_the_place(tmp_path):
     (tmp_path / "train.jsonl").write_text('{"question": "q", "answer": "x\\n#### 3"}\n{not json\n')
     (tmp_path / "test.jsonl").write_text('{"question": "q", "answer": "x\\n#### 3"}\n')
-    with pytest.raises(ValueError, match=r"train.jsonl:2: malformed JSON"):
+    with pytest.raises(ValueError, match=r"train.jsonl: line 2 is not valid JSON"):
         build_task({"name": "gsm8k", "data_dir": str(tmp_path), "num_valid": 0}).load_splits()
     (tmp_path / "train.jsonl").write_text('{"question": "q", "answer": "no final line"}\n{"question": "q2"}\n')
     with pytest.raises(ValueError, match=r"train.jsonl:2: row lacks field\(s\) answer"):

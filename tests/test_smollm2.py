@@ -21,11 +21,12 @@ from safetensors import safe_open
 from test_vllm_sampler import vllm_python
 
 from irpo.config import ClusterConfig, LossConfig, ModelConfig, SamplerConfig, TrainerConfig
+from irpo.files import read_json, read_jsonl
 from irpo.loop import render_prompt, run
 from irpo.models.gguf import check_gguf_source, import_gguf, resolve_gguf_file
 from irpo.models.loading import load_model, load_tokenizer
 from irpo.models.seed import check_seed_source
-from irpo.rundir import RunDir, read_json, read_jsonl
+from irpo.rundir import RunDir
 from irpo.sampling import SamplingRequest, build_sampler
 from irpo.sampling.hf import HFSampler
 from irpo.tasks.base import Example

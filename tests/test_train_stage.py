@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from irpo.config import LossConfig
-from irpo.rundir import RunDir, write_json
+from irpo.files import write_json
+from irpo.rundir import RunDir
 
 SHARDS = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json"]
 

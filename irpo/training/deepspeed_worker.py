@@ -19,8 +19,8 @@ import torch.distributed as dist
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
+from irpo.files import read_json, read_jsonl, write_json
 from irpo.models.loading import DTYPES, load_tokenizer, no_progress_bars
-from irpo.rundir import read_jsonl, write_json
 from irpo.training import lora
 from irpo.training.deepspeed_trainer import deepspeed_config, use_bf16
 from irpo.training.resume import (
@@ -49,7 +49,7 @@ def main(spec_path: str) -> None:
     from transformers import AutoModelForCausalLM
     from transformers.integrations import HfDeepSpeedConfig
 
-    spec = json.loads(Path(spec_path).read_text())
+    spec = read_json(Path(spec_path))
     cfg, loss_cfg = OmegaConf.create(spec["trainer"]), OmegaConf.create(spec["loss"])
     on_gpu = torch.cuda.is_available()
     local_rank = int(os.environ.get("LOCAL_RANK", 0))

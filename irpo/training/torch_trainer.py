@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from irpo.files import publish_dir, write_json
 from irpo.models.loading import load_model, load_tokenizer, pick_device
-from irpo.rundir import publish_dir, write_json
 from irpo.training import lora
 from irpo.training.resume import (
     cut_log,
