@@ -24,6 +24,7 @@ from irpo.files import read_json, write_json, write_text
 from irpo.generate import generate
 from irpo.models.loading import load_tokenizer
 from irpo.models.seed import prepare_seed_model
+from irpo.models.tokens import encode
 from irpo.pairs import PAIR_BUILDERS, ScoredQuestion, build_pairs, copy_pairs
 from irpo.results import write_results
 from irpo.reward import reward, reward_stats
@@ -33,7 +34,6 @@ from irpo.tasks import build_task
 from irpo.tracking import build_tracker
 from irpo.train import train, train_summary
 from irpo.training import build_trainer
-from irpo.training.data import encode
 
 log = logging.getLogger("irpo")
 

@@ -13,8 +13,9 @@ from safetensors.torch import load_file
 
 from irpo.config import ClusterConfig, LoraConfig, LossConfig, ModelConfig, TrainerConfig, validate
 from irpo.models.loading import load_model, load_tokenizer
+from irpo.models.tokens import encode
 from irpo.training import build_trainer, lora
-from irpo.training.data import collate, encode
+from irpo.training.data import collate
 
 peft = pytest.importorskip("peft", reason="peft is not installed (pip install -e '.[lora]')")
 LORA = ["trainer.lora.rank=4", "trainer.lora.alpha=8", "trainer.lr=5e-3"]

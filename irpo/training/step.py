@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from irpo.loss import LOSSES, compute_loss
-from irpo.training.data import EncodedSequence, collate, encode, sequence_logps
+from irpo.models.tokens import EncodedSequence, encode
+from irpo.training.data import collate, sequence_logps
 from irpo.training.lora import summary as lora_summary
 
 
