@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig
+
+from irpo.models.loading import check_seed_source
+from irpo.tasks import TASKS, task_config
 
 
 @dataclass
@@ -231,27 +234,10 @@ class Config:
 
 def register_configs() -> None:
     """The root schema, and each task's dataclass as `task_schema/<name>` for conf/task/<name>.yaml."""
-    from irpo.tasks import TASKS
-
     store = ConfigStore.instance()
     store.store(name="irpo_schema", node=Config)
     for name in TASKS.names():
         store.store(group="task_schema", name=name, node=TASKS.get(name).config_class)
-
-
-def task_config(task_cfg: DictConfig | dict) -> Any:
-    """The task's typed config object; unknown or mistyped fields fail naming the task and field."""
-    from irpo.tasks import TASKS
-
-    name = task_cfg.get("name") if task_cfg is not None else None
-    if name is None:
-        raise ValueError("the config has no task.name; pick one with task=<name>")
-    entry = TASKS.get(name)
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(entry.config_class), task_cfg)
-        return OmegaConf.to_object(merged)
-    except Exception as e:  # omegaconf's errors name the key; add which task they belong to
-        raise ValueError(f"invalid config for task '{name}': {e}".split("\n    full_key")[0]) from None
 
 
 def validate(cfg: DictConfig) -> None:
@@ -268,8 +254,6 @@ def validate(cfg: DictConfig) -> None:
     SAMPLERS.get(cfg.sampler.name)
     TRAINERS.get(cfg.trainer.name)
     TRACKERS.get(cfg.logger.name)
-    from irpo.models.seed import check_seed_source
-
     check_seed_source(cfg.model)
     if cfg.trainer.batch_size % cfg.trainer.micro_batch_size:
         raise ValueError(

@@ -23,13 +23,13 @@ from irpo.evaluate import HeldOutScorer, evaluate
 from irpo.files import read_json, write_json, write_text
 from irpo.generate import generate
 from irpo.models.loading import load_tokenizer
-from irpo.models.seed import prepare_seed_model
 from irpo.models.tokens import encode
 from irpo.pairs import PAIR_BUILDERS, ScoredQuestion, build_pairs, copy_pairs
 from irpo.results import write_results
 from irpo.reward import reward, reward_stats
 from irpo.rundir import RunDir, check_rows_match
 from irpo.sampling import SamplingRequest, build_sampler
+from irpo.seed import prepare_seed_model
 from irpo.tasks import build_task
 from irpo.tracking import build_tracker
 from irpo.train import train, train_summary

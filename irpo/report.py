@@ -34,13 +34,12 @@ from irpo.files import read_json, read_log, write_text
 from irpo.results import (
     PAIRED_LEGEND,
     collect_rows,
-    compare_iterations,
     finished_iteration,
     markdown_table,
     paired_fields,
 )
 from irpo.rundir import RunDir, budget_train_log
-from irpo.stats import format_accuracy
+from irpo.stats import compare_iterations, format_accuracy
 
 LABELS = {
     "zero_shot": "Zero-shot CoT",

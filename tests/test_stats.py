@@ -10,9 +10,9 @@ from matplotlib.container import ErrorbarContainer
 
 from irpo.files import read_json
 from irpo.report import accuracy_figure, alpha_beta_figure, build_report, find_runs
-from irpo.results import correctness, write_results
+from irpo.results import write_results
 from irpo.rundir import RunDir
-from irpo.stats import format_accuracy, main, mcnemar_exact, paired_test, standard_error
+from irpo.stats import correctness, format_accuracy, main, mcnemar_exact, paired_test, standard_error
 
 
 def test_standard_error_of_an_accuracy():

@@ -11,6 +11,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
+from irpo.models.gguf import check_gguf_source
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -41,6 +43,24 @@ def check_model_source(name_or_path: str) -> None:
             raise FileNotFoundError(f"model directory {path} has no config.json; is it a save_pretrained directory?")
     elif looks_like_path(name_or_path):
         raise FileNotFoundError(f"model directory {path} does not exist (model.name_or_path={name_or_path!r})")
+
+
+def check_seed_source(model_cfg) -> None:
+    """Config-time check of where M0 comes from. model.gguf_file, then model.name_or_path, then model.tiny:
+    the first one set wins (so presets that size the tiny model, like experiment=smoke, leave others alone)."""
+    if model_cfg.gguf_file is not None:
+        if model_cfg.name_or_path is not None:
+            raise ValueError(
+                f"model.gguf_file={model_cfg.gguf_file} and model.name_or_path="
+                f"{model_cfg.name_or_path} are both set; M0 comes from one of them: unset the other"
+            )
+        check_gguf_source(model_cfg.gguf_file)
+    elif model_cfg.name_or_path is not None:
+        check_model_source(model_cfg.name_or_path)
+    elif model_cfg.tiny is None:
+        raise ValueError(
+            "model.name_or_path is not set: give a local model directory, a hub id, or a GGUF file (model.gguf_file)"
+        )
 
 
 def pick_device(requested: str) -> torch.device:
