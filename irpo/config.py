@@ -222,7 +222,9 @@ class Config:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     experiment: Optional[str] = None
-    method: str = "irpo"  # a label for tables; the behaviour comes from the fields above
+    method: str = "irpo"  # the method's name (conf/method/<name>.yaml); the behaviour comes from the fields above
+    label: Optional[str] = None  # the method's rows in report tables; null = the method's name
+    report_order: int = 0  # where its rows go in report tables, lowest first
     # The model iteration 1 starts from: null = the seed model M0; a model dir; a run dir (its last
     # finished iteration); or run:<name>, the run dir <name> beside this one (e.g. a sweep's star job).
     init_from: Optional[str] = None

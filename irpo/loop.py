@@ -240,6 +240,8 @@ RESUMABLE_KEYS = {
     "iterations",
     "run_dir",
     "log_level",
+    "label",  # table labels: a run made before they were recorded resumes
+    "report_order",
     "sampler.batch_size",
     "sampler.device",
     "trainer.device",

@@ -41,21 +41,6 @@ from irpo.results import (
 from irpo.rundir import RunDir, budget_train_log
 from irpo.stats import compare_iterations, format_accuracy
 
-LABELS = {
-    "zero_shot": "Zero-shot CoT",
-    "sft_gold": "SFT on gold CoT",
-    "sft_self_correct": "SFT on own correct samples (not in the paper)",
-    "star": "STaR (SFT on chosen of D0, 1 iteration)",
-    "star_2x": "STaR, twice the data",
-    "dpo": "DPO on D0, from M0",
-    "dpo_from_star": "DPO on D0, from SFT on chosen",
-    "irpo": "Iterative RPO",
-    "irpo_from_star": "Iterative RPO, from SFT on chosen",
-    "irpo_2x": "Iterative RPO, twice the data (1 iteration)",
-}
-# Table order: baselines first, then the method, as in the paper.
-ORDER = list(LABELS)
-
 
 @dataclass
 class Run:
@@ -66,7 +51,9 @@ class Run:
 
     @property
     def label(self) -> str:
-        base = LABELS.get(self.method, self.method)
+        """The method's label (conf/method/*.yaml; runs made before labels were recorded: its name), and the
+        run's dir name where that tells runs of one method apart (a sweep over loss.alpha, say)."""
+        base = self.config.get("label") or self.method
         return (
             base
             if self.name in (self.method, "") or self.name.startswith(f"{self.method}-")
@@ -83,7 +70,7 @@ def find_runs(root: Path) -> list[Run]:
             continue
         config = OmegaConf.to_container(OmegaConf.load(config_path))
         runs.append(Run(path, path.name, config.get("method", "irpo"), config))
-    return sorted(runs, key=lambda r: (ORDER.index(r.method) if r.method in ORDER else len(ORDER), r.name))
+    return sorted(runs, key=lambda r: (r.config.get("report_order", 0), r.name))
 
 
 def reference_run(runs: list[Run]) -> Run | None:
