@@ -11,11 +11,9 @@ from omegaconf import DictConfig
 
 from irpo.config import register_configs
 
-register_configs()
-
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+def run_job(cfg: DictConfig) -> None:
     from irpo.config import validate
     from irpo.loop import run
 
@@ -32,6 +30,11 @@ def main(cfg: DictConfig) -> None:
     except (ValueError, KeyError, FileNotFoundError) as e:
         sys.exit(f"irpo: config error: {e.args[0] if e.args else e}")
     run(cfg)
+
+
+def main() -> None:
+    register_configs()  # the schema conf/ is composed against; here, not at import
+    run_job()
 
 
 if __name__ == "__main__":

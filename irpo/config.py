@@ -13,6 +13,9 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from irpo.models.loading import check_seed_source
+from irpo.tasks import TASKS, task_config
+
 # Field metadata for the keys whose change cannot change results: where and how fast a run goes (ranks,
 # memory, dashboards, the cluster), never what it computes. A tagged section tags every key under it. From
 # these tags come both the keys a resumed run may change (`resumable`) and the keys left out of a sweep
@@ -250,7 +253,10 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig, metadata=RUNTIME_ONLY)
     # A preset's name (what it sets is compared key by key); picked on the command line, it names no job dir.
     experiment: Optional[str] = field(default=None, metadata=RUNTIME_ONLY)
-    method: str = "irpo"  # a label for tables; the behaviour comes from the fields above
+    method: str = "irpo"  # the method's name (conf/method/<name>.yaml); the behaviour comes from the fields above
+    # The method's rows in report tables (null = the method's name) and where they go, lowest first.
+    label: Optional[str] = field(default=None, metadata=RUNTIME_ONLY)
+    report_order: int = field(default=0, metadata=RUNTIME_ONLY)
     # The model iteration 1 starts from: null = the seed model M0; a model dir; a run dir (its last
     # finished iteration); or run:<name>, the run dir <name> beside this one (e.g. a sweep's star job).
     init_from: Optional[str] = None
@@ -307,7 +313,6 @@ def _keys_under(schema: type | None, prefix: str) -> list[str]:
 def register_configs() -> None:
     """The root schema, each task's dataclass as `task_schema/<name>` for conf/task/<name>.yaml, and the
     resolver that gives conf/config.yaml the keys left out of sweep dir names."""
-    from irpo.tasks import TASKS
 
     if not OmegaConf.has_resolver("irpo_sweep_dir_exclude_keys"):
         OmegaConf.register_new_resolver("irpo_sweep_dir_exclude_keys", sweep_dir_exclude_keys)
@@ -317,26 +322,10 @@ def register_configs() -> None:
         store.store(group="task_schema", name=name, node=TASKS.get(name).config_class)
 
 
-def task_config(task_cfg: DictConfig | dict) -> Any:
-    """The task's typed config object; unknown or mistyped fields fail naming the task and field."""
-    from irpo.tasks import TASKS
-
-    name = task_cfg.get("name") if task_cfg is not None else None
-    if name is None:
-        raise ValueError("the config has no task.name; pick one with task=<name>")
-    entry = TASKS.get(name)
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(entry.config_class), task_cfg)
-        return OmegaConf.to_object(merged)
-    except Exception as e:  # omegaconf's errors name the key; add which task they belong to
-        raise ValueError(f"invalid config for task '{name}': {e}".split("\n    full_key")[0]) from None
-
-
 def validate(cfg: DictConfig) -> None:
     """Checks that need more than types: registered names, consistent sizes, a seed model given. Each chosen
     part (task, loss, pair builder, sampler, trainer, logger) checks its own section (`ChecksConfig`)."""
     from irpo.loss import LOSSES
-    from irpo.models.seed import check_seed_source
     from irpo.pairs import PAIR_BUILDERS
     from irpo.sampling import SAMPLERS
     from irpo.tracking import TRACKERS

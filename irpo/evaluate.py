@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from irpo.files import read_json, write_json
 from irpo.protocols import Checkpoint
-from irpo.rundir import IterationDir, read_json, write_json
+from irpo.rundir import IterationDir
 from irpo.sampling import SamplingRequest
 from irpo.shards import ShardedFile
 

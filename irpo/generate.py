@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from irpo.rundir import IterationDir, write_json
+from irpo.files import write_json
+from irpo.rundir import IterationDir
 from irpo.sampling import SamplingRequest
 from irpo.shards import ShardedFile
 

@@ -20,19 +20,20 @@ from omegaconf import DictConfig, OmegaConf
 
 from irpo.config import resumable, temperature_for, validate
 from irpo.evaluate import HeldOutScorer, evaluate
+from irpo.files import read_json, write_json, write_text
 from irpo.generate import generate
 from irpo.models.loading import load_tokenizer
-from irpo.models.seed import prepare_seed_model
+from irpo.models.tokens import encode
 from irpo.pairs import PAIR_BUILDERS, ScoredQuestion, build_pairs, copy_pairs
 from irpo.results import write_results
 from irpo.reward import reward, reward_stats
-from irpo.rundir import RunDir, check_rows_match, read_json, write_json
+from irpo.rundir import RunDir, check_rows_match
 from irpo.sampling import SamplingRequest, build_sampler
+from irpo.seed import prepare_seed_model
 from irpo.tasks import build_task
 from irpo.tracking import build_tracker
 from irpo.train import train, train_summary, watched_train_log
 from irpo.training import build_trainer
-from irpo.training.data import encode
 
 log = logging.getLogger("irpo")
 
@@ -246,9 +247,7 @@ def record_config(run_dir: RunDir, cfg: DictConfig) -> None:
                 f"{run_dir.root} was started with a different config ({', '.join(changed)} changed); "
                 "use a new run directory, or restore those values to resume"
             )
-    tmp = run_dir.config.with_suffix(".tmp")
-    tmp.write_text(OmegaConf.to_yaml(resolved))
-    tmp.replace(run_dir.config)
+    write_text(run_dir.config, OmegaConf.to_yaml(resolved))
 
 
 def _flat_diff(a, b, prefix: str = "") -> set[str]:

@@ -10,15 +10,15 @@ import hashlib
 import logging
 import math
 import random
-import shutil
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from irpo.files import copy_file, read_json, read_jsonl, write_json, write_jsonl
 from irpo.registry import Registry
-from irpo.rundir import IterationDir, read_json, read_jsonl, write_json, write_jsonl
+from irpo.rundir import IterationDir
 
 log = logging.getLogger(__name__)
 
@@ -248,9 +248,7 @@ def copy_pairs(it: IterationDir, source: IterationDir, source_name: str) -> list
             f"pairs.from_run={source_name}: {source.pairs} does not exist yet (run that "
             "method first; in a sweep it must come earlier)"
         )
-    tmp = it.pairs.with_name(it.pairs.name + ".tmp")
-    shutil.copyfile(source.pairs, tmp)
-    tmp.replace(it.pairs)
+    copy_file(source.pairs, it.pairs)
     write_json(
         it.pairs_stats,
         {**read_json(source.pairs_stats), "copied_from": str(source.pairs), "source_sha256": _sha256(it.pairs)},

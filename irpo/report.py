@@ -20,45 +20,26 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import sys
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import matplotlib.ticker
 from hydra.experimental.callback import Callback
+from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
+from irpo.files import read_json, read_log, write_text
 from irpo.results import (
     PAIRED_LEGEND,
     collect_rows,
-    compare_iterations,
     finished_iteration,
     markdown_table,
     paired_fields,
 )
-from irpo.rundir import RunDir, budget_train_log, read_json, write_text
-from irpo.stats import format_accuracy
-
-LABELS = {
-    "zero_shot": "Zero-shot CoT",
-    "sft_gold": "SFT on gold CoT",
-    "sft_self_correct": "SFT on own correct samples (not in the paper)",
-    "star": "STaR (SFT on chosen of D0, 1 iteration)",
-    "star_2x": "STaR, twice the data",
-    "dpo": "DPO on D0, from M0",
-    "dpo_from_star": "DPO on D0, from SFT on chosen",
-    "irpo": "Iterative RPO",
-    "irpo_from_star": "Iterative RPO, from SFT on chosen",
-    "irpo_2x": "Iterative RPO, twice the data (1 iteration)",
-}
-# Table order: baselines first, then the method, as in the paper.
-ORDER = list(LABELS)
+from irpo.rundir import RunDir, budget_train_log
+from irpo.stats import compare_iterations, format_accuracy
 
 
 @dataclass
@@ -70,7 +51,9 @@ class Run:
 
     @property
     def label(self) -> str:
-        base = LABELS.get(self.method, self.method)
+        """The method's label (conf/method/*.yaml; runs made before labels were recorded: its name), and the
+        run's dir name where that tells runs of one method apart (a sweep over loss.alpha, say)."""
+        base = self.config.get("label") or self.method
         return (
             base
             if self.name in (self.method, "") or self.name.startswith(f"{self.method}-")
@@ -89,7 +72,7 @@ def find_runs(root: Path) -> list[Run]:
         if not isinstance(config, dict):
             raise ValueError(f"{config_path}: a run's config.yaml holds a mapping, this one does not")
         runs.append(Run(path, path.name, config.get("method", "irpo"), config))
-    return sorted(runs, key=lambda r: (ORDER.index(r.method) if r.method in ORDER else len(ORDER), r.name))
+    return sorted(runs, key=lambda r: (r.config.get("report_order", 0), r.name))
 
 
 def reference_run(runs: list[Run]) -> Run | None:
@@ -208,17 +191,18 @@ def write_table(rows: list[dict], tests: list[dict], reference: Run | None, out:
     return markdown
 
 
-def save_figure(fig, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Figures here are plain `Figure`s, not pyplot's: no global backend to pick, no figure manager to close."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
     write_text(path, buffer.getvalue())
     return path
 
 
 def accuracy_figure(runs: list[Run]):
     """Greedy (solid) and majority-vote (dashed) test accuracy per iteration, each point with ±1 standard error."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for i, run in enumerate(runs):
         rows = collect_rows(RunDir(run.path))
         dodge = 0.04 * (i - (len(runs) - 1) / 2)  # runs side by side at each iteration, so bars do not overlap
@@ -258,10 +242,7 @@ def plot_accuracy(runs: list[Run], out: Path) -> Path:
 
 
 def _train_log(run: Run, t: int = 1) -> list[dict]:
-    path = budget_train_log(run.path / f"iter_{t}")
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_log(budget_train_log(run.path / f"iter_{t}"))
 
 
 def plot_logprobs(runs: list[Run], out: Path) -> list[Path]:
@@ -291,7 +272,8 @@ def _smooth(values: list[float]) -> list[float]:
 
 
 def _logprob_figure(runs: list[Run], title: str, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for run in runs:
         log = _train_log(run)
         steps = [e["step"] for e in log]
@@ -329,7 +311,8 @@ def alpha_beta_figure(runs: list[Run]):
     if start is None or (len(alphas) < 2 and len(betas) < 2):
         return None
     grid = [[finals.get((a, b), float("nan")) for b in betas] for a in alphas]
-    fig, ax = plt.subplots(figsize=(1.4 * len(betas) + 2.5, 1.0 * len(alphas) + 1.8))
+    fig = Figure(figsize=(1.4 * len(betas) + 2.5, 1.0 * len(alphas) + 1.8))
+    ax = fig.subplots()
     image = ax.imshow([[100 * v for v in row] for row in grid], cmap="viridis", origin="lower", aspect="auto")
     ax.set_xticks(range(len(betas)), [f"{b:g}" for b in betas])
     ax.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])

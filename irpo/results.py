@@ -13,8 +13,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from irpo.rundir import IterationDir, RunDir, read_json, read_jsonl, write_json, write_text
-from irpo.stats import PairedTest, format_accuracy, paired_test, standard_error
+from irpo.files import read_json, write_json, write_text
+from irpo.rundir import IterationDir, RunDir
+from irpo.stats import PairedTest, compare_iterations, format_accuracy, standard_error
 
 COLUMNS = [
     ("iteration", "Iter"),
@@ -28,8 +29,6 @@ COLUMNS = [
     ("sample_accuracy", "Train sample acc"),
     ("train_steps", "Train steps"),
 ]
-# Accuracy columns and the per-question field of eval.jsonl that each is the mean of.
-MEASURES = {"greedy": "greedy_correct", "majority": "majority_correct"}
 PAIRED_LEGEND = (
     "pts: percentage points, this row minus the reference, on the questions both were scored on; "
     "p: two-sided exact McNemar test; b: questions only this row got right, c: only the reference; "
@@ -70,34 +69,7 @@ def accuracy_se(accuracy: float | None, examples: int | None) -> float | None:
     return None if accuracy is None or examples is None else standard_error(accuracy, examples)
 
 
-def correctness(eval_predictions: Path, key: str) -> dict[str, bool]:
-    """question id -> right or wrong, from an eval.jsonl; a repeated id is an error (a pairing would be ambiguous)."""
-    correct = {}
-    for row in read_jsonl(eval_predictions):
-        if row["id"] in correct:
-            raise ValueError(f"{eval_predictions}: question id {row['id']!r} appears twice")
-        correct[row["id"]] = bool(row[key])
-    return correct
-
-
-def compare_iterations(a: IterationDir, b: IterationDir) -> dict[str, PairedTest | None]:
-    """A's test answers against B's, per measure; None where either lacks eval.jsonl or that measure
-    (majority vote off: majority_k = 0)."""
-    tests = {}
-    for measure, key in MEASURES.items():
-        scored = all(
-            it.eval_predictions.exists()
-            and it.eval_metrics.exists()
-            and read_json(it.eval_metrics).get(f"{measure}_accuracy") is not None
-            for it in (a, b)
-        )
-        tests[measure] = (
-            paired_test(correctness(a.eval_predictions, key), correctness(b.eval_predictions, key)) if scored else None
-        )
-    return tests
-
-
-def paired_fields(name: str, tests: dict[str, PairedTest | None]) -> dict[str, Any]:
+def paired_fields(name: str, tests: dict[str, PairedTest | None]) -> dict:
     """`<measure>_<name>`: the readable cell; `<measure>_<name>_points/_b/_c/_p/_n`: the numbers, for CSV."""
     fields: dict[str, Any] = {}
     for measure, test in tests.items():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from irpo.rundir import IterationDir, read_json, read_jsonl, write_json, write_jsonl
+from irpo.files import read_json, read_jsonl, write_json, write_jsonl
+from irpo.rundir import IterationDir
 
 log = logging.getLogger(__name__)
 

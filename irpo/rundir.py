@@ -14,82 +14,14 @@ Layout::
     <run>/iter_t/metrics.json         everything above summarised
     <run>/results.md, results.json    the Table-1-shaped summary
 
-Every file is written under a temporary name and renamed into place, so a file that exists is
-complete and a killed run resumes at the first missing artifact (a sampling stage: at its first missing
-shard).
+Every file is written whole or not at all (irpo.files), so a file that exists is complete and a killed
+run resumes at the first missing artifact (a sampling stage: at its first missing shard).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import shutil
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
-
-
-def write_json(path: Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def write_text(path: Path, content: str | bytes) -> None:
-    """Writes under a temporary name and renames into place, so a reader never sees half a file."""
-    with replacing(path) as tmp:
-        tmp.write_bytes(content if isinstance(content, bytes) else content.encode())
-
-
-@contextlib.contextmanager
-def replacing(path: Path) -> Iterator[Path]:
-    """Yields a temporary path to write `path` at; renamed into place only once the write is whole.
-
-    A failed write (a full disk: OSError ENOSPC) removes the temporary file and raises naming `path`, whose
-    previous content, if any, is unchanged."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise OSError(
-                e.errno, f"writing {path} failed ({e.strerror or e}); its previous content, if any, is unchanged"
-            ) from e
-        raise
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
-
-
-def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
-    count = 0
-    with replacing(path) as tmp, tmp.open("w") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            count += 1
-    return count
-
-
-def read_jsonl(path: Path, fix: str | None = None) -> list[dict[str, Any]]:
-    return list(iter_jsonl(path, fix))
-
-
-def iter_jsonl(path: Path, fix: str | None = None) -> Iterator[dict[str, Any]]:
-    """The rows of a JSONL file; a line that does not parse fails naming the file, the line and `fix`
-    (what to delete to recover, for a stage's artifact)."""
-    with Path(path).open() as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(
-                    f"{path}: line {line_number} is not valid JSON ({e.msg}; cut off?)" + (f"; {fix}" if fix else "")
-                ) from None
 
 
 def check_rows_match(path: Path, rows: list[dict[str, Any]], ids: list[str], fix: str) -> list[dict[str, Any]]:
@@ -106,13 +38,6 @@ def check_rows_match(path: Path, rows: list[dict[str, Any]], ids: list[str], fix
                 f"(written for other prompts?); {fix}"
             )
     return rows
-
-
-def publish_dir(tmp_dir: Path, final_dir: Path) -> None:
-    """Atomically move a fully written directory into place."""
-    if final_dir.exists():
-        shutil.rmtree(final_dir)
-    os.replace(tmp_dir, final_dir)
 
 
 def budget_train_log(iteration_path: Path) -> Path:

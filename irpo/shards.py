@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from irpo.rundir import check_rows_match, read_jsonl, write_jsonl
+from irpo.files import read_jsonl, write_jsonl
+from irpo.rundir import check_rows_match
 from irpo.sampling.types import PromptShard
 
 log = logging.getLogger(__name__)

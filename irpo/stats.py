@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
+
+from irpo.files import read_json, read_jsonl
+from irpo.rundir import IterationDir
 
 
 def standard_error(p: float, n: int) -> float | None:
@@ -107,12 +111,38 @@ def format_accuracy(p: float | None, se: float | None) -> str:
     return f"{100 * p:.1f}%" if se is None else f"{100 * p:.1f} ± {100 * se:.1f}%"
 
 
+# Accuracy columns and the per-question field of eval.jsonl that each is the mean of.
+MEASURES = {"greedy": "greedy_correct", "majority": "majority_correct"}
+
+
+def correctness(eval_predictions: Path, key: str) -> dict[str, bool]:
+    """question id -> right or wrong, from an eval.jsonl; a repeated id is an error (a pairing would be ambiguous)."""
+    correct = {}
+    for row in read_jsonl(eval_predictions):
+        if row["id"] in correct:
+            raise ValueError(f"{eval_predictions}: question id {row['id']!r} appears twice")
+        correct[row["id"]] = bool(row[key])
+    return correct
+
+
+def compare_iterations(a: IterationDir, b: IterationDir) -> dict[str, PairedTest | None]:
+    """A's test answers against B's, per measure; None where either lacks eval.jsonl or that measure
+    (majority vote off: majority_k = 0)."""
+    tests = {}
+    for measure, key in MEASURES.items():
+        scored = all(
+            it.eval_predictions.exists()
+            and it.eval_metrics.exists()
+            and read_json(it.eval_metrics).get(f"{measure}_accuracy") is not None
+            for it in (a, b)
+        )
+        tests[measure] = (
+            paired_test(correctness(a.eval_predictions, key), correctness(b.eval_predictions, key)) if scored else None
+        )
+    return tests
+
+
 def main(argv: list[str]) -> None:
-    from pathlib import Path
-
-    from irpo.results import compare_iterations
-    from irpo.rundir import IterationDir
-
     if len(argv) != 2:
         raise SystemExit("usage: python -m irpo.stats <iter_t dir of A> <iter_t dir of B>")
     for path in map(Path, argv):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import re
 import threading
 import time
@@ -21,9 +20,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from irpo.files import iter_jsonl, read_json, read_log, write_json
 from irpo.protocols import Tracker
 from irpo.registry import Registry
-from irpo.rundir import IterationDir, RunDir, iter_jsonl, read_json, write_json
+from irpo.rundir import IterationDir, RunDir
 from irpo.training.workdir import TRAIN_LOG
 
 TRACKERS: Registry[type] = Registry("logger")
@@ -140,11 +140,7 @@ class WandbTracker(BaseTracker):
         """Logs the rows of `path` not logged yet (steps count on from the previous iteration's last);
         returns the file's last step."""
         with self.lock:
-            try:
-                lines = path.read_text().split("\n")[:-1]  # the last piece may be a line still being written
-            except FileNotFoundError:  # not started yet, or just renamed into place
-                return 0
-            rows = [json.loads(line) for line in lines]
+            rows = read_log(path)  # [] when not started yet, or just renamed into place
             base = self.state.get("global_step", 0)
             for row in rows[self.train_rows_logged.get(it.t, 0) :]:
                 self.run.log(

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from irpo.files import read_json, write_json
 from irpo.protocols import Scorer, Trainer
-from irpo.rundir import IterationDir, read_json, write_json
+from irpo.rundir import IterationDir
 from irpo.training.workdir import live_train_log
 
 log = logging.getLogger(__name__)

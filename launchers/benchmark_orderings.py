@@ -23,9 +23,8 @@ import time
 from pathlib import Path
 
 from irpo.report import build_report
-from irpo.results import compare_iterations
 from irpo.rundir import RunDir, budget_train_log
-from irpo.stats import PairedTest
+from irpo.stats import PairedTest, compare_iterations
 
 
 def chosen_logp_change(run: Path) -> float:

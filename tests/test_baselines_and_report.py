@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+from irpo.files import read_json, read_jsonl
 from irpo.loop import run
 from irpo.report import build_report
-from irpo.rundir import read_json, read_jsonl
 
 pytestmark = pytest.mark.slow
 SMOKE = ["experiment=smoke"]

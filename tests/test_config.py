@@ -128,3 +128,10 @@ def test_unknown_logger_lists_the_valid_ones(make_config):
         make_config("logger=tensorboard")
     with pytest.raises(ValueError, match="valid choices: disabled, offline, online"):
         validate(make_config("logger=wandb", "logger.mode=cloud"))
+
+
+def test_typo_in_the_lr_schedule_fails_at_validate(make_config):
+    """An unknown schedule must fail before M0 is evaluated, not when the first training stage starts."""
+    validate(make_config("trainer.lr_schedule=cosine"))
+    with pytest.raises(ValueError, match="unknown trainer.lr_schedule 'cosin'; valid schedules: constant, cosine"):
+        validate(make_config("trainer.lr_schedule=cosin"))

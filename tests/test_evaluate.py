@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 from irpo.evaluate import evaluate
-from irpo.rundir import RunDir, read_json, read_jsonl
+from irpo.files import read_json, read_jsonl
+from irpo.rundir import RunDir
 from irpo.sampling import build_sampler
 from irpo.tasks.arithmetic import ArithmeticTask, ArithmeticTaskConfig
 from irpo.tasks.base import Example

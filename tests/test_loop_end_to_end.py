@@ -6,8 +6,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from irpo.files import read_json, read_jsonl
 from irpo.loop import run
-from irpo.rundir import RunDir, read_json, read_jsonl
+from irpo.rundir import RunDir
 
 pytestmark = pytest.mark.slow
 SMOKE = ["experiment=smoke"]

@@ -13,9 +13,10 @@ from safetensors.torch import load_file
 
 from irpo.config import ClusterConfig, LoraConfig, LossConfig, ModelConfig, TorchTrainerConfig, TrainerConfig, validate
 from irpo.models.loading import load_model, load_tokenizer
+from irpo.models.tokens import encode
 from irpo.protocols import Checkpoint
 from irpo.training import build_trainer, lora
-from irpo.training.data import collate, encode
+from irpo.training.data import collate
 
 peft = pytest.importorskip("peft", reason="peft is not installed (pip install -e '.[lora]')")
 LORA = ["trainer.lora.rank=4", "trainer.lora.alpha=8", "trainer.lr=5e-3"]
@@ -123,8 +124,8 @@ def test_unknown_target_module_fails_listing_the_models_linear_layers(make_confi
 
 @pytest.mark.slow
 def test_each_iteration_starts_from_and_is_scored_against_the_merged_previous_model(make_config, tmp_path):
+    from irpo.files import read_json
     from irpo.loop import run
-    from irpo.rundir import read_json
 
     run(make_config("experiment=smoke", "iterations=2", *LORA))
     root = tmp_path / "run"
@@ -146,8 +147,8 @@ def test_each_iteration_starts_from_and_is_scored_against_the_merged_previous_mo
 
 @pytest.mark.slow
 def test_sft_baseline_trains_adapters(make_config, tmp_path):
+    from irpo.files import read_json
     from irpo.loop import run
-    from irpo.rundir import read_json
 
     run(make_config("experiment=smoke", "method=sft_gold", *LORA))
     train = read_json(tmp_path / "run" / "iter_1" / "metrics.json")["train"]

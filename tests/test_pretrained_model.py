@@ -6,8 +6,9 @@ model with its own tokenizer: prompts, sampling, rewards, pairs (the gold CoT is
 
 import pytest
 
+from irpo.files import read_json, read_jsonl
 from irpo.loop import run
-from irpo.rundir import RunDir, read_json, read_jsonl
+from irpo.rundir import RunDir
 
 pytestmark = pytest.mark.shared_data
 

@@ -201,7 +201,7 @@ def test_arc_letters_outside_the_options_are_wrong(arc):
 def test_malformed_rows_and_missing_files_name_the_place(tmp_path):
     (tmp_path / "train.jsonl").write_text('{"question": "q", "answer": "x\\n#### 3"}\n{not json\n')
     (tmp_path / "test.jsonl").write_text('{"question": "q", "answer": "x\\n#### 3"}\n')
-    with pytest.raises(ValueError, match=r"train.jsonl:2: malformed JSON"):
+    with pytest.raises(ValueError, match=r"train.jsonl: line 2 is not valid JSON"):
         build_task({"name": "gsm8k", "data_dir": str(tmp_path), "num_valid": 0}).load_splits()
     (tmp_path / "train.jsonl").write_text('{"question": "q", "answer": "no final line"}\n{"question": "q2"}\n')
     with pytest.raises(ValueError, match=r"train.jsonl:2: row lacks field\(s\) answer"):
@@ -211,6 +211,24 @@ def test_malformed_rows_and_missing_files_name_the_place(tmp_path):
     assert splits.train == [] and splits.skipped == {"no_gold_answer": 1}
     with pytest.raises(FileNotFoundError, match="nowhere/train.jsonl does not exist"):
         build_task({"name": "gsm8k", "data_dir": str(tmp_path / "nowhere"), "num_valid": 0}).load_splits()
+
+
+def test_math_without_fewshot_examples_reads_the_data_once(tmp_path, monkeypatch):
+    """fewshot_ids=[] is a zero-shot prompt, not "not loaded yet": prompts must not reload the data."""
+    import irpo.tasks.math as math_module
+
+    rows = [{"problem": f"What is {n} + 1?", "solution": f"It is \\boxed{{{n + 1}}}."} for n in range(3)]
+    for split in ("train", "test"):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(math_module, "RELEASE_SIZES", {"train": 3, "test": 3})
+    task = build_task({"name": "math", "data_dir": str(tmp_path), "fewshot_ids": [], "num_valid": 0})
+    reads = []
+    original = task._rows
+    monkeypatch.setattr(task, "_rows", lambda split: reads.append(split) or original(split))
+    splits = task.load_splits()
+    prompts = [task.prompt(e) for e in splits.train + splits.test]
+    assert reads == ["train", "test"]
+    assert prompts == [task.instruction + task.prompt_body(e) for e in splits.train + splits.test]  # no shots
 
 
 def write_math_hub_copy(root, rows: dict[tuple[str, str], list[dict]]) -> None:

@@ -18,8 +18,9 @@ from omegaconf import OmegaConf
 
 from irpo.child import StageProcessError
 from irpo.config import ModelConfig, SamplerConfig
+from irpo.files import write_json, write_jsonl
 from irpo.loop import REDO_REWARDS
-from irpo.rundir import check_rows_match, write_json, write_jsonl
+from irpo.rundir import check_rows_match
 from irpo.sampling import Completion, SamplingRequest, build_sampler
 from irpo.sampling.types import PromptShard
 from irpo.shards import ShardedFile, plan_shards

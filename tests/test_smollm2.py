@@ -29,11 +29,11 @@ from irpo.config import (
     TorchTrainerConfig,
     TrainerConfig,
 )
+from irpo.files import read_json, read_jsonl
 from irpo.loop import render_prompt, run
 from irpo.models.gguf import check_gguf_source, import_gguf, resolve_gguf_file
-from irpo.models.loading import load_model, load_tokenizer
-from irpo.models.seed import check_seed_source
-from irpo.rundir import RunDir, read_json, read_jsonl
+from irpo.models.loading import check_seed_source, load_model, load_tokenizer
+from irpo.rundir import RunDir
 from irpo.sampling import SamplingRequest, build_sampler
 from irpo.sampling.hf import HFSampler
 from irpo.tasks.base import Example

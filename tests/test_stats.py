@@ -4,14 +4,19 @@ table and the sweep report built from hand-made run directories whose answers gi
 import csv
 import json
 import math
+from pathlib import Path
 
 import pytest
 from matplotlib.container import ErrorbarContainer
+from omegaconf import OmegaConf
 
+from irpo.files import read_json
 from irpo.report import accuracy_figure, alpha_beta_figure, build_report, find_runs
-from irpo.results import correctness, write_results
-from irpo.rundir import RunDir, read_json
-from irpo.stats import format_accuracy, main, mcnemar_exact, paired_test, standard_error
+from irpo.results import write_results
+from irpo.rundir import RunDir
+from irpo.stats import correctness, format_accuracy, main, mcnemar_exact, paired_test, standard_error
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def test_standard_error_of_an_accuracy():
@@ -79,7 +84,11 @@ def write_run(
     """A run directory as the loop writes it (config.yaml, iter_t/eval.jsonl, eval.json, metrics.json),
     with the given greedy (and majority) right/wrong answer per test question."""
     root.mkdir(parents=True)
-    (root / "config.yaml").write_text(f"method: {method}\nloss:\n  alpha: {alpha}\n  beta: {beta}\n")
+    method_conf = OmegaConf.load(CONF / "method" / f"{method}.yaml")  # its label and place in tables
+    (root / "config.yaml").write_text(
+        f"method: {method}\nlabel: {json.dumps(method_conf.label)}\nreport_order: {method_conf.report_order}\n"
+        f"loss:\n  alpha: {alpha}\n  beta: {beta}\n"
+    )
     for t, greedy in answers.items():
         it = root / f"iter_{t}"
         it.mkdir()
@@ -218,3 +227,12 @@ def test_command_line_compares_two_evaluations(tmp_path, capsys):
     with pytest.raises(SystemExit, match="no eval.jsonl"):
         main([str(first / "iter_1"), str(second / "iter_7")])
     assert not (second / "iter_7").exists()
+
+
+def test_runs_made_before_labels_are_named_by_their_method(tmp_path):
+    write_run(tmp_path / "sweep" / "irpo", "irpo", {0: M0, 1: M1})
+    config = tmp_path / "sweep" / "irpo" / "config.yaml"
+    config.write_text("method: irpo\n")  # an older run's config: no label, no report_order
+    write_run(tmp_path / "sweep" / "star", "star", {0: M0, 1: M1})
+    runs = find_runs(tmp_path / "sweep")
+    assert [run.label for run in runs] == ["irpo", "STaR (SFT on chosen of D0, 1 iteration)"]

@@ -10,7 +10,7 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from irpo.rundir import read_json
+from irpo.files import read_json
 
 GRID = ["loss.alpha=0.5,2", "loss.beta=0.1,0.5"]
 

@@ -196,8 +196,8 @@ def test_failing_rank_surfaces_the_childs_error(untrained_tiny, tmp_path):
 @pytest.mark.distributed
 @pytest.mark.slow
 def test_deepspeed_checkpoint_selection_picks_what_the_torch_trainer_picks(make_config, tmp_path):
+    from irpo.files import read_json
     from irpo.loop import run
-    from irpo.rundir import read_json
 
     common = [
         "experiment=smoke",

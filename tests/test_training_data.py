@@ -9,7 +9,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from irpo.training.data import collate, encode, sequence_logps
+from irpo.models.tokens import encode
+from irpo.training.data import collate, sequence_logps
 from irpo.training.step import lr_multiplier
 
 PROMPT = "Question: What is 3 + 4?\nAnswer:"

@@ -102,8 +102,8 @@ def test_vllm_samples_the_tiny_model_repeatably(untrained_tiny):
     "that has it (README, 'Scaling out') to run this test",
 )
 def test_loop_runs_an_iteration_with_sampler_vllm(make_config, tmp_path):
+    from irpo.files import read_json, read_jsonl
     from irpo.loop import run
-    from irpo.rundir import read_json, read_jsonl
 
     cfg = make_config(
         "experiment=smoke",

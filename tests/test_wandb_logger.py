@@ -8,8 +8,8 @@ import struct
 
 import pytest
 
+from irpo.files import read_json
 from irpo.loop import run
-from irpo.rundir import read_json
 from irpo.tracking import WandbTracker, redact
 
 # The tests that run W&B (offline); the redaction test below is a pure function's and runs in the fast tier.

@@ -21,6 +21,8 @@ import shutil
 import time
 from pathlib import Path
 
+from irpo.files import read_json
+
 log = logging.getLogger(__name__)
 
 # How to install what a GGUF import needs, by the module that is missing.
@@ -93,7 +95,7 @@ def import_gguf(spec: str, cache_root: Path | None = None) -> str:
     with open(cache_root / f"{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         marker = target / "gguf_source.json"
-        if marker.exists() and json.loads(marker.read_text()).get("format") == IMPORT_FORMAT:
+        if marker.exists() and read_json(marker).get("format") == IMPORT_FORMAT:
             log.info("seed model M0: reusing %s (imported from %s)", target, source)
             return str(target)
         log.info("seed model M0: importing %s -> %s", source, target)

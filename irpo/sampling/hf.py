@@ -13,8 +13,8 @@ from tqdm.auto import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from irpo.models.loading import load_model, load_tokenizer, pick_device
+from irpo.models.tokens import encode_prompt
 from irpo.sampling.types import Completion, PromptShard
-from irpo.training.data import encode_prompt
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from irpo.child import StageProcessError, run_child
 from irpo.models.loading import load_tokenizer
+from irpo.models.tokens import encode_prompt
 from irpo.sampling.hf import answer_line_finished
 from irpo.sampling.types import Completion, PromptShard
-from irpo.training.data import encode_prompt
 
 log = logging.getLogger(__name__)
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
+
+from irpo.files import numbered_jsonl
 
 
 def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -13,19 +14,7 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     path = Path(os.path.expanduser(str(path)))
     if not path.exists():
         raise FileNotFoundError(f"data file {path} does not exist (check task.data_dir)")
-    rows = []
-    with path.open() as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{line_number}: malformed JSON row ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
-            rows.append((line_number, row))
-    return rows
+    return list(numbered_jsonl(path))
 
 
 def require_fields(row: dict[str, Any], fields: tuple[str, ...], where: str) -> None:

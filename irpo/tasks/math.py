@@ -125,7 +125,7 @@ class MATHTask(Task):
 
     def __init__(self, cfg: MATHTaskConfig):
         super().__init__(cfg)
-        self._fewshot: list[Example] = []
+        self._fewshot: list[Example] | None = None  # None until the train split is read; [] is zero-shot
 
     def _rows(self, split: str) -> list[tuple[str, int, dict[str, Any]]]:
         if self.cfg.data_dir:
@@ -215,8 +215,9 @@ class MATHTask(Task):
 
     @property
     def fewshot(self) -> list[Example]:
-        if not self._fewshot:
+        if self._fewshot is None:
             self.load_splits()
+        assert self._fewshot is not None
         return self._fewshot
 
     def prompt(self, example: Example) -> str:

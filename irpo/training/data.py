@@ -1,33 +1,10 @@
-"""Turning (prompt, response) text into token ids with a response mask, and batches of them."""
+"""Batches of encoded (prompt, response) sequences (irpo.models.tokens) and their response log-probs."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-
-def encode_prompt(tokenizer, prompt: str) -> list[int]:
-    # A chat-template prompt already starts with BOS; adding another would shift every position.
-    add_special = not (tokenizer.bos_token and prompt.startswith(tokenizer.bos_token))
-    return tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
-
-
-@dataclass
-class EncodedSequence:
-    input_ids: list[int]
-    response_start: int  # index of the first response token
-
-    @property
-    def response_length(self) -> int:
-        return len(self.input_ids) - self.response_start
-
-
-def encode(tokenizer, prompt: str, response: str) -> EncodedSequence:
-    """prompt tokens + response tokens + EOS; the response (with its EOS) is what gets scored."""
-    prompt_ids = encode_prompt(tokenizer, prompt)
-    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    return EncodedSequence(prompt_ids + response_ids, len(prompt_ids))
+from irpo.models.tokens import EncodedSequence
 
 
 def collate(sequences: list[EncodedSequence], pad_id: int) -> dict[str, torch.Tensor]:

@@ -14,7 +14,6 @@ M_{t-1}'s weights, so what is scored and published is a plain model directory.
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import os
 import shutil
@@ -25,8 +24,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from irpo.child import project_pythonpath, run_child
+from irpo.files import publish_dir, read_json, write_json, write_jsonl
 from irpo.protocols import Checkpoint, Scorer
-from irpo.rundir import publish_dir, read_json, write_json, write_jsonl
 from irpo.training import lora
 from irpo.training.resume import job_identity, prepare_tmp_dir, resume_dir
 from irpo.training.step import total_steps
@@ -76,7 +75,7 @@ def deepspeed_config(trainer_cfg, world_size: int, bf16: bool) -> dict:
         # save_pretrained needs the full weights: gather the shards onto rank 0 at save time.
         config["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] = True
     if backend.deepspeed_config:
-        config = _merge(config, json.loads(Path(backend.deepspeed_config).expanduser().read_text()))
+        config = _merge(config, read_json(Path(backend.deepspeed_config).expanduser()))
     return config
 
 
@@ -183,7 +182,7 @@ class DeepSpeedTrainer:
                 zero_stage=self.cfg.deepspeed.zero_stage,
             ),
         }
-        (job / "spec.json").write_text(json.dumps(spec, indent=2))
+        write_json(job / "spec.json", spec)
         env = dict(os.environ, PYTHONPATH=project_pythonpath(os.environ))
         if not _has_cuda():
             env.setdefault("DS_ACCELERATOR", "cpu")

@@ -7,25 +7,24 @@ the update equals the torch trainer's. Rank 0 writes the log, the model and the 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from omegaconf import OmegaConf
-from tqdm.auto import tqdm
 
-from irpo.models.loading import DTYPES, load_tokenizer
-from irpo.rundir import read_jsonl, write_json
+from irpo.files import read_json, read_jsonl, write_json
+from irpo.models.loading import DTYPES, load_tokenizer, no_progress_bars
 from irpo.training import lora
 from irpo.training.deepspeed_trainer import deepspeed_config, use_bf16
 from irpo.training.resume import (
     ResumeError,
-    cut_log,
     due,
     read_state,
     resume_dir,
@@ -35,8 +34,9 @@ from irpo.training.resume import (
 )
 from irpo.training.step import (
     encode_pairs,
-    lr_multiplier,
-    micro_batch_loss,
+    make_optimizer,
+    prepare_model,
+    run_steps,
     score_sequences,
     step_batches,
     total_steps,
@@ -50,7 +50,7 @@ def main(spec_path: str) -> None:
     from transformers import AutoModelForCausalLM
     from transformers.integrations import HfDeepSpeedConfig
 
-    spec = json.loads(Path(spec_path).read_text())
+    spec = read_json(Path(spec_path))
     cfg, loss_cfg = OmegaConf.create(spec["trainer"]), OmegaConf.create(spec["loss"])
     on_gpu = torch.cuda.is_available()
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -67,18 +67,14 @@ def main(spec_path: str) -> None:
     # Under ZeRO-3 this makes from_pretrained load each parameter straight into its shard.
     keep_alive = HfDeepSpeedConfig(ds_config) if cfg.deepspeed.zero_stage == 3 else None  # noqa: F841
     tokenizer = load_tokenizer(spec["init_model_dir"])
-    model = AutoModelForCausalLM.from_pretrained(spec["init_model_dir"], dtype=DTYPES[spec["model"]["dtype"]])
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    if lora.enabled(cfg.lora):  # the same seeded adapters as the torch trainer's, on every rank
-        model = lora.wrap(model, cfg.lora, seed, cfg.gradient_checkpointing)
+    with no_progress_bars():
+        model = AutoModelForCausalLM.from_pretrained(spec["init_model_dir"], dtype=DTYPES[spec["model"]["dtype"]])
+    model = prepare_model(model, cfg, seed)  # the same seeded LoRA adapters as the torch trainer's, on every rank
     parameters = lora.count_parameters(model)
     pairs = read_jsonl(Path(spec["pairs"]))
     data = encode_pairs(tokenizer, pairs, loss_cfg.name)
     steps = total_steps(cfg, len(pairs), spec["max_steps"])
-    trained = [p for p in model.parameters() if p.requires_grad]  # the adapters only, under LoRA
-    optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg, steps))
+    _, optimizer, schedule = make_optimizer(model, cfg, steps)
     engine, optimizer, _, schedule = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=schedule, config=ds_config
     )
@@ -112,75 +108,99 @@ def main(spec_path: str) -> None:
             }
             engine.train()
 
-    share = cfg.batch_size // world
-    started = time.perf_counter()
-    if rank == 0:
-        cut_log(output_dir / TRAIN_LOG, start_step)
-    log_file = (output_dir / TRAIN_LOG).open("a") if rank == 0 else None
+    steps_run = DeepSpeedSteps(engine, schedule, tokenizer, cfg, spec, output_dir, data.reference, steps, device)
+    steps_run.elapsed_before = elapsed_before
     batches = step_batches(len(pairs), cfg.batch_size, steps, seed)
-    for step, batch_indices in enumerate(
-        tqdm(
-            batches[start_step:],
-            desc=spec["desc"],
-            unit="step",
-            leave=False,
-            initial=start_step,
-            total=steps,
-            disable=rank != 0,
-        ),
-        start=start_step + 1,
-    ):
-        step_start = time.perf_counter()
-        mine = batch_indices[rank * share : (rank + 1) * share]
-        sums, tokens = {}, 0
-        for start in range(0, len(mine), cfg.micro_batch_size):
-            idx = mine[start : start + cfg.micro_batch_size]
-            losses, micro_sums, micro_tokens = micro_batch_loss(engine, idx, data, loss_cfg, pad_id, device)
-            engine.backward(losses.mean())  # DeepSpeed divides by the accumulation steps and averages ranks
-            engine.step()  # updates only at the accumulation boundary
-            tokens += micro_tokens
-            for key, value in micro_sums.items():
-                sums[key] = sums.get(key, 0.0) + value
-        keys = sorted(sums)
-        totals = torch.tensor([sums[k] for k in keys] + [tokens], dtype=torch.float64, device=device)
-        dist.all_reduce(totals)
-        if rank == 0:
-            stats = {k: float(v) / len(batch_indices) for k, v in zip(keys, totals[:-1], strict=True)}
-            grad_norm = engine.get_global_grad_norm()
-            stats.update(
-                step=step,
-                lr=schedule.get_last_lr()[0],
-                grad_norm=float(grad_norm) if grad_norm is not None else None,
-                tokens_per_s=float(totals[-1]) / (time.perf_counter() - step_start),
-            )
-            log_file.write(json.dumps(stats) + "\n")
-            log_file.flush()
-        if spec["save_every"] and step % spec["save_every"] == 0 and step < steps:
-            save(engine, tokenizer, output_dir / "checkpoints" / f"step_{step}", cfg, rank)
-        if due(step, cfg.save_every, steps):
-            checkpoint(
-                engine,
-                resume,
-                step,
-                data.reference,
-                rank,
-                spec["identity"],
-                world,
-                elapsed_before + time.perf_counter() - started,
-            )
+    run_steps(
+        engine,
+        data,
+        loss_cfg,
+        pad_id,
+        device,
+        batches,
+        start_step,
+        cfg.micro_batch_size,
+        steps_run,
+        output_dir / TRAIN_LOG,
+        spec["desc"],
+    )
 
     save(engine, tokenizer, output_dir, cfg, rank)
     if rank == 0:
-        log_file.close()
-        summary = train_summary(
-            cfg, loss_cfg, steps, len(pairs), elapsed_before + time.perf_counter() - started, spec["init_model_dir"]
-        )
+        summary = train_summary(cfg, loss_cfg, steps, len(pairs), steps_run.seconds(), spec["init_model_dir"])
         summary.update(
             world_size=world, zero_stage=cfg.deepspeed.zero_stage, bf16=bf16, resumed_from_step=start_step, **parameters
         )
         write_json(output_dir / "train_summary.json", summary)
     dist.barrier()
     dist.destroy_process_group()
+
+
+@dataclass
+class DeepSpeedSteps:
+    """The DeepSpeed ranks' side of the step loop: each rank computes its share of the batch, the engine
+    averages gradients and steps at the accumulation boundary, the logged sums are all-reduced, and
+    checkpoints are DeepSpeed's own (plus, with checkpoint selection, a model directory to score later)."""
+
+    engine: Any
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    tokenizer: Any
+    cfg: Any
+    spec: dict
+    output_dir: Path
+    reference: dict | None
+    steps: int
+    device: torch.device
+    rank: int = field(default_factory=dist.get_rank)
+    world: int = field(default_factory=dist.get_world_size)
+    started: float = field(default_factory=time.perf_counter)
+    elapsed_before: float = 0.0  # training seconds before the checkpoint this run resumed from
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def seconds(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def share(self, batch: list[int]) -> list[int]:
+        size = self.cfg.batch_size // self.world
+        return batch[self.rank * size : (self.rank + 1) * size]
+
+    def backward(self, losses: torch.Tensor, batch_size: int) -> None:
+        self.engine.backward(losses.mean())  # DeepSpeed divides by the accumulation steps and averages ranks
+        self.engine.step()  # updates only at the accumulation boundary
+
+    def step(self) -> float | None:
+        grad_norm = self.engine.get_global_grad_norm()
+        return float(grad_norm) if grad_norm is not None else None
+
+    def gather(self, sums: dict[str, float], tokens: int) -> tuple[dict[str, float], float]:
+        keys = sorted(sums)
+        totals = torch.tensor([sums[k] for k in keys] + [tokens], dtype=torch.float64, device=self.device)
+        dist.all_reduce(totals)
+        return {k: float(v) for k, v in zip(keys, totals[:-1], strict=True)}, float(totals[-1])
+
+    def lr(self) -> float:
+        return self.schedule.get_last_lr()[0]
+
+    def evaluate(self, step: int, stats: dict) -> None:
+        """Checkpoints are scored after the ranks exit (irpo.training.deepspeed_trainer.select_checkpoint)."""
+
+    def save(self, step: int) -> None:
+        if self.spec["save_every"] and step % self.spec["save_every"] == 0 and step < self.steps:
+            save(self.engine, self.tokenizer, self.output_dir / "checkpoints" / f"step_{step}", self.cfg, self.rank)
+        if due(step, self.cfg.save_every, self.steps):
+            checkpoint(
+                self.engine,
+                resume_dir(self.output_dir),
+                step,
+                self.reference,
+                self.rank,
+                self.spec["identity"],
+                self.world,
+                self.seconds(),
+            )
 
 
 def checkpoint(

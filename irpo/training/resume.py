@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from irpo.files import read_json, read_log, replacing, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +74,9 @@ def save_torch_checkpoint(tmp_dir: Path, state: dict) -> int:
     returns its size in bytes."""
     resume = resume_dir(tmp_dir)
     resume.mkdir(exist_ok=True)
-    partial = resume / (CHECKPOINT + ".partial")
-    try:
+    with replacing(resume / CHECKPOINT) as partial:  # a full disk or a kill mid-write: the last whole one stays
         torch.save(state, partial)
-        size = partial.stat().st_size
-        os.replace(partial, resume / CHECKPOINT)
-        return size
-    except BaseException:  # a full disk or a kill mid-write: the last whole checkpoint is still there
-        partial.unlink(missing_ok=True)
-        raise
+        return partial.stat().st_size
 
 
 REQUIRED = ("identity", "step", "model", "optimizer", "scheduler", "rng", "scores", "best_step", "best_score")
@@ -111,10 +106,7 @@ def check_identity(path: Path, saved: dict, expected: dict, hint: str) -> None:
 
 def write_state(tmp_dir: Path, state: dict) -> None:
     """DeepSpeed's bookkeeping, written after DeepSpeed's own checkpoint is complete."""
-    path = resume_dir(tmp_dir) / STATE
-    partial = path.with_name(STATE + ".partial")
-    partial.write_text(json.dumps(state))
-    os.replace(partial, path)
+    write_json(resume_dir(tmp_dir) / STATE, state)
 
 
 def read_state(tmp_dir: Path, identity: dict) -> dict | None:
@@ -123,7 +115,7 @@ def read_state(tmp_dir: Path, identity: dict) -> dict | None:
         return None
     hint = f"delete {resume_dir(tmp_dir)} to restart this training stage from step 0"
     try:
-        state = json.loads(path.read_text())
+        state = read_json(path)
     except json.JSONDecodeError as e:
         raise ResumeError(f"{path} is not valid JSON ({e.msg}); {hint}") from None
     check_identity(path, state.get("identity", {}), identity, hint)
@@ -132,20 +124,8 @@ def read_state(tmp_dir: Path, identity: dict) -> dict | None:
 
 def cut_log(log_path: Path, step: int) -> None:
     """Keeps the log's lines up to `step`: the steps after the checkpoint are trained (and logged) again."""
-    if not log_path.exists():
-        return
-    kept = []
-    for line in log_path.read_text().splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:  # the line being written when the run was killed
-            break
-        if entry.get("step", 0) > step:
-            break
-        kept.append(line)
-    partial = log_path.with_name(log_path.name + ".partial")
-    partial.write_text("".join(f"{line}\n" for line in kept))
-    os.replace(partial, log_path)
+    if log_path.exists():  # (a line being written when the run was killed is not read back)
+        write_jsonl(log_path, [row for row in read_log(log_path) if row.get("step", 0) <= step])
 
 
 def due(step: int, save_every: int, last_step: int) -> bool:

@@ -1,20 +1,29 @@
-"""What one optimizer step computes, shared by every trainer: data order, lr schedule, micro-batch loss, logs.
+"""The training steps every trainer takes: data order, lr schedule, micro-batch loss, the step loop, logs.
 
-The torch and DeepSpeed trainers differ only in who calls `backward` and `step`; the pairs each step
-sees, the loss of each pair and the statistics logged come from here, so their runs can be compared.
+The torch and DeepSpeed trainers differ only in what a `StepBackend` does (who computes which pairs,
+who calls `backward` and `step`, how the logged sums are gathered, what is saved after a step); the pairs
+each step sees, the loss of each pair and the statistics logged come from here, so their runs can be compared.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
+import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 import torch
+from tqdm.auto import tqdm
 
+from irpo.files import append_jsonl
 from irpo.loss import LOSSES, compute_loss
-from irpo.training.data import EncodedSequence, collate, encode, sequence_logps
-from irpo.training.lora import summary as lora_summary
+from irpo.models.tokens import EncodedSequence, encode
+from irpo.training import lora
+from irpo.training.data import collate, sequence_logps
+from irpo.training.resume import cut_log
 
 
 @dataclass
@@ -83,6 +92,23 @@ def lr_multiplier(cfg, total_steps: int):
     return multiplier
 
 
+def prepare_model(model, cfg, seed: int):
+    """The model as trained: gradient checkpointing, and LoRA adapters (starting as the model itself, B = 0,
+    so the reference log-probs are M_{t-1}'s) when trainer.lora is on."""
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    if lora.enabled(cfg.lora):
+        model = lora.wrap(model, cfg.lora, seed, cfg.gradient_checkpointing)
+    return model
+
+
+def make_optimizer(model, cfg, steps: int):
+    """(trained parameters, AdamW, lr schedule): the trained parameters are the adapters only, under LoRA."""
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return trained, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg, steps))
+
+
 def micro_batch_loss(model, idx: list[int], data: PairData, loss_cfg, pad_id: int, device):
     """Per-pair losses of the pairs `idx` (shape (len(idx),), with grad), their summed log stats, and tokens."""
     sequences = [data.chosen[i] for i in idx] + ([data.rejected[i] for i in idx] if data.uses_rejected else [])
@@ -117,6 +143,97 @@ def micro_batch_loss(model, idx: list[int], data: PairData, loss_cfg, pad_id: in
     return terms.loss, sums, int(batch["attention_mask"].sum())
 
 
+class StepBackend(Protocol):
+    """What differs between trainers inside the step loop (`run_steps`)."""
+
+    @property
+    def is_main(self) -> bool:
+        """This process writes the log and shows progress (rank 0)."""
+        ...
+
+    def share(self, batch: list[int]) -> list[int]:
+        """The pairs of the step's batch that this process computes."""
+        ...
+
+    def backward(self, losses: torch.Tensor, batch_size: int) -> None:
+        """Gradients of one micro-batch's per-pair `losses`, of a step over `batch_size` pairs in all."""
+        ...
+
+    def step(self) -> float | None:
+        """The optimizer step once the batch's gradients are in; returns the gradient norm (None: unknown)."""
+        ...
+
+    def gather(self, sums: dict[str, float], tokens: int) -> tuple[dict[str, float], float]:
+        """The logged sums and token count over every process."""
+        ...
+
+    def lr(self) -> float: ...
+
+    def evaluate(self, step: int, stats: dict) -> None:
+        """After the step, before it is logged: checkpoint selection may add its held-out score to `stats`."""
+        ...
+
+    def save(self, step: int) -> None:
+        """After the step is logged: checkpoints."""
+        ...
+
+
+def run_steps(
+    model,
+    data: PairData,
+    loss_cfg,
+    pad_id: int,
+    device,
+    batches: list[list[int]],
+    start_step: int,
+    micro_batch_size: int,
+    backend: StepBackend,
+    log_path: Path,
+    desc: str,
+) -> None:
+    """Steps start_step + 1 .. len(batches), each over the pairs `batches[step - 1]` in micro-batches, one
+    optimizer step per batch; each step is one row of `log_path` (train_log.jsonl, first cut back to
+    `start_step`): the batch means of the micro-batch statistics, lr, gradient norm, tokens per second."""
+    if backend.is_main:
+        cut_log(log_path, start_step)
+    with log_path.open("a") if backend.is_main else contextlib.nullcontext() as log_file:
+        progress = tqdm(
+            batches[start_step:],
+            desc=desc,
+            unit="step",
+            leave=False,
+            initial=start_step,
+            total=len(batches),
+            disable=not backend.is_main,
+        )
+        for step, batch in enumerate(progress, start=start_step + 1):
+            step_start = time.perf_counter()
+            mine = backend.share(batch)
+            sums: dict[str, float] = {}
+            tokens = 0
+            for start in range(0, len(mine), micro_batch_size):
+                losses, micro_sums, micro_tokens = micro_batch_loss(
+                    model, mine[start : start + micro_batch_size], data, loss_cfg, pad_id, device
+                )
+                backend.backward(losses, len(batch))
+                tokens += micro_tokens
+                for key, value in micro_sums.items():
+                    sums[key] = sums.get(key, 0.0) + value
+            grad_norm = backend.step()
+            totals, all_tokens = backend.gather(sums, tokens)
+            stats = {key: value / len(batch) for key, value in totals.items()}
+            stats.update(
+                step=step,
+                lr=backend.lr(),
+                grad_norm=grad_norm,
+                tokens_per_s=all_tokens / (time.perf_counter() - step_start),
+            )
+            backend.evaluate(step, stats)
+            if log_file is not None:
+                append_jsonl(log_file, stats)  # flushed: dashboards tail this file while training runs
+            backend.save(step)
+
+
 def train_summary(cfg, loss_cfg, steps: int, num_pairs: int, seconds: float, init_model_dir) -> dict:
     return {
         "steps": steps,
@@ -131,7 +248,7 @@ def train_summary(cfg, loss_cfg, steps: int, num_pairs: int, seconds: float, ini
         "init_model": str(init_model_dir),
         "selected_step": steps,
         "held_out_accuracy": None,
-        "lora": lora_summary(cfg.lora),
+        "lora": lora.summary(cfg.lora),
     }
 
 

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
+from irpo.files import publish_dir, write_json
 from irpo.models.loading import load_model, load_tokenizer, pick_device
 from irpo.protocols import Checkpoint, Scorer
-from irpo.rundir import publish_dir, write_json
 from irpo.training import lora
 from irpo.training.resume import (
-    cut_log,
     due,
     job_identity,
     load_torch_checkpoint,
@@ -28,8 +27,9 @@ from irpo.training.resume import (
 )
 from irpo.training.step import (
     encode_pairs,
-    lr_multiplier,
-    micro_batch_loss,
+    make_optimizer,
+    prepare_model,
+    run_steps,
     score_sequences,
     step_batches,
     total_steps,
@@ -82,10 +82,7 @@ class TorchTrainer:
         torch.manual_seed(seed)
         tokenizer = load_tokenizer(init_model_dir)
         model = load_model(init_model_dir, self.model_cfg.dtype, str(device))
-        if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
-        if lora.enabled(cfg.lora):  # starts as M_{t-1} itself (B = 0): the reference below is unchanged
-            model = lora.wrap(model, cfg.lora, seed, cfg.gradient_checkpointing)
+        model = prepare_model(model, cfg, seed)
 
         data = encode_pairs(tokenizer, pairs, loss_cfg.name)
         steps = total_steps(cfg, len(pairs), max_steps)
@@ -103,81 +100,37 @@ class TorchTrainer:
                     "rejected": score_sequences(model, data.rejected, tokenizer.pad_token_id, device, chunk),
                 }
 
-        selecting = scorer is not None and cfg.eval_every > 0
-        best = {"score": -1.0, "step": None, "state": None}
-        scores: dict[int, float] = {}
-        trained = [p for p in model.parameters() if p.requires_grad]  # the adapters only, under LoRA
-        optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg, steps))
-        order = step_batches(len(pairs), cfg.batch_size, steps, seed)
-        start_step, elapsed_before, checkpoint_seconds, checkpoint_bytes = 0, 0.0, 0.0, 0
-        if resumed:
-            model.load_state_dict(resumed["model"])
-            optimizer.load_state_dict(resumed["optimizer"])
-            schedule.load_state_dict(resumed["scheduler"])
-            set_rng_state(resumed["rng"])
-            start_step, scores, elapsed_before = resumed["step"], resumed["scores"], resumed.get("seconds", 0.0)
-            best = {"score": resumed["best_score"], "step": resumed["best_step"], "state": resumed.get("best_state")}
-            log.info("%s: resuming from the checkpoint at step %d of %d", desc, start_step, steps)
-        log_path = tmp_dir / TRAIN_LOG
-        cut_log(log_path, start_step)
-
+        trained, optimizer, schedule = make_optimizer(model, cfg, steps)
+        steps_run = TorchSteps(
+            cfg,
+            model,
+            tokenizer,
+            trained,
+            optimizer,
+            schedule,
+            steps,
+            tmp_dir,
+            identity,
+            data.reference,
+            scorer=scorer if cfg.eval_every > 0 else None,
+        )
+        start_step = steps_run.resume(resumed, desc) if resumed else 0
         model.train()
-        started = time.perf_counter()
-        with log_path.open("a") as log_file:
-            for step, batch_indices in enumerate(
-                tqdm(order[start_step:], desc=desc, unit="step", leave=False, initial=start_step, total=steps),
-                start=start_step + 1,
-            ):
-                step_start = time.perf_counter()
-                sums, tokens = {}, 0
-                for start in range(0, len(batch_indices), cfg.micro_batch_size):
-                    idx = batch_indices[start : start + cfg.micro_batch_size]
-                    losses, micro_sums, micro_tokens = micro_batch_loss(
-                        model, idx, data, loss_cfg, tokenizer.pad_token_id, device
-                    )
-                    (losses.sum() / len(batch_indices)).backward()
-                    tokens += micro_tokens
-                    for key, value in micro_sums.items():
-                        sums[key] = sums.get(key, 0.0) + value
-                grad_norm = torch.nn.utils.clip_grad_norm_(trained, cfg.max_grad_norm)
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad(set_to_none=True)
-                stats = {key: value / len(batch_indices) for key, value in sums.items()}
-                stats.update(
-                    step=step,
-                    lr=schedule.get_last_lr()[0],
-                    grad_norm=float(grad_norm),
-                    tokens_per_s=tokens / (time.perf_counter() - step_start),
-                )
-                if scorer is not None and selecting and (step % cfg.eval_every == 0 or step == steps):
-                    checkpoint = Checkpoint(step, model=model, tokenizer=tokenizer)
-                    scores[step] = stats["held_out_accuracy"] = scorer.score(checkpoint)
-                    if scores[step] > best["score"]:  # ties keep the earlier, less-trained step
-                        best = {"score": scores[step], "step": step, "state": lora.trainable_state(model)}
-                log_file.write(json.dumps(stats) + "\n")
-                log_file.flush()  # dashboards tail this file while training runs
-                if due(step, cfg.save_every, steps):
-                    saving_since = time.perf_counter()
-                    checkpoint_bytes = save_torch_checkpoint(
-                        tmp_dir,
-                        {
-                            "identity": identity,
-                            "step": step,
-                            "model": model.state_dict(),
-                            "optimizer": optimizer.state_dict(),
-                            "scheduler": schedule.state_dict(),
-                            "rng": rng_state(),
-                            "scores": scores,
-                            "best_step": best["step"],
-                            "best_score": best["score"],
-                            "best_state": best["state"],
-                            "reference": data.reference,
-                            "seconds": elapsed_before + time.perf_counter() - started,
-                        },
-                    )
-                    checkpoint_seconds += time.perf_counter() - saving_since
+        batches = step_batches(len(pairs), cfg.batch_size, steps, seed)
+        run_steps(
+            model,
+            data,
+            loss_cfg,
+            tokenizer.pad_token_id,
+            device,
+            batches,
+            start_step,
+            cfg.micro_batch_size,
+            steps_run,
+            tmp_dir / TRAIN_LOG,
+            desc,
+        )
+        selecting, best, scores = steps_run.scorer is not None, steps_run.best, steps_run.scores
 
         if selecting:
             lora.restore_trainable_state(model, best["state"])
@@ -188,18 +141,104 @@ class TorchTrainer:
         else:
             model.save_pretrained(tmp_dir, safe_serialization=True)
         tokenizer.save_pretrained(tmp_dir)
-        summary = train_summary(
-            cfg, loss_cfg, steps, len(pairs), elapsed_before + time.perf_counter() - started, init_model_dir
-        )
+        summary = train_summary(cfg, loss_cfg, steps, len(pairs), steps_run.seconds(), init_model_dir)
         summary.update(
             selected_step=best["step"] if selecting else steps,
             held_out_accuracy=scores or None,
             resumed_from_step=start_step,
-            checkpoint_seconds=round(checkpoint_seconds, 3),
-            checkpoint_bytes=checkpoint_bytes,
+            checkpoint_seconds=round(steps_run.checkpoint_seconds, 3),
+            checkpoint_bytes=steps_run.checkpoint_bytes,
             **parameters,
         )
         write_json(tmp_dir / "train_summary.json", summary)
         publish_dir(tmp_dir, output_dir)
         shutil.rmtree(resume_dir(output_dir), ignore_errors=True)  # M_t's directory holds the model, not the run
         return summary
+
+
+@dataclass
+class TorchSteps:
+    """The torch trainer's side of the step loop: one process, torch's AdamW, checkpoint selection in process
+    (the best step's trainable weights kept in memory), the whole state in one checkpoint file."""
+
+    cfg: Any
+    model: Any
+    tokenizer: Any
+    trained: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    steps: int
+    tmp_dir: Path
+    identity: dict
+    reference: dict | None  # the reference log-probs, saved with each checkpoint
+    scorer: Scorer | None  # scores the model in memory every trainer.eval_every steps; None = no selection
+    is_main: bool = True
+    best: dict = field(default_factory=lambda: {"score": -1.0, "step": None, "state": None})
+    scores: dict[int, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    elapsed_before: float = 0.0  # training seconds before the checkpoint this run resumed from
+    checkpoint_seconds: float = 0.0
+    checkpoint_bytes: int = 0
+
+    def resume(self, resumed: dict, desc: str) -> int:
+        """Restores a checkpoint's weights, optimizer, schedule, RNG and selection; returns its step."""
+        self.model.load_state_dict(resumed["model"])
+        self.optimizer.load_state_dict(resumed["optimizer"])
+        self.schedule.load_state_dict(resumed["scheduler"])
+        set_rng_state(resumed["rng"])
+        self.scores, self.elapsed_before = resumed["scores"], resumed.get("seconds", 0.0)
+        self.best = {"score": resumed["best_score"], "step": resumed["best_step"], "state": resumed.get("best_state")}
+        log.info("%s: resuming from the checkpoint at step %d of %d", desc, resumed["step"], self.steps)
+        return resumed["step"]
+
+    def seconds(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def share(self, batch: list[int]) -> list[int]:
+        return batch
+
+    def backward(self, losses: torch.Tensor, batch_size: int) -> None:
+        (losses.sum() / batch_size).backward()
+
+    def step(self) -> float:
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.trained, self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.schedule.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(grad_norm)
+
+    def gather(self, sums: dict[str, float], tokens: int) -> tuple[dict[str, float], float]:
+        return sums, tokens
+
+    def lr(self) -> float:
+        return self.schedule.get_last_lr()[0]
+
+    def evaluate(self, step: int, stats: dict) -> None:
+        if self.scorer is not None and (step % self.cfg.eval_every == 0 or step == self.steps):
+            checkpoint = Checkpoint(step, model=self.model, tokenizer=self.tokenizer)
+            self.scores[step] = stats["held_out_accuracy"] = self.scorer.score(checkpoint)
+            if self.scores[step] > self.best["score"]:  # ties keep the earlier, less-trained step
+                self.best = {"score": self.scores[step], "step": step, "state": lora.trainable_state(self.model)}
+
+    def save(self, step: int) -> None:
+        if not due(step, self.cfg.save_every, self.steps):
+            return
+        saving_since = time.perf_counter()
+        self.checkpoint_bytes = save_torch_checkpoint(
+            self.tmp_dir,
+            {
+                "identity": self.identity,
+                "step": step,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.schedule.state_dict(),
+                "rng": rng_state(),
+                "scores": self.scores,
+                "best_step": self.best["step"],
+                "best_score": self.best["score"],
+                "best_state": self.best["state"],
+                "reference": self.reference,
+                "seconds": self.seconds(),
+            },
+        )
+        self.checkpoint_seconds += time.perf_counter() - saving_since

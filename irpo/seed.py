@@ -14,30 +14,12 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from irpo.config import LossConfig, TorchTrainerConfig, TrainerConfig
-from irpo.models.gguf import check_gguf_source, import_gguf
-from irpo.models.loading import check_model_source
+from irpo.models.gguf import import_gguf
+from irpo.models.loading import check_seed_source
 from irpo.models.tiny import save_untrained
 from irpo.training import TorchTrainer
 
 log = logging.getLogger(__name__)
-
-
-def check_seed_source(model_cfg) -> None:
-    """Config-time check of where M0 comes from. model.gguf_file, then model.name_or_path, then model.tiny:
-    the first one set wins (so presets that size the tiny model, like experiment=smoke, leave others alone)."""
-    if model_cfg.gguf_file is not None:
-        if model_cfg.name_or_path is not None:
-            raise ValueError(
-                f"model.gguf_file={model_cfg.gguf_file} and model.name_or_path="
-                f"{model_cfg.name_or_path} are both set; M0 comes from one of them: unset the other"
-            )
-        check_gguf_source(model_cfg.gguf_file)
-    elif model_cfg.name_or_path is not None:
-        check_model_source(model_cfg.name_or_path)
-    elif model_cfg.tiny is None:
-        raise ValueError(
-            "model.name_or_path is not set: give a local model directory, a hub id, or a GGUF file (model.gguf_file)"
-        )
 
 
 def prepare_seed_model(cfg, task) -> str:
