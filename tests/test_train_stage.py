@@ -15,7 +15,7 @@ class ShardedWeightsTrainer:
     def __init__(self) -> None:
         self.calls: list[tuple[str, int | None]] = []
 
-    def train(self, init_model_dir, pairs, output_dir: Path, loss_cfg, seed, desc="train", select=None, max_steps=None):
+    def train(self, init_model_dir, pairs, output_dir: Path, loss_cfg, seed, desc="train", scorer=None, max_steps=None):
         self.calls.append((output_dir.name, max_steps))
         output_dir.mkdir(parents=True)
         for name in [*SHARDS, "config.json"]:
@@ -30,7 +30,7 @@ def test_retraining_deletes_the_selection_runs_sharded_weights(tmp_path):
     it = RunDir(tmp_path / "run").iteration(1)
     pairs = [{"prompt": "p", "chosen": "c", "rejected": "r", "split": split} for split in ("train", "valid")]
     trainer = ShardedWeightsTrainer()
-    model = train(it, "m0", pairs, trainer, LossConfig(), seed=0, select=object(), retrain_with_heldout=True)
+    model = train(it, "m0", pairs, trainer, LossConfig(), seed=0, scorer=object(), retrain_with_heldout=True)
     assert trainer.calls == [("model_selection", None), ("model", 3)]  # retrained for the selected steps
     assert model == str(it.model) and all((it.model / name).exists() for name in SHARDS)
     selection = it.path / "model_selection"
