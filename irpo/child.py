@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import irpo
@@ -23,7 +24,7 @@ class StageProcessError(RuntimeError):
     pass
 
 
-def project_pythonpath(env: dict[str, str]) -> str:
+def project_pythonpath(env: Mapping[str, str]) -> str:
     """PYTHONPATH that lets child processes (the DeepSpeed ranks) import this checkout of irpo, installed or not."""
     root = str(Path(irpo.__file__).resolve().parent.parent)
     return os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)

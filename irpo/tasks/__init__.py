@@ -28,10 +28,8 @@ TASKS.register("math")(TaskEntry(MATHTask, MATHTaskConfig))
 TASKS.register("arc_challenge")(TaskEntry(ARCTask, ARCTaskConfig))
 
 
-def task_config(task_cfg: DictConfig | dict) -> Any:
+def task_config(task_cfg: DictConfig | dict[str, Any]) -> Any:
     """The task's typed config object; unknown or mistyped fields fail naming the task and field."""
-    from irpo.tasks import TASKS
-
     name = task_cfg.get("name") if task_cfg is not None else None
     if name is None:
         raise ValueError("the config has no task.name; pick one with task=<name>")

@@ -19,6 +19,7 @@ import os
 import shutil
 import socket
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -88,7 +89,7 @@ def ranks_per_node(trainer_cfg) -> int:
 
 
 def launch_command(
-    trainer_cfg, cluster_cfg, spec_path: Path, python: str = sys.executable, env: dict | None = None
+    trainer_cfg, cluster_cfg, spec_path: Path, python: str = sys.executable, env: Mapping[str, str] | None = None
 ) -> list[str]:
     """torchrun on this node; across nodes, one torchrun per node started by srun inside the Slurm job."""
     env = os.environ if env is None else env

@@ -56,8 +56,8 @@ def prepare_tmp_dir(tmp_dir: Path) -> bool:
     return False
 
 
-def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state()}
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
