@@ -30,7 +30,7 @@ from irpo.training.step import (
     encode_pairs,
     lr_multiplier,
     micro_batch_loss,
-    score_sequences,
+    reference_logps,
     step_batches,
     total_steps,
     train_summary,
@@ -75,7 +75,7 @@ class TorchTrainer:
         if lora.enabled(cfg.lora):  # starts as M_{t-1} itself (B = 0): the reference below is unchanged
             model = lora.wrap(model, cfg.lora, seed, cfg.gradient_checkpointing)
 
-        data = encode_pairs(tokenizer, pairs, loss_cfg.name)
+        data = encode_pairs(tokenizer, pairs, loss_cfg.name, cfg.packing)
         steps = total_steps(cfg, len(pairs), max_steps)
         tmp_dir = output_dir.with_name(output_dir.name + ".tmp")
         identity = job_identity(init_model_dir, len(pairs), steps, seed, desc)
@@ -86,10 +86,7 @@ class TorchTrainer:
             else:
                 model.eval()
                 chunk = cfg.micro_batch_size * 2
-                data.reference = {
-                    "chosen": score_sequences(model, data.chosen, tokenizer.pad_token_id, device, chunk),
-                    "rejected": score_sequences(model, data.rejected, tokenizer.pad_token_id, device, chunk),
-                }
+                data.reference = reference_logps(model, data, tokenizer.pad_token_id, device, chunk)
 
         selecting = select is not None and cfg.eval_every > 0
         best = {"score": -1.0, "step": None, "state": None}
