@@ -164,15 +164,26 @@ def model_dtype(model) -> torch.dtype:
 def response_logps(model, groups: list[Group], pad_id: int, device) -> torch.Tensor:
     """Summed log πθ(response | prompt) of every response of every group, in group order: shape (R,).
 
-    One forward over the packed rows; log-softmax only at the positions that predict a response token.
+    One forward over the packed rows. The output layer and log-softmax run only at the positions that
+    predict a response token (transformers' boolean `logits_to_keep`), not at the prompt's or padding's.
     """
     batch = pack(groups, pad_id, model_dtype(model))
+    keep = torch.zeros(batch.input_ids.shape, dtype=torch.bool)
+    keep[batch.source_row, batch.source_col] = True
+    # the kept positions come back flattened in row-major order; a prompt's last one serves both responses
+    kept_index = keep.flatten().cumsum(0) - 1
+    source = kept_index[batch.source_row * keep.shape[1] + batch.source_col]
     logits = model(
         input_ids=batch.input_ids.to(device),
         attention_mask=batch.attention_mask.to(device),
         position_ids=batch.position_ids.to(device),
+        logits_to_keep=keep.to(device),
     ).logits
-    picked = logits[batch.source_row.to(device), batch.source_col.to(device)]  # (N, V)
-    token_logps = torch.log_softmax(picked.float(), dim=-1).gather(-1, batch.targets.to(device).unsqueeze(-1))
+    if logits.dim() != 2:
+        raise RuntimeError(
+            f"{type(model).__name__} ignored a boolean logits_to_keep (returned logits of shape "
+            f"{tuple(logits.shape)}); shared-prompt packing needs transformers >= 5: use trainer.packing=padded"
+        )
+    token_logps = torch.log_softmax(logits.float(), dim=-1)[source.to(device), batch.targets.to(device)]
     sums = torch.zeros(batch.num_responses, dtype=torch.float32, device=device)
-    return sums.index_add(0, batch.response_index.to(device), token_logps.squeeze(-1))
+    return sums.index_add(0, batch.response_index.to(device), token_logps)
