@@ -4,9 +4,9 @@
         [--trl-python /work/venvs/trl/bin/python]
 
 Contestants, all DPO + NLL (β=0.1) on the same pairs, one pass (steps x batch = pairs), 2 threads:
-- `irpo shared_prompt` and `irpo padded`: this project's torch trainer (TorchTrainer.train, the code
-  `python -m irpo` runs) with trainer.packing=shared_prompt and =padded, reference log-probs computed
-  before the first step as the trainer always does;
+- `irpo shared_prompt` and `irpo padded`: this project's training step (irpo/training/step.py, which
+  both trainers run) with trainer.packing=shared_prompt and =padded, reference log-probs computed before
+  the first step as the trainers do;
 - `bare padded`: a plain PyTorch loop, chosen and rejected right-padded in one batch, reference log-probs
   precomputed: the floor any trainer's overhead is measured against;
 - `TRL precomputed` and `TRL live`: TRL's DPOTrainer (`loss_type=["sigmoid", "sft"]`) with
@@ -15,8 +15,10 @@ Contestants, all DPO + NLL (β=0.1) on the same pairs, one pass (steps x batch =
 
 tokens/s = the tokens of every pair's two sequences (prompt + chosen, prompt + rejected, so a shared prompt
 still counts twice) over the seconds of the training steps (forward, backward, optimizer; the first step
-included). Contestants alternate within each repeat, in a rotating order; the table gives the median over
-repeats and the spread (min-max), and each trainer's ratios to the others.
+included), in wall seconds and in CPU seconds of the process (all its threads): on a machine shared with
+other jobs the CPU seconds measure the work, the wall seconds also the wait for a core. Contestants
+alternate within each repeat, in a rotating order; the tables give the median over repeats and the spread
+(min-max), and each trainer's ratios to the others.
 
 Models: `tiny`, the embedded M0 (built and cached by irpo's own code, $IRPO_CACHE) on the embedded task's
 pairs (gold solution vs. another question's); `smollm2`, SmolLM2-135M-Instruct imported from the GGUF file
@@ -105,31 +107,45 @@ def sequence_tokens(model_dir: str, pairs: list[dict]) -> list[int]:
     ]
 
 
-def run_ours(packing: str, model_dir: str, pairs: list[dict], batch_size: int, steps: int) -> tuple[int, float]:
-    """The torch trainer, as the loop runs it; step seconds from its train_log.jsonl (tokens / tokens_per_s)."""
+def run_ours(packing: str, model_dir: str, pairs: list[dict], batch_size: int, steps: int):
+    """The torch trainer's step (irpo/training/step.py, as TorchTrainer and the DeepSpeed ranks run it):
+    micro_batch_loss, backward, gradient clipping, AdamW; reference log-probs computed before the steps."""
     from omegaconf import OmegaConf
 
-    from irpo.config import LossConfig, ModelConfig, TrainerConfig
-    from irpo.training.step import step_batches
-    from irpo.training.torch_trainer import TorchTrainer
+    from irpo.config import LossConfig
+    from irpo.models.loading import load_model, load_tokenizer
+    from irpo.training.step import encode_pairs, micro_batch_loss, reference_logps, step_batches
 
-    trainer_cfg = OmegaConf.structured(
-        TrainerConfig(
-            lr=LR, batch_size=batch_size, micro_batch_size=batch_size, max_steps=steps, save_every=0, packing=packing
-        )
-    )
-    trainer_cfg.device = "cpu"
-    out = Path(tempfile.mkdtemp(prefix="irpo-bench-speed-")) / "model"
+    tokenizer = load_tokenizer(model_dir)
+    model = load_model(model_dir)
+    data = encode_pairs(tokenizer, pairs, "dpo_nll", packing)
+    data.reference = reference_logps(model, data, tokenizer.pad_token_id, "cpu", chunk=2 * batch_size)
     loss_cfg = OmegaConf.structured(LossConfig(name="dpo_nll", alpha=ALPHA, beta=BETA))
-    TorchTrainer(trainer_cfg, OmegaConf.structured(ModelConfig(name="bench"))).train(
-        model_dir, pairs, out, loss_cfg, seed=0, desc=packing
-    )
-    per_pair = sequence_tokens(model_dir, pairs)
-    order = step_batches(len(pairs), batch_size, steps, seed=0)
-    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    seconds = sum(sum(per_pair[i] for i in idx) / row["tokens_per_s"] for idx, row in zip(order, log, strict=True))
-    shutil.rmtree(out.parent)
-    return sum(per_pair), seconds
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
+    model.train()
+    tokens = 0
+    with Clock() as clock:
+        for idx in step_batches(len(pairs), batch_size, steps, seed=0):
+            losses, _, step_tokens = micro_batch_loss(model, idx, data, loss_cfg, tokenizer.pad_token_id, "cpu")
+            (losses.sum() / len(idx)).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            tokens += step_tokens
+    return tokens, clock.wall, clock.cpu
+
+
+class Clock:
+    """Wall and CPU seconds (this process, all threads) of a block: on a machine shared with other jobs the
+    CPU seconds measure the work done, the wall seconds also the wait for a core."""
+
+    def __enter__(self):
+        self.started = (time.perf_counter(), time.process_time())
+        return self
+
+    def __exit__(self, *_):
+        self.wall = time.perf_counter() - self.started[0]
+        self.cpu = time.process_time() - self.started[1]
 
 
 def run_bare(model_dir: str, pairs: list[dict], batch_size: int, steps: int) -> tuple[int, float]:
@@ -163,19 +179,18 @@ def run_bare(model_dir: str, pairs: list[dict], batch_size: int, steps: int) -> 
         reference = [logps([chosen[i] for i in idx] + [rejected[i] for i in idx]) for idx in batches]
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
     model.train()
-    started = time.perf_counter()
-    for idx, ref in zip(batches, reference, strict=True):
-        policy = logps([chosen[i] for i in idx] + [rejected[i] for i in idx])
-        n = len(idx)
-        margin = BETA * ((policy[:n] - ref[:n]) - (policy[n:] - ref[n:]))
-        lengths = torch.tensor([chosen[i].response_length for i in idx], dtype=torch.float32)
-        loss = (-F.logsigmoid(margin) - ALPHA * policy[:n] / lengths).mean()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    seconds = time.perf_counter() - started
-    return sum(sequence_tokens(model_dir, pairs)), seconds
+    with Clock() as clock:
+        for idx, ref in zip(batches, reference, strict=True):
+            policy = logps([chosen[i] for i in idx] + [rejected[i] for i in idx])
+            n = len(idx)
+            margin = BETA * ((policy[:n] - ref[:n]) - (policy[n:] - ref[n:]))
+            lengths = torch.tensor([chosen[i].response_length for i in idx], dtype=torch.float32)
+            loss = (-F.logsigmoid(margin) - ALPHA * policy[:n] / lengths).mean()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    return sum(sequence_tokens(model_dir, pairs)), clock.wall, clock.cpu
 
 
 def run_trl(reference: str, model_dir: str, pairs_file: Path, batch_size: int, steps: int, python: str):
@@ -189,7 +204,7 @@ def run_trl(reference: str, model_dir: str, pairs_file: Path, batch_size: int, s
     if done.returncode != 0:
         raise SystemExit(f"TRL ({reference}) failed:\n{done.stderr[-3000:]}\nrerun: {' '.join(command)}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    return result["tokens"], result["seconds"]
+    return result["tokens"], result["seconds"], result["cpu_seconds"]
 
 
 def trl_installed(python: str | None) -> bool:
@@ -220,22 +235,29 @@ def benchmark_model(name: str, args) -> dict[str, list[float]]:
             contestants[f"TRL {reference}"] = lambda r=reference: run_trl(
                 r, model_dir, pairs_file, args.batch_size, args.steps, args.trl_python
             )
-    rates: dict[str, list[float]] = {key: [] for key in contestants}
+    rates: dict[str, dict[str, list[float]]] = {clock: {k: [] for k in contestants} for clock in ("cpu", "wall")}
     names = list(contestants)
     for repeat in range(args.repeats):
         for key in names[repeat % len(names) :] + names[: repeat % len(names)]:  # rotate who goes first
-            count, seconds = contestants[key]()
-            rates[key].append(count / seconds)
-            print(f"  repeat {repeat + 1}: {key}: {count} tokens, {seconds:.2f} s: {count / seconds:.0f}/s", flush=True)
+            count, wall, cpu = contestants[key]()
+            rates["cpu"][key].append(count / cpu)
+            rates["wall"][key].append(count / wall)
+            print(
+                f"  repeat {repeat + 1}: {key}: {count} tokens, {wall:.2f} s wall ({count / wall:.0f}/s), "
+                f"{cpu:.2f} CPU s ({count / cpu:.0f}/CPU s)",
+                flush=True,
+            )
     shutil.rmtree(work)
     return rates
 
 
-def table(name: str, rates: dict[str, list[float]]) -> str:
+def table(name: str, both: dict[str, dict[str, list[float]]], clock: str) -> str:
+    rates = both[clock]
     median = {key: statistics.median(values) for key, values in rates.items()}
+    unit = "tokens per CPU second" if clock == "cpu" else "tokens/s (wall)"
     lines = [
-        f"\n{name} (median of {len(next(iter(rates.values())))}; min-max):",
-        "| contestant | tokens/s | spread |",
+        f"\n{name}, {unit} (median of {len(next(iter(rates.values())))}; min-max):",
+        f"| contestant | {unit} | spread |",
         "|---|---|---|",
     ]
     for key, values in rates.items():
@@ -272,7 +294,8 @@ def main() -> None:
     print(f"\nload after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min)")
     print(f"{args.threads} threads; torch {torch.__version__}")
     for name, rates in results.items():
-        print(table(name, rates))
+        print(table(name, rates, "wall"))
+        print(table(name, rates, "cpu"))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Runs in TRL's own interpreter (TRL is not a dependency of irpo), so it imports n
 loss is DPO + NLL on the chosen side (`loss_type=["sigmoid", "sft"]`, β=0.1), one pass over the pairs
 (steps x batch size = number of pairs, so every contestant trains on the same pairs). Prints one JSON line:
 the tokens of the sequences trained on (prompt + chosen and prompt + rejected of every pair, as TRL
-tokenized them) and the seconds of the training steps (from the first step's start to the last step's
+tokenized them) and the wall and CPU seconds of the training steps (from the first step's start to the last step's
 end; the reference log-probs, with --reference precomputed, are computed before that, in the trainer's
 constructor).
 """
@@ -50,15 +50,15 @@ def main() -> None:
     model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=torch.float32)
 
     class StepClock(TrainerCallback):
-        started: float | None = None
-        ended: float | None = None
+        started: tuple[float, float] | None = None
+        ended: tuple[float, float] | None = None
 
         def on_step_begin(self, *_, **__):
             if self.started is None:
-                self.started = time.perf_counter()
+                self.started = (time.perf_counter(), time.process_time())
 
         def on_step_end(self, *_, **__):
-            self.ended = time.perf_counter()
+            self.ended = (time.perf_counter(), time.process_time())
 
     clock = StepClock()
     output_dir = tempfile.TemporaryDirectory(prefix="trl-bench-")
@@ -92,7 +92,8 @@ def main() -> None:
     )
     trainer.train()
     output_dir.cleanup()
-    print(json.dumps({"tokens": tokens, "seconds": clock.ended - clock.started, "threads": torch.get_num_threads()}))
+    wall, cpu = (end - start for start, end in zip(clock.started, clock.ended, strict=True))
+    print(json.dumps({"tokens": tokens, "seconds": wall, "cpu_seconds": cpu, "threads": torch.get_num_threads()}))
 
 
 if __name__ == "__main__":
