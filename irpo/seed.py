@@ -42,6 +42,8 @@ def prepare_seed_model(cfg, task) -> str:
         "tiny": OmegaConf.to_container(spec, resolve=True),
         "task": dataclasses.asdict(task.cfg),
         "dtype": cfg.model.dtype,
+        # Packed and padded SFT agree to rounding, not to the bit: each builds its own M0.
+        "sft_packing": cfg.trainer.packing,
     }
     recipe["tiny"].pop("cache_dir")
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
@@ -72,6 +74,7 @@ def prepare_seed_model(cfg, task) -> str:
             warmup_steps=min(20, spec.seed_sft_steps // 10),
             lr_schedule=spec.seed_sft_schedule,
             torch=TorchTrainerConfig(device=cfg.trainer.torch.device),
+            packing=cfg.trainer.packing,
         )
         TorchTrainer(sft, cfg.model).train(
             untrained, rows, target, LossConfig(name="sft"), seed=spec.init_seed, desc="seed SFT (M0)"

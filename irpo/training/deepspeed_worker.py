@@ -72,7 +72,7 @@ def main(spec_path: str) -> None:
     model = prepare_model(model, cfg, seed)  # the same seeded LoRA adapters as the torch trainer's, on every rank
     parameters = lora.count_parameters(model)
     pairs = read_jsonl(Path(spec["pairs"]))
-    data = encode_pairs(tokenizer, pairs, loss_cfg.name)
+    data = encode_pairs(tokenizer, pairs, loss_cfg.name, cfg.packing)
     steps = total_steps(cfg, len(pairs), spec["max_steps"])
     _, optimizer, schedule = make_optimizer(model, cfg, steps)
     engine, optimizer, _, schedule = deepspeed.initialize(
@@ -103,7 +103,7 @@ def main(spec_path: str) -> None:
         else:
             engine.eval()
             data.reference = {
-                name: _sharded_scores(engine, seqs, pad_id, device, cfg.micro_batch_size * 2, rank, world)
+                name: _sharded_scores(engine, seqs, pad_id, device, cfg.micro_batch_size * 2, rank, world, cfg.packing)
                 for name, seqs in (("chosen", data.chosen), ("rejected", data.rejected))
             }
             engine.train()
@@ -246,14 +246,14 @@ def save(engine, tokenizer, directory: Path, cfg, rank: int) -> None:
         tokenizer.save_pretrained(directory)
 
 
-def _sharded_scores(engine, sequences, pad_id, device, chunk, rank, world) -> torch.Tensor:
+def _sharded_scores(engine, sequences, pad_id, device, chunk, rank, world, packing) -> torch.Tensor:
     """Each rank scores every world-th chunk; under ZeRO-3 all ranks must run the same number of forwards."""
     chunks = [sequences[i : i + chunk] for i in range(0, len(sequences), chunk)]
     rounds = -(-len(chunks) // world)
     mine = {}
     for r in range(rounds):
         index = r * world + rank
-        scored = score_sequences(engine, chunks[min(index, len(chunks) - 1)], pad_id, device, chunk)
+        scored = score_sequences(engine, chunks[min(index, len(chunks) - 1)], pad_id, device, chunk, packing)
         if index < len(chunks):  # past the end: a repeat forward that keeps the ranks in step, discarded
             mine[index] = scored
     gathered: list = [None] * world

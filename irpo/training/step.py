@@ -23,6 +23,7 @@ from irpo.loss import LOSSES, compute_loss
 from irpo.models.tokens import EncodedSequence, encode
 from irpo.training import lora
 from irpo.training.data import collate, sequence_logps
+from irpo.training.packing import check_packing, pair_groups, response_logps, single_groups
 from irpo.training.resume import cut_log
 
 
@@ -34,25 +35,49 @@ class PairData:
     rejected: list[EncodedSequence] | None
     uses_rejected: bool  # the loss needs rejected sequences (else they are only scored for the logs)
     reference: dict[str, torch.Tensor] | None = None
+    packing: str = "padded"  # trainer.packing: how forward passes lay the sequences out (irpo/training/packing.py)
 
 
-def encode_pairs(tokenizer, pairs: list[dict], loss_name: str) -> PairData:
+def encode_pairs(tokenizer, pairs: list[dict], loss_name: str, packing: str = "padded") -> PairData:
+    check_packing(packing)
     objective = LOSSES.get(loss_name)
     chosen = [encode(tokenizer, p["prompt"], p["chosen"]) for p in pairs]
     rejected = [encode(tokenizer, p["prompt"], p["rejected"]) for p in pairs] if "rejected" in pairs[0] else None
     if objective.uses_rejected and rejected is None:
         raise ValueError(f"loss '{objective.name}' needs (chosen, rejected) pairs; pairs.builder made none")
-    return PairData(chosen, rejected, objective.uses_rejected)
+    return PairData(chosen, rejected, objective.uses_rejected, packing=packing)
 
 
 @torch.no_grad()
-def score_sequences(model, sequences: list[EncodedSequence], pad_id: int, device, chunk: int) -> torch.Tensor:
+def score_sequences(
+    model, sequences: list[EncodedSequence], pad_id: int, device, chunk: int, packing: str = "padded"
+) -> torch.Tensor:
     """Summed response log-probs of each sequence, `chunk` sequences per forward pass, on the CPU."""
     values = [
-        sequence_logps(model, to_device(collate(sequences[i : i + chunk], pad_id), device)).cpu()
+        separate_logps(model, sequences[i : i + chunk], packing, pad_id, device).cpu()
         for i in range(0, len(sequences), chunk)
     ]
     return torch.cat(values) if values else torch.zeros(0)
+
+
+@torch.no_grad()
+def reference_logps(model, data: PairData, pad_id: int, device, chunk: int) -> dict[str, torch.Tensor]:
+    """Summed response log-probs of both sides of every pair (on the CPU), `chunk` sequences per forward;
+    with shared-prompt packing each pair's prompt is computed once."""
+    if data.packing == "padded":
+        return {
+            "chosen": score_sequences(model, data.chosen, pad_id, device, chunk),
+            "rejected": score_sequences(model, data.rejected, pad_id, device, chunk),
+        }
+    per_forward = max(1, chunk // 2)
+    values = [
+        response_logps(
+            model, pair_groups(data.chosen[i : i + per_forward], data.rejected[i : i + per_forward]), pad_id, device
+        ).cpu()
+        for i in range(0, len(data.chosen), per_forward)
+    ]
+    both = torch.cat(values)  # chosen and rejected of each pair, alternating
+    return {"chosen": both[0::2], "rejected": both[1::2]}
 
 
 def step_batches(num_pairs: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
@@ -110,15 +135,9 @@ def make_optimizer(model, cfg, steps: int):
 
 
 def micro_batch_loss(model, idx: list[int], data: PairData, loss_cfg, pad_id: int, device):
-    """Per-pair losses of the pairs `idx` (shape (len(idx),), with grad), their summed log stats, and tokens."""
-    sequences = [data.chosen[i] for i in idx] + ([data.rejected[i] for i in idx] if data.uses_rejected else [])
-    batch = to_device(collate(sequences, pad_id), device)
-    logps = sequence_logps(model, batch)
-    chosen_logps = logps[: len(idx)]
-    rejected_logps = logps[len(idx) :] if data.uses_rejected else None
-    if data.rejected is not None and not data.uses_rejected:
-        with torch.no_grad():  # monitored only, as in the paper's SFT curves
-            rejected_logps = sequence_logps(model, to_device(collate([data.rejected[i] for i in idx], pad_id), device))
+    """Per-pair losses of the pairs `idx` (shape (len(idx),), with grad), their summed log stats, and tokens
+    (the tokens of the sequences the loss reads, prompts counted once per sequence whatever the packing)."""
+    chosen_logps, rejected_logps = policy_logps(model, idx, data, pad_id, device)
     lengths = torch.tensor([data.chosen[i].response_length for i in idx], dtype=torch.float32, device=device)
     reference = data.reference if data.uses_rejected else None
     terms = compute_loss(
@@ -140,7 +159,34 @@ def micro_batch_loss(model, idx: list[int], data: PairData, loss_cfg, pad_id: in
             reward_margin=terms.chosen_reward - terms.rejected_reward,
         )
     sums = {key: float(value.detach().float().sum()) for key, value in parts.items()}
-    return terms.loss, sums, int(batch["attention_mask"].sum())
+    sequences = [data.chosen[i] for i in idx] + ([data.rejected[i] for i in idx] if data.uses_rejected else [])
+    return terms.loss, sums, sum(len(s.input_ids) for s in sequences)
+
+
+def policy_logps(model, idx: list[int], data: PairData, pad_id: int, device):
+    """Summed response log-probs of the chosen and rejected sides of pairs `idx`, each (len(idx),): with
+    grad where the loss reads them; rejected without grad (monitored only, as in the paper's SFT curves)
+    when the loss does not, and None when there are no rejected responses."""
+    chosen = [data.chosen[i] for i in idx]
+    rejected = [data.rejected[i] for i in idx] if data.rejected is not None else None
+    if data.uses_rejected and data.packing == "shared_prompt":
+        both = response_logps(model, pair_groups(chosen, rejected), pad_id, device)
+        return both[0::2], both[1::2]
+    if data.uses_rejected:
+        both = separate_logps(model, chosen + rejected, data.packing, pad_id, device)
+        return both[: len(idx)], both[len(idx) :]
+    chosen_logps = separate_logps(model, chosen, data.packing, pad_id, device)
+    if rejected is None:
+        return chosen_logps, None
+    with torch.no_grad():
+        return chosen_logps, separate_logps(model, rejected, data.packing, pad_id, device)
+
+
+def separate_logps(model, sequences: list[EncodedSequence], packing: str, pad_id: int, device) -> torch.Tensor:
+    """Summed response log-probs of each sequence scored alone: a right-padded batch, or packed rows."""
+    if packing == "padded":
+        return sequence_logps(model, to_device(collate(sequences, pad_id), device))
+    return response_logps(model, single_groups(sequences), pad_id, device)
 
 
 class StepBackend(Protocol):

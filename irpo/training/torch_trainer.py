@@ -29,8 +29,8 @@ from irpo.training.step import (
     encode_pairs,
     make_optimizer,
     prepare_model,
+    reference_logps,
     run_steps,
-    score_sequences,
     step_batches,
     total_steps,
     train_summary,
@@ -84,7 +84,7 @@ class TorchTrainer:
         model = load_model(init_model_dir, self.model_cfg.dtype, str(device))
         model = prepare_model(model, cfg, seed)
 
-        data = encode_pairs(tokenizer, pairs, loss_cfg.name)
+        data = encode_pairs(tokenizer, pairs, loss_cfg.name, cfg.packing)
         steps = total_steps(cfg, len(pairs), max_steps)
         tmp_dir = work_dir(output_dir)
         identity = job_identity(init_model_dir, len(pairs), steps, seed, desc)
@@ -95,10 +95,7 @@ class TorchTrainer:
             else:
                 model.eval()
                 chunk = cfg.micro_batch_size * 2
-                data.reference = {
-                    "chosen": score_sequences(model, data.chosen, tokenizer.pad_token_id, device, chunk),
-                    "rejected": score_sequences(model, data.rejected, tokenizer.pad_token_id, device, chunk),
-                }
+                data.reference = reference_logps(model, data, tokenizer.pad_token_id, device, chunk)
 
         trained, optimizer, schedule = make_optimizer(model, cfg, steps)
         steps_run = TorchSteps(
