@@ -53,7 +53,7 @@ def tiny_model_and_pairs(count: int) -> tuple[str, list[dict]]:
     from hydra import compose, initialize_config_dir
 
     from irpo.config import register_configs
-    from irpo.models.seed import prepare_seed_model
+    from irpo.seed import prepare_seed_model
     from irpo.tasks import build_task
 
     register_configs()
@@ -97,7 +97,7 @@ def smollm2_model_and_pairs(count: int) -> tuple[str, list[dict]]:
 def sequence_tokens(model_dir: str, pairs: list[dict]) -> list[int]:
     """Tokens of each pair's two sequences (prompt + chosen, prompt + rejected), as irpo encodes them."""
     from irpo.models.loading import load_tokenizer
-    from irpo.training.data import encode
+    from irpo.models.tokens import encode
 
     tokenizer = load_tokenizer(model_dir)
     return [
@@ -154,7 +154,7 @@ def run_bare(model_dir: str, pairs: list[dict], batch_size: int, steps: int) -> 
     import torch.nn.functional as F
 
     from irpo.models.loading import load_model, load_tokenizer
-    from irpo.training.data import encode
+    from irpo.models.tokens import encode
 
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir)

@@ -11,9 +11,9 @@ from omegaconf import OmegaConf
 
 from irpo.config import LoraConfig, LossConfig, validate
 from irpo.models.loading import load_model, load_tokenizer
+from irpo.models.tokens import encode
 from irpo.tasks import build_task
 from irpo.training import lora
-from irpo.training.data import encode
 from irpo.training.packing import Group, pack, response_logps
 from irpo.training.step import encode_pairs, micro_batch_loss, reference_logps
 

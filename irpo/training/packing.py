@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from irpo.training.data import EncodedSequence
+from irpo.models.tokens import EncodedSequence
 
 PACKINGS = ("shared_prompt", "padded")
 
