@@ -102,6 +102,22 @@ def test_scoring_a_checkpoint_leaves_the_trainers_random_stream_alone(untrained_
     assert torch.equal(torch.rand(3), expected)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: the CUDA generator is the one at stake")
+def test_scoring_a_checkpoint_on_a_gpu_leaves_the_trainers_cuda_random_stream_alone(untrained_tiny):
+    """torch.manual_seed inside sampling seeds every CUDA generator too; forking only the CPU one (as before)
+    reset the trainer's GPU dropout stream at each checkpoint score."""
+    sampler = HFSampler(
+        OmegaConf.structured(SamplerConfig(hf=HFSamplerConfig(device="cuda"))),
+        OmegaConf.structured(ModelConfig(name="tiny")),
+    )
+    model, tokenizer = load_model(untrained_tiny, "float32", "cuda"), load_tokenizer(untrained_tiny)
+    torch.cuda.manual_seed(123)
+    expected = torch.rand(3, device="cuda")
+    torch.cuda.manual_seed(123)
+    sampler.sample_loaded(model, tokenizer, ["Question: 1 + 1?\nSolution:"], SamplingRequest(2, 1.0, 1.0, 4, seed=9))
+    assert torch.equal(torch.rand(3, device="cuda"), expected)
+
+
 def test_selection_keeps_the_best_scoring_steps_weights(untrained_tiny, tmp_path):
     from safetensors.torch import load_file
 

@@ -51,6 +51,12 @@ def test_sampling_arguments_carry_the_shared_generation_settings():
     assert (greedy["n"], greedy["temperature"], greedy["top_p"]) == (1, 0.0, 1.0)
 
 
+def torch_cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def vllm_python() -> str | None:
     """IRPO_VLLM_PYTHON (an interpreter whose environment has vLLM), or this one if it has vLLM."""
     if os.environ.get("IRPO_VLLM_PYTHON"):
@@ -137,3 +143,62 @@ def test_worker_output_becomes_completions_with_hf_truncation_rule():
     assert [c.truncated for c in kept] == [False, True, False]
     assert [c.text for c in kept] == ["2 + 3 = 5\nFinal answer: 5\n", "2 + 3 = 5\n3 +", "5\nFinal answer: 5"]
     assert too_long == [Completion("", truncated=True)] * 3
+
+
+def test_both_backends_end_a_sample_at_the_same_point():
+    """The first point where the answer line is finished: what hf's stopping rule sees, token by token."""
+    from irpo.sampling.answer_line import answer_line_finished, end_at_answer_line
+
+    cases = {
+        "2 + 3 = 5\nFinal answer: 5\nQuestion: next": "2 + 3 = 5\nFinal answer: 5\n",
+        "Final answer:\n\n 40\nmore": "Final answer:\n\n 40\n",  # the answer may come on a later line
+        "final ANSWER: 7\n": "final ANSWER: 7\n",
+        "Final answer: Final answer: 3\nx": "Final answer: Final answer: 3\n",
+        "Final answer:\nFinal answer: 4\nx": "Final answer:\nFinal answer: 4\n",
+        "no answer here\n": "no answer here\n",
+        "Final answer: 5": "Final answer: 5",  # not finished: kept whole
+    }
+    for text, expected in cases.items():
+        assert end_at_answer_line(text, "Final answer:") == expected, text
+        first = next((i for i in range(len(text) + 1) if answer_line_finished(text[:i], "Final answer:")), None)
+        assert (first is None and expected == text) or text[:first] == expected, text
+    assert end_at_answer_line("Final answer: 5\nmore", None) == "Final answer: 5\nmore"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed in this interpreter")
+def test_sampler_auto_falls_back_to_hf_and_records_it(untrained_tiny, tmp_path, caplog):
+    from irpo.generate import generate
+    from irpo.rundir import IterationDir, read_json
+    from irpo.tasks.arithmetic import ArithmeticTask, ArithmeticTaskConfig
+
+    sampler = build_sampler(
+        OmegaConf.structured(SamplerConfig(name="auto")), OmegaConf.structured(ModelConfig(name="tiny"))
+    )
+    task = ArithmeticTask(ArithmeticTaskConfig(num_train=4, num_valid=1, num_test=1, num_seed_sft=4))
+    prompts = {e.id: task.prompt(e) for e in task.load_splits().train}
+    with caplog.at_level("INFO"):
+        rows = generate(
+            IterationDir(tmp_path, 1), untrained_tiny, prompts, sampler, SamplingRequest(2, 1.0, 1.0, 8, 0), task, 2
+        )
+    assert len(rows) == 4 and sampler.name == "hf"
+    assert "sampler=auto: using hf (vLLM is not installed)" in caplog.text
+    stats = read_json(tmp_path / "generation_stats.json")
+    assert (stats["backend"], stats["sequences"], stats["shards"]) == ("hf", 8, 2)
+
+
+@pytest.mark.skipif(torch_cuda_available(), reason="the rule below is the CPU's")
+def test_sampler_auto_takes_vllm_on_a_cpu_only_where_it_runs_and_pays(untrained_tiny, tmp_path):
+    import json
+    import shutil
+
+    from irpo.sampling.auto import vllm_pays
+
+    assert not vllm_pays(untrained_tiny)[0]  # the tiny model: 64-dim heads, but a few MB of weights
+    big = tmp_path / "big"
+    shutil.copytree(untrained_tiny, big)
+    with open(big / "model.safetensors", "r+b") as f:
+        f.truncate(200 * 2**20)  # sparse: the rule reads the size only
+    assert vllm_pays(big) == (True, "CPU, head_dim=64, 200 MB of weights")
+    config = json.loads((big / "config.json").read_text())
+    (big / "config.json").write_text(json.dumps({**config, "head_dim": 80}))
+    assert vllm_pays(big) == (False, "vLLM's CPU build has no attention for head_dim=80")

@@ -1,7 +1,9 @@
-"""sampler=auto: vLLM where it is installed and runs the model, else transformers' generate.
+"""sampler=auto: vLLM where it is installed and pays for its start on the model, else transformers' generate.
 
-Measured on this project's 2-core CPU (README, "Speed"): vLLM's CPU build with prefix caching draws
-SmolLM2-135M's samples several times faster than `generate`; the choice is logged and recorded in
+Measured on this project's 2-core CPU (launchers/benchmark_sampling.py, README "Speed"): vLLM's CPU build
+draws SmolLM2-135M's samples several times faster than `generate`, but on the embedded 1M-parameter model
+it is no faster than the hf sampler and its engine takes 30-45 s to start, so on a CPU it is picked only
+for models with at least MIN_CPU_WEIGHTS_BYTES of weights. The choice is logged and recorded in
 generation_stats.json ("backend").
 """
 
@@ -21,10 +23,11 @@ log = logging.getLogger(__name__)
 
 # vLLM 0.32's CPU build runs attention heads of these sizes only (tried here: SmolLM2-135M, the tiny model).
 CPU_HEAD_DIMS = {64}
+MIN_CPU_WEIGHTS_BYTES = 100 * 2**20  # the tiny model has ~4 MB, SmolLM2-135M in float32 ~540 MB
 
 
-def vllm_runs(model_dir: str | Path) -> tuple[bool, str]:
-    """Whether vLLM's engine runs this model on this machine, and why not."""
+def vllm_pays(model_dir: str | Path) -> tuple[bool, str]:
+    """Whether vLLM's engine runs this model on this machine and is worth its start, and why (not)."""
     import torch
 
     if torch.cuda.is_available():
@@ -33,7 +36,10 @@ def vllm_runs(model_dir: str | Path) -> tuple[bool, str]:
     head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
     if head_dim not in CPU_HEAD_DIMS:
         return False, f"vLLM's CPU build has no attention for head_dim={head_dim}"
-    return True, f"CPU, head_dim={head_dim}"
+    weights = sum(f.stat().st_size for f in Path(model_dir).glob("*.safetensors"))
+    if weights < MIN_CPU_WEIGHTS_BYTES:
+        return False, f"{weights / 2**20:.0f} MB of weights: on a CPU generate is as fast, with no engine start"
+    return True, f"CPU, head_dim={head_dim}, {weights / 2**20:.0f} MB of weights"
 
 
 class AutoSampler:
@@ -54,7 +60,7 @@ class AutoSampler:
 
     def choose(self, model_dir: str | Path) -> HFSampler | VLLMSampler:
         if self.chosen is None:
-            runs, why = vllm_runs(model_dir) if self.vllm_installed else (False, "vLLM is not installed")
+            runs, why = vllm_pays(model_dir) if self.vllm_installed else (False, "vLLM is not installed")
             backend = VLLMSampler if runs else HFSampler
             log.info("sampler=auto: using %s (%s)", backend.name, why)
             self.chosen = backend(self.sampler_cfg, self.model_cfg)
