@@ -69,6 +69,9 @@ class HFSamplerConfig:
 
     batch_size: int = 256  # sequences per generate call
     device: str = "auto"
+    # Run each prompt once and copy its KV cache to its N samples, instead of running it N times. Off by
+    # default: the samples differ in floating-point detail from the reference path (README, "Speed").
+    shared_prefill: bool = False
 
 
 @dataclass

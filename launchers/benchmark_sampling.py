@@ -9,11 +9,14 @@ template for SmolLM2-135M-Instruct), the same budget and temperature 0.8, with t
 every arm draws to EOS or the budget:
 - `generate`: plain `model.generate`, 16 sequences a call (2 prompts x 8 samples), as issue 13 measured it;
 - `hf`: sampler=hf (the reference: `sampler.hf.batch_size` sequences a call);
+- `hf, shared prefill`: the same with `sampler.hf.shared_prefill=true` (each prompt run once, its cache copied
+  to its N samples);
 - `vllm`: sampler=vllm (vLLM's CPU build, prefix caching on), given an interpreter that has vLLM.
-tokens/s is generated tokens over drawing time (vLLM's engine start is reported apart); each arm runs
-`--repeats` times and the table gives the median and the spread (min-max). Then one simulated iteration
-of sampling stages with sampler=vllm counts engine starts: M_t's evaluation then iteration t+1's samples,
-once stopping the engine after every stage (before this sampler kept it) and once as the loop runs now.
+tokens/s is generated tokens over drawing time (vLLM's engine start is reported apart); each arm draws
+`--repeats` sets of `--prompts` prompts (set r is the same in every arm; no arm meets a set twice, so no
+cache carries over) and the table gives the median and the spread (min-max). Then one iteration's
+sampling stages with sampler=vllm count engine starts: M_t's evaluation then iteration t+1's samples,
+once stopping the engine after every stage (as before) and once as the loop runs now.
 
 `main(argv)` is the entry point (launchers/benchmark_speed.py --part sampling calls it).
 """
@@ -23,10 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -94,77 +95,83 @@ def bare_generate(
     return new_tokens, time.perf_counter() - started
 
 
-def sampler_draw(cfg, backend: str, args, model_dir: str, prompts: list[str]) -> dict:
-    """One draw of every prompt with sampler=`backend`, on a fresh sampler: its statistics."""
-    from contextlib import closing
-
+def sampler_arm(cfg, backend: str, args, model_dir: str, *overrides: str):
+    """A sampler=`backend` kept over the repeats (vLLM's engine starts once): a function drawing some prompts
+    and returning (new tokens, seconds, engine start seconds), and the sampler (to close)."""
     from irpo.sampling import SamplingRequest, build_sampler, sample_all
 
-    overrides = [f"sampler={backend}", *vllm_overrides(args)]
-    sampler_cfg = compose(*MODELS[args.model_name], *overrides).sampler
+    extra = vllm_overrides(args) if backend == "vllm" else []
+    sampler = build_sampler(
+        compose(*MODELS[args.model_name], f"sampler={backend}", *extra, *overrides).sampler, cfg.model
+    )
     request = SamplingRequest(args.samples, 0.8, 1.0, args.max_new_tokens, seed=0, stop_after=None, desc=backend)
-    with closing(build_sampler(sampler_cfg, cfg.model)) as sampler:
+
+    def draw(prompts: list[str]) -> tuple[int, float, float]:
         (drawn,) = sample_all(sampler, model_dir, prompts, [request])
-    return drawn.stats.as_dict()
+        return drawn.stats.new_tokens, drawn.stats.seconds, drawn.stats.engine_start_seconds
+
+    return draw, sampler
 
 
 def vllm_overrides(args) -> list[str]:
     return [f"sampler.vllm.python={args.vllm_python}", "sampler.vllm.gpu_memory_utilization=0.3"]
 
 
-def arm_rates(run, repeats: int) -> dict:
-    """Median and spread of tokens/s over `repeats` runs of `run()` -> (new tokens, seconds, extra)."""
-    rates, extras = [], []
-    for _ in range(repeats):
-        new_tokens, seconds, extra = run()
+def arm_rates(draw, prompt_sets: list[list[str]]) -> dict:
+    """Median and spread of tokens/s over one draw per prompt set (each repeat draws other prompts, so no
+    arm finds the previous repeat's prompts in a cache)."""
+    rates, starts = [], []
+    for prompts in prompt_sets:
+        new_tokens, seconds, start_seconds = draw(prompts)
         rates.append(new_tokens / max(seconds, 1e-9))
-        extras.append(extra)
-    return {"median": statistics.median(rates), "min": min(rates), "max": max(rates), "runs": rates, "extra": extras}
+        starts.append(start_seconds)
+    return {"median": statistics.median(rates), "min": min(rates), "max": max(rates), "runs": rates, "starts": starts}
 
 
 def engine_starts_per_iteration(cfg, args, model_dir: str, prompts: list[str]) -> dict:
-    """Engine starts for two iterations' sampling stages (evaluate M_t: greedy + majority; sample for t+1;
-    then training, before which the loop stops the engine), stopping the engine after every stage (as
-    before) and as the loop does now. M_{t+1} is a copy of M_t's directory: another model to the engine."""
+    """Engine starts for one iteration's sampling stages on M_t (evaluate it: greedy + majority; sample
+    iteration t+1's prompts; then training, before which the loop stops the engine), stopping the engine
+    after every stage (as before) and as the loop does now."""
     from irpo.sampling import SamplingRequest, build_sampler, sample_all
 
     sampler_cfg = compose(*MODELS[args.model_name], "sampler=vllm", *vllm_overrides(args)).sampler
     greedy = SamplingRequest(1, 0.0, 1.0, 16, seed=0, desc="eval greedy")
     voting = SamplingRequest(args.samples, 0.8, 1.0, 16, seed=0, desc="eval majority")
     sampling = SamplingRequest(args.samples, 0.8, 1.0, 16, seed=1, desc="generate")
-    work = Path(tempfile.mkdtemp(prefix="irpo-bench-starts-"))
-    directories = [model_dir, str(shutil.copytree(model_dir, work / "m1"))]
     counts = {}
     for mode in ("before: one engine per stage", "now: one engine per model"):
         sampler = build_sampler(sampler_cfg, cfg.model)
         started = time.perf_counter()
-        for directory in directories:
-            sample_all(sampler, directory, prompts, [greedy, voting])  # evaluate M_t
-            if mode.startswith("before"):
-                sampler.close()
-            sample_all(sampler, directory, prompts, [sampling])  # sample for iteration t+1
-            sampler.close()  # training
+        sample_all(sampler, model_dir, prompts, [greedy, voting])  # evaluate M_t
+        if mode.startswith("before"):
+            sampler.close()
+        sample_all(sampler, model_dir, prompts, [sampling])  # sample for iteration t+1
+        sampler.close()  # training
         counts[mode] = {
-            "starts_per_iteration": sampler.engine_starts / len(directories),
+            "starts_per_iteration": sampler.engine_starts,
             "seconds": round(time.perf_counter() - started, 1),
         }
-    shutil.rmtree(work, ignore_errors=True)
     return counts
 
 
 def measure_model(cfg, args, model_dir: str, prompts: list[str]) -> dict:
-    """Every arm on one model, `args.repeats` times each."""
+    """Every arm on one model: repeat r draws prompts[r*P:(r+1)*P] in every arm."""
+    prompt_sets = [prompts[r * args.prompts : (r + 1) * args.prompts] for r in range(args.repeats)]
 
-    def bare() -> tuple[int, float, None]:
-        return (*bare_generate(model_dir, prompts, args.samples, args.max_new_tokens, cfg.model.dtype), None)
+    def bare(batch: list[str]) -> tuple[int, float, float]:
+        return (*bare_generate(model_dir, batch, args.samples, args.max_new_tokens, cfg.model.dtype), 0.0)
 
-    arms = {"generate": bare, "hf": lambda: draw_as_rate(sampler_draw(cfg, "hf", args, model_dir, prompts))}
+    arms = {"generate": (bare, None)}
+    arms["hf"] = sampler_arm(cfg, "hf", args, model_dir)
+    arms["hf, shared prefill"] = sampler_arm(cfg, "hf", args, model_dir, "sampler.hf.shared_prefill=true")
     if args.vllm_python:
-        arms["vllm"] = lambda: draw_as_rate(sampler_draw(cfg, "vllm", args, model_dir, prompts))
+        arms["vllm"] = sampler_arm(cfg, "vllm", args, model_dir)
     measured = {}
-    for arm, run in arms.items():
+    for arm, (draw, sampler) in arms.items():
         print(f"{args.model_name}: {arm} x {args.repeats} ...", file=sys.stderr)
-        measured[arm] = arm_rates(run, args.repeats)
+        measured[arm] = arm_rates(draw, prompt_sets)
+        if sampler is not None:
+            sampler.close()
     return measured
 
 
@@ -189,18 +196,14 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict = {"threads": args.threads, "load_before": load, "models": {}}
     for name in args.models:
         args.model_name = name
-        cfg, model_dir, prompts = model_and_prompts(name, args.prompts, Path(args.shared))
+        cfg, model_dir, prompts = model_and_prompts(name, args.prompts * args.repeats, Path(args.shared))
         results["models"][name] = measure_model(cfg, args, model_dir, prompts)
         if args.vllm_python and not args.skip_engine_starts and name == args.models[0]:
             print(f"{name}: engine starts per iteration ...", file=sys.stderr)
-            results["engine_starts"] = engine_starts_per_iteration(cfg, args, model_dir, prompts)
+            results["engine_starts"] = engine_starts_per_iteration(cfg, args, model_dir, prompts[: args.prompts])
     results["load_after"] = os.getloadavg()
     print_table(results, args)
     return results
-
-
-def draw_as_rate(stats: dict) -> tuple[int, float, dict]:
-    return stats["new_tokens"], stats["seconds"], {"engine_start_seconds": stats["engine_start_seconds"]}
 
 
 def print_table(results: dict, args) -> None:
@@ -213,7 +216,7 @@ def print_table(results: dict, args) -> None:
     for model, arms in results["models"].items():
         bare = arms["generate"]["median"]
         for arm, r in arms.items():
-            starts = [e["engine_start_seconds"] for e in r["extra"] if e and e["engine_start_seconds"]]
+            starts = [seconds for seconds in r["starts"] if seconds]
             note = f" (engine start {statistics.median(starts):.0f} s, not counted)" if starts else ""
             print(
                 f"| {model} | {arm}{note} | {r['median']:.0f} | {r['min']:.0f}-{r['max']:.0f} | "

@@ -123,7 +123,9 @@ def test_loop_runs_an_iteration_with_sampler_vllm(make_config, tmp_path):
     rows = run(cfg)
     assert [r["iteration"] for r in rows] == [0, 1]
     generations = read_jsonl(tmp_path / "run" / "iter_1" / "generations.jsonl")
-    assert len(generations) == cfg.task.num_train
+    # Retraining with the held-out questions samples them too (experiment=smoke selects on all of them).
+    held_out = cfg.task.num_valid if cfg.trainer.retrain_with_heldout else 0
+    assert len(generations) == cfg.task.num_train + held_out
     assert all(len(g["samples"]) == cfg.generation.num_samples for g in generations)
     stats = read_json(tmp_path / "run" / "iter_1" / "generation_stats.json")
     assert stats["engine_start_seconds"] == 0 and stats["engine_starts"] == 0  # M0's evaluation started it

@@ -67,6 +67,28 @@ def ended_by_model(text: str, token_ids: list[int], end_ids: set[int], stop_afte
     return bool(stop_after and answer_line_finished(text, stop_after)) or any(s in text for s in stop)
 
 
+def shared_prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, n: int) -> dict:
+    """`generate`'s inputs for n samples of each prompt, with the prompts run once instead of n times.
+
+    The prompts (B, L) but their last token go through the model once; the cache (B, L-1) is repeated n ways
+    (B*n, L-1) and `generate` starts from the last prompt token of each of the B*n rows. Positions follow
+    the left padding as `generate` computes them, so the samples are drawn from the same distribution.
+    """
+    positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    prefix = model(
+        input_ids=input_ids[:, :-1],
+        attention_mask=attention_mask[:, :-1],
+        position_ids=positions[:, :-1],
+        use_cache=True,
+    ).past_key_values
+    prefix.batch_repeat_interleave(n)
+    return {
+        "input_ids": input_ids.repeat_interleave(n, dim=0),
+        "attention_mask": attention_mask.repeat_interleave(n, dim=0),
+        "past_key_values": prefix,
+    }
+
+
 class HFSampler:
     """The reference sampler: transformers' `generate` in this process, `sampler.hf.batch_size` sequences a call."""
 
@@ -144,14 +166,15 @@ class HFSampler:
                 if request.stop_after
                 else None
             )
+            shared = self.cfg.shared_prefill and n > 1 and width > 1
             output = model.generate(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
+                **(shared_prefill(model, input_ids, attention_mask, n) if shared else {}),
+                **({} if shared else {"input_ids": input_ids, "attention_mask": attention_mask}),
                 do_sample=not greedy,
                 temperature=None if greedy else request.temperature,
                 top_p=None if greedy else request.top_p,
                 top_k=None,
-                num_return_sequences=n,
+                num_return_sequences=1 if shared else n,
                 max_new_tokens=max(1, min(request.max_new_tokens, self.model_cfg.max_length - width)),
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
