@@ -139,3 +139,20 @@ def test_selection_keeps_the_best_scoring_steps_weights(untrained_tiny, tmp_path
     saved = load_file(str(tmp_path / "out/model.safetensors"))
     assert all(torch.equal(saved[k], snapshots[1][k]) for k in saved)
     assert not all(torch.equal(saved[k], snapshots[3][k]) for k in saved)
+
+
+def test_shared_prefill_draws_what_the_reference_path_draws(untrained_tiny):
+    """Each prompt run once and its cache copied to its N samples: the same positions under left padding, the
+    same random stream, so the same samples as running every copy of the prompt (here, to the character)."""
+    prompts = ["Question: Mia has 3 apples. She buys 2 more.\nSolution:", "Question: 1 + 1?\nSolution:"]
+    request = SamplingRequest(4, 1.0, 1.0, max_new_tokens=12, seed=5, stop_after=None)
+    drawn = []
+    for shared in (False, True):
+        sampler = HFSampler(
+            OmegaConf.structured(SamplerConfig(hf=HFSamplerConfig(device="cpu", shared_prefill=shared))),
+            OmegaConf.structured(ModelConfig(name="tiny")),
+        )
+        drawn.append(sample_all(sampler, untrained_tiny, prompts, [request])[0])
+    reference, shared = drawn
+    assert shared.completions == reference.completions
+    assert len({c.text for c in reference.completions[0]}) == 4  # four different samples, not one repeated

@@ -85,7 +85,7 @@ def shared_prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     return {
         "input_ids": input_ids.repeat_interleave(n, dim=0),
         "attention_mask": attention_mask.repeat_interleave(n, dim=0),
-        "past_key_values": prefix,
+        "cache": prefix,
     }
 
 
