@@ -6,6 +6,7 @@ import logging
 
 from irpo.protocols import Sampler, SamplingRequest
 from irpo.rundir import IterationDir, read_json, write_json
+from irpo.sampling import sample_all
 from irpo.shards import ShardedFile
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,6 @@ class HeldOutScorer:
         return self._accuracy(self.sampler.sample_loaded(model, tokenizer, self.batch, self.request).completions)
 
     def score_dir(self, model_dir) -> float:
-        from irpo.sampling import sample_all  # the package imports the backends; evaluate needs only this
-
         (drawn,) = sample_all(self.sampler, model_dir, self.batch, [self.request])
         return self._accuracy(drawn.completions)
 
