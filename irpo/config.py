@@ -70,7 +70,8 @@ class HFSamplerConfig:
     batch_size: int = 256  # sequences per generate call
     device: str = "auto"
     # Run each prompt once and copy its KV cache to its N samples, instead of running it N times. Off by
-    # default: the samples differ in floating-point detail from the reference path (README, "Speed").
+    # default, so sampler=hf stays the reference path: the random stream is the same, but the prompts' logits
+    # come from another batch shape, which may move a sample's floating-point detail (README, "Speed").
     shared_prefill: bool = False
 
 
