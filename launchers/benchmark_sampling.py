@@ -170,6 +170,7 @@ def measure_model(cfg, args, model_dir: str, prompts: list[str]) -> dict:
     for arm, (draw, sampler) in arms.items():
         print(f"{args.model_name}: {arm} x {args.repeats} ...", file=sys.stderr)
         measured[arm] = arm_rates(draw, prompt_sets)
+        print(f"{args.model_name}: {arm}: {json.dumps(measured[arm])} (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
         if sampler is not None:
             sampler.close()
     return measured
