@@ -1,10 +1,11 @@
 """sampler=auto: vLLM where it is installed and pays for its start on the model, else transformers' generate.
 
-Measured on this project's 2-core CPU (launchers/benchmark_sampling.py, README "Speed"): vLLM's CPU build
-draws SmolLM2-135M's samples several times faster than `generate`, but on the embedded 1M-parameter model
-it is no faster than the hf sampler and its engine takes 30-45 s to start, so on a CPU it is picked only
-for models with at least MIN_CPU_WEIGHTS_BYTES of weights. The choice is logged and recorded in
-generation_stats.json ("backend").
+Measured on this project's 2-core CPU (launchers/benchmark_sampling.py; one run, on a machine loaded by
+other jobs): vLLM's CPU build drew SmolLM2-135M's N=8 samples ~27x faster than bare `generate` (41 vs
+1.5 tokens/s; its engine took 230 s to start there, 30-45 s on a quiet machine). On the embedded
+1M-parameter model vLLM was no faster than the hf sampler (README, "Throughput and memory"), so on a
+CPU it is picked only for models with at least MIN_CPU_WEIGHTS_BYTES of weights. The choice is logged
+and recorded in generation_stats.json ("backend").
 """
 
 from __future__ import annotations
