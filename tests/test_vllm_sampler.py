@@ -129,7 +129,7 @@ def test_loop_runs_an_iteration_with_sampler_vllm(make_config, tmp_path):
     assert all(len(g["samples"]) == cfg.generation.num_samples for g in generations)
     stats = read_json(tmp_path / "run" / "iter_1" / "generation_stats.json")
     assert stats["engine_start_seconds"] == 0 and stats["engine_starts"] == 0  # M0's evaluation started it
-    assert stats["backend"] == "vllm" and stats["sequences"] == cfg.task.num_train * cfg.generation.num_samples
+    assert stats["backend"] == "vllm" and stats["sequences"] == len(generations) * cfg.generation.num_samples
 
 
 def test_worker_output_becomes_completions_with_hf_truncation_rule():
