@@ -80,17 +80,23 @@ class GenerationConfig:
 
 
 @dataclass
-class SamplerConfig:
-    name: str = "hf"  # hf (transformers generate, in this process) | vllm (vLLM's engine, in a child process)
-    batch_size: int = field(default=256, metadata=RESUME_MAY_CHANGE)  # per generate call (hf; vLLM: its own)
-    device: str = field(default="auto", metadata=RESUME_MAY_CHANGE)  # hf only
-    # Generation and evaluation write their rows in shards of this many prompts as they are drawn, so a killed
-    # stage resumes at its first missing shard (irpo/shards.py). At the paper's scale 256 prompts x 30 samples
-    # are minutes of a 70B model on 8 GPUs; the embedded default makes 2 shards of samples and 1 of test
-    # questions. Batches never cross a shard's end, so it is part of what the samples are (not resumable).
-    shard_prompts: int = 256
-    # vllm only. Each generation stage starts a fresh engine on M_{t-1}'s directory in a child process,
-    # so its GPU memory is free again before training starts.
+class HFSamplerConfig:
+    """sampler.hf: transformers' generate in this process (irpo/sampling/hf.py)."""
+
+    batch_size: int = field(default=256, metadata=RESUME_MAY_CHANGE)  # sequences per batch
+    device: str = field(default="auto", metadata=RESUME_MAY_CHANGE)
+    # Run each prompt once and copy its KV cache to its N samples, instead of running it N times. Off by
+    # default, so sampler=hf stays the reference path: the random stream is the same, but the prompts' logits
+    # come from another batch shape, which may move a sample's floating-point detail (README, "Speed").
+    shared_prefill: bool = False
+
+
+@dataclass
+class VLLMSamplerConfig:
+    """sampler.vllm: vLLM's offline engine in a child process (irpo/sampling/vllm_sampler.py). One engine
+    serves every stage on the same model directory (M_t's evaluation, then iteration t+1's samples); it is
+    stopped before training, so its GPU memory is free again then."""
+
     tensor_parallel_size: int = 1
     # On vLLM's CPU build: the share of RAM for the KV cache.
     gpu_memory_utilization: float = field(default=0.9, metadata=RUNTIME_ONLY)
@@ -100,9 +106,25 @@ class SamplerConfig:
     # null = vLLM's default on GPUs, off on CPUs: vLLM 0.32's CPU build fails on seeded requests whose
     # prefill is chunked ("CPU Generator does not use offset").
     chunked_prefill: Optional[bool] = None
+    # The N samples of a prompt, and prompts with a common head, share their prefill's KV cache.
+    prefix_caching: bool = True
     # The interpreter that runs vLLM; null = this one. vLLM pins its own torch/transformers, so it often
-    # lives in a venv of its own: sampler.python=/path/to/vllm-venv/bin/python.
+    # lives in a venv of its own: sampler.vllm.python=/path/to/vllm-venv/bin/python.
     python: Optional[str] = field(default=None, metadata=RUNTIME_ONLY)
+
+
+@dataclass
+class SamplerConfig:
+    # auto: vllm where vLLM is installed (here or at sampler.vllm.python) and runs the model, else hf;
+    # hf: transformers generate in this process (the simple reference); vllm: vLLM's engine in a child process.
+    name: str = "auto"
+    # Generation and evaluation write their rows in shards of this many prompts as they are drawn, so a killed
+    # stage resumes at its first missing shard (irpo/shards.py). At the paper's scale 256 prompts x 30 samples
+    # are minutes of a 70B model on 8 GPUs; the embedded default makes 2 shards of samples and 1 of test
+    # questions. Batches never cross a shard's end, so it is part of what the samples are (not resumable).
+    shard_prompts: int = 256
+    hf: HFSamplerConfig = field(default_factory=HFSamplerConfig)
+    vllm: VLLMSamplerConfig = field(default_factory=VLLMSamplerConfig)
 
 
 @dataclass

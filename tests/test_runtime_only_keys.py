@@ -44,12 +44,12 @@ def test_sweep_dir_names_and_resume_checks_agree_on_every_key():
     # names the job's dir) but not its finished work (so a resumed run may change it).
     disagree = {key for key in keys if resumable(key) != (key in excluded)}
     assert disagree == set(tagged_keys(RESUME_MAY_CHANGE_TAG))
-    assert disagree == {"iterations", "sampler.batch_size", "sampler.device", "trainer.torch.device"}
+    assert disagree == {"iterations", "sampler.hf.batch_size", "sampler.hf.device", "trainer.torch.device"}
 
 
 def test_the_keys_the_two_lists_disagreed_on_are_now_runtime_only_in_both():
     excluded = sweep_dir_exclude_keys()
-    for key in ("sampler.gpu_memory_utilization", "sampler.python", "trainer.deepspeed.num_processes"):
+    for key in ("sampler.vllm.gpu_memory_utilization", "sampler.vllm.python", "trainer.deepspeed.num_processes"):
         assert key in excluded and resumable(key), key
     assert "run_dir" in excluded and resumable("run_dir")
     for key in ("loss.alpha", "trainer.lr", "trainer.deepspeed.zero_stage", "sampler.shard_prompts", "seed"):

@@ -57,8 +57,8 @@ def test_each_backend_checks_its_own_section(make_config):
     # A section belongs to its backend: the torch trainer does not read trainer.deepspeed.* (nor the reverse).
     validate(make_config("trainer.deepspeed.zero_stage=4"))
     validate(make_config("trainer=deepspeed", "trainer.torch.device=gpu0"))
-    with pytest.raises(FileNotFoundError, match=r"sampler.python=/no/such/python: no such interpreter"):
-        validate(make_config("sampler=vllm", "sampler.python=/no/such/python"))
+    with pytest.raises(FileNotFoundError, match=r"sampler.vllm.python=/no/such/python: no such interpreter"):
+        validate(make_config("sampler=vllm", "sampler.vllm.python=/no/such/python"))
 
 
 def test_a_checkpoint_is_saved_or_in_memory_never_both_nor_neither(tmp_path):
