@@ -63,7 +63,7 @@ def test_resume_accepts_runtime_only_changes_and_refuses_the_rest(make_config, t
     record_config(run_dir, make_config())
     record_config(
         run_dir,
-        make_config("sampler.gpu_memory_utilization=0.5", "trainer.deepspeed.num_processes=4", "cluster.nodes=2"),
+        make_config("sampler.vllm.gpu_memory_utilization=0.5", "trainer.deepspeed.num_processes=4", "cluster.nodes=2"),
     )
     with pytest.raises(ValueError, match=r"\(loss.beta, trainer.deepspeed.zero_stage changed\)"):
         record_config(run_dir, make_config("loss.beta=0.5", "trainer.deepspeed.zero_stage=2"))
@@ -78,7 +78,7 @@ def test_a_runtime_only_override_names_no_sweep_dir_and_a_resumed_sweep_accepts_
     def multirun(memory: float) -> None:
         args = [
             *("-m", "experiment=smoke", "iterations=0", "eval.majority_k=0", "loss.alpha=1,2"),
-            f"sampler.gpu_memory_utilization={memory}",
+            f"sampler.vllm.gpu_memory_utilization={memory}",
             f"hydra.sweep.dir={sweep}",
         ]
         result = subprocess.run(
@@ -95,4 +95,4 @@ def test_a_runtime_only_override_names_no_sweep_dir_and_a_resumed_sweep_accepts_
     assert {p.name for p in sweep.iterdir() if (p / "config.yaml").exists()} == jobs
     assert evaluated.stat().st_mtime_ns == stamp
     config = OmegaConf.load(sweep / "eval.majority_k=0,iterations=0,loss.alpha=2" / "config.yaml")
-    assert config.sampler.gpu_memory_utilization == 0.7 and config.loss.alpha == 2
+    assert config.sampler.vllm.gpu_memory_utilization == 0.7 and config.loss.alpha == 2
