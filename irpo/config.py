@@ -64,17 +64,23 @@ class GenerationConfig:
 
 
 @dataclass
-class SamplerConfig:
-    name: str = "hf"  # hf (transformers generate, in this process) | vllm (vLLM's engine, in a child process)
-    batch_size: int = 256  # sequences per generate call (hf; vLLM schedules its own batches)
-    device: str = "auto"  # hf only
-    # Generation and evaluation write their rows in shards of this many prompts as they are drawn, so a killed
-    # stage resumes at its first missing shard (irpo/shards.py). At the paper's scale 256 prompts x 30 samples
-    # are minutes of a 70B model on 8 GPUs; the embedded default makes 2 shards of samples and 1 of test
-    # questions. Batches never cross a shard's end, so it is part of what the samples are (not resumable).
-    shard_prompts: int = 256
-    # vllm only. Each generation stage starts a fresh engine on M_{t-1}'s directory in a child process,
-    # so its GPU memory is free again before training starts.
+class HFSamplerConfig:
+    """sampler.hf: transformers' generate in this process (irpo/sampling/hf.py)."""
+
+    batch_size: int = 256  # sequences per generate call
+    device: str = "auto"
+    # Run each prompt once and copy its KV cache to its N samples, instead of running it N times. Off by
+    # default, so sampler=hf stays the reference path: the random stream is the same, but the prompts' logits
+    # come from another batch shape, which may move a sample's floating-point detail (README, "Speed").
+    shared_prefill: bool = False
+
+
+@dataclass
+class VLLMSamplerConfig:
+    """sampler.vllm: vLLM's offline engine in a child process (irpo/sampling/vllm_sampler.py). One engine
+    serves every stage on the same model directory (M_t's evaluation, then iteration t+1's samples); it is
+    stopped before training, so its GPU memory is free again then."""
+
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9  # on vLLM's CPU build: the share of RAM for the KV cache
     max_model_len: Optional[int] = None  # null = model.max_length
@@ -83,9 +89,25 @@ class SamplerConfig:
     # null = vLLM's default on GPUs, off on CPUs: vLLM 0.32's CPU build fails on seeded requests whose
     # prefill is chunked ("CPU Generator does not use offset").
     chunked_prefill: Optional[bool] = None
+    # The N samples of a prompt, and prompts with a common head, share their prefill's KV cache.
+    prefix_caching: bool = True
     # The interpreter that runs vLLM; null = this one. vLLM pins its own torch/transformers, so it often
-    # lives in a venv of its own: sampler.python=/path/to/vllm-venv/bin/python.
+    # lives in a venv of its own: sampler.vllm.python=/path/to/vllm-venv/bin/python.
     python: Optional[str] = None
+
+
+@dataclass
+class SamplerConfig:
+    # auto: vllm where vLLM is installed (here or at sampler.vllm.python) and runs the model, else hf;
+    # hf: transformers generate in this process (the simple reference); vllm: vLLM's engine in a child process.
+    name: str = "auto"
+    # Generation and evaluation write their rows in shards of this many prompts as they are drawn, so a killed
+    # stage resumes at its first missing shard (irpo/shards.py). At the paper's scale 256 prompts x 30 samples
+    # are minutes of a 70B model on 8 GPUs; the embedded default makes 2 shards of samples and 1 of test
+    # questions. Batches never cross a shard's end, so it is part of what the samples are (not resumable).
+    shard_prompts: int = 256
+    hf: HFSamplerConfig = field(default_factory=HFSamplerConfig)
+    vllm: VLLMSamplerConfig = field(default_factory=VLLMSamplerConfig)
 
 
 @dataclass
@@ -265,7 +287,7 @@ def validate(cfg: DictConfig) -> None:
     task_config(cfg.task)
     LOSSES.get(cfg.loss.name)
     PAIR_BUILDERS.get(cfg.pairs.builder)
-    SAMPLERS.get(cfg.sampler.name)
+    SAMPLERS.get(cfg.sampler.name).check(cfg)  # the chosen backend checks its own section
     TRAINERS.get(cfg.trainer.name)
     TRACKERS.get(cfg.logger.name)
     from irpo.models.seed import check_seed_source
@@ -318,19 +340,7 @@ def validate(cfg: DictConfig) -> None:
 def _check_backends_installed(cfg: DictConfig) -> None:
     """A missing optional backend fails here, before M0 is evaluated, not in the middle of a run."""
     import importlib.util
-    import os
-    import shutil
 
-    if cfg.sampler.name == "vllm":
-        if cfg.sampler.python:
-            python = os.path.expanduser(cfg.sampler.python)
-            if not (os.access(python, os.X_OK) or shutil.which(python)):
-                raise FileNotFoundError(f"sampler.python={cfg.sampler.python}: no such interpreter")
-        elif importlib.util.find_spec("vllm") is None:
-            raise ValueError(
-                "sampler=vllm needs vLLM: pip install -e '.[vllm]', or point sampler.python at an "
-                "interpreter that has it (README, 'Scaling out')"
-            )
     for chosen, module, extra in (
         (cfg.trainer.name == "deepspeed", "deepspeed", "deepspeed"),
         (cfg.logger.name == "wandb" and cfg.logger.mode != "disabled", "wandb", "wandb"),

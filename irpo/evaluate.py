@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 
+from irpo.protocols import Sampler, SamplingRequest
 from irpo.rundir import IterationDir, read_json, write_json
-from irpo.sampling import SamplingRequest
+from irpo.sampling import sample_all
 from irpo.shards import ShardedFile
 
 log = logging.getLogger(__name__)
 
 
-def greedy_request(generation_cfg, seed: int) -> SamplingRequest:
-    return SamplingRequest(1, 0.0, 1.0, generation_cfg.max_new_tokens, seed, stop=tuple(generation_cfg.stop))
+def greedy_request(generation_cfg, seed: int, desc: str = "greedy") -> SamplingRequest:
+    return SamplingRequest(1, 0.0, 1.0, generation_cfg.max_new_tokens, seed, stop=tuple(generation_cfg.stop), desc=desc)
 
 
 def judge_greedy(task, example, completion: str) -> dict:
@@ -26,7 +27,7 @@ def evaluate(
     model_dir,
     examples: list,
     prompts: dict[str, str],
-    sampler,
+    sampler: Sampler,
     task,
     eval_cfg,
     generation_cfg,
@@ -38,7 +39,7 @@ def evaluate(
     if it.eval_metrics.exists():
         return read_json(it.eval_metrics)
     by_id = {e.id: e for e in examples}
-    requests, descs = [greedy_request(generation_cfg, seed)], [f"iter {it.t} eval greedy"]
+    requests = [greedy_request(generation_cfg, seed, desc=f"iter {it.t} eval greedy")]
     if eval_cfg.majority_k > 0:
         requests.append(
             SamplingRequest(
@@ -48,12 +49,12 @@ def evaluate(
                 generation_cfg.max_new_tokens,
                 seed,
                 stop=tuple(generation_cfg.stop),
+                desc=f"iter {it.t} eval majority@{eval_cfg.majority_k}",
             )
         )
-        descs.append(f"iter {it.t} eval majority@{eval_cfg.majority_k}")
 
     def make_rows(shard, results) -> list[dict]:
-        greedy, *voted = results
+        greedy, *voted = (r.completions for r in results)
         votes = voted[0] if voted else [[] for _ in shard.ids]
         rows = []
         for example_id, greedy_out, samples in zip(shard.ids, greedy, votes, strict=True):
@@ -72,7 +73,7 @@ def evaluate(
         return rows
 
     stage = ShardedFile(it.eval_predictions, [e.id for e in examples], shard_prompts)
-    rows = stage.draw(prompts, sampler, model_dir, requests, descs, make_rows, what=f"iter {it.t} eval")
+    rows = stage.draw(prompts, sampler, model_dir, requests, make_rows, what=f"iter {it.t} eval")
     n = max(len(rows), 1)
     metrics = {
         "split": eval_cfg.split,
@@ -103,16 +104,17 @@ class HeldOutScorer:
     model in memory (trainer=torch), `scorer.score_dir(path)` for a saved checkpoint (trainer=deepspeed,
     drawn by the configured sampler, e.g. vLLM)."""
 
-    def __init__(self, examples: list, prompts: dict[str, str], sampler, task, generation_cfg, seed: int):
+    def __init__(self, examples: list, prompts: dict[str, str], sampler: Sampler, task, generation_cfg, seed: int):
         self.examples, self.sampler, self.task = examples, sampler, task
         self.batch = [prompts[e.id] for e in examples]
-        self.request = greedy_request(generation_cfg, seed)
+        self.request = greedy_request(generation_cfg, seed, desc="select")
 
     def __call__(self, model, tokenizer) -> float:
-        return self._accuracy(self.sampler.generate_with(model, tokenizer, self.batch, self.request, desc="select"))
+        return self._accuracy(self.sampler.sample_loaded(model, tokenizer, self.batch, self.request).completions)
 
     def score_dir(self, model_dir) -> float:
-        return self._accuracy(self.sampler.generate(model_dir, self.batch, self.request, desc="select"))
+        (drawn,) = sample_all(self.sampler, model_dir, self.batch, [self.request])
+        return self._accuracy(drawn.completions)
 
     def _accuracy(self, outputs) -> float:
         correct = sum(

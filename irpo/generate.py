@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
+from functools import reduce
+from operator import add
 
+from irpo.protocols import Sampler, SamplingRequest, SamplingStats
 from irpo.rundir import IterationDir, write_json
-from irpo.sampling import SamplingRequest
 from irpo.shards import ShardedFile
 
 log = logging.getLogger(__name__)
 
 
 def generate(
-    it: IterationDir, model_dir, prompts: dict[str, str], sampler, request: SamplingRequest, task, shard_prompts: int
+    it: IterationDir,
+    model_dir,
+    prompts: dict[str, str],
+    sampler: Sampler,
+    request: SamplingRequest,
+    task,
+    shard_prompts: int,
 ) -> list[dict]:
     """Writes generations.jsonl: one row per prompt with its `num_samples` completions, drawn in shards of
     `shard_prompts` prompts (irpo.shards), so a killed stage resumes at its first missing shard."""
@@ -27,10 +36,10 @@ def generate(
             model_dir,
             len(stage.shards),
         )
-    shard_stats: list[dict] = []
+    shard_stats: list[SamplingStats] = []
 
     def make_rows(shard, results) -> list[dict]:
-        shard_stats.append(dict(sampler.last_stats))
+        shard_stats.append(results[0].stats)
         return [
             {
                 "id": i,
@@ -39,23 +48,18 @@ def generate(
                 "samples": [task.finish(c.text) for c in samples],
                 "truncated": [c.truncated for c in samples],
             }
-            for i, samples in zip(shard.ids, results[0], strict=True)
+            for i, samples in zip(shard.ids, results[0].completions, strict=True)
         ]
 
-    rows = stage.draw(
-        prompts, sampler, model_dir, [request], [f"iter {it.t} generate"], make_rows, what=f"iter {it.t} generate"
-    )
+    what = f"iter {it.t} generate"
+    rows = stage.draw(prompts, sampler, model_dir, [replace(request, desc=what)], make_rows, what=what)
     if shard_stats:
+        total = reduce(add, shard_stats)
+        log.info(
+            "%s: %s drew %d new tokens at %.1f tokens/s", what, total.backend, total.new_tokens, total.tokens_per_s
+        )
         write_json(
             it.path / "generation_stats.json",
-            {**sum_stats(shard_stats), "shards": len(stage.shards), "shards_drawn_by_this_run": len(shard_stats)},
+            {**total.as_dict(), "shards": len(stage.shards), "shards_drawn_by_this_run": len(shard_stats)},
         )
     return rows
-
-
-def sum_stats(parts: list[dict]) -> dict:
-    """A sampler's `last_stats` of several calls as one: counts and seconds add up, the rate is recomputed."""
-    total = {key: round(sum(p.get(key, 0) for p in parts), 2) for key in parts[0] if key != "tokens_per_s"}
-    if "new_tokens" in total and "seconds" in total:
-        total["tokens_per_s"] = round(total["new_tokens"] / max(total["seconds"], 1e-9), 1)
-    return total

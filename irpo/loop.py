@@ -14,6 +14,7 @@ Each stage skips itself when its artifact exists in the run directory, so a reru
 from __future__ import annotations
 
 import logging
+from contextlib import closing
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -79,7 +80,8 @@ def run(cfg: DictConfig) -> list[dict]:
             shard_prompts=cfg.sampler.shard_prompts,
         )
 
-    with build_tracker(cfg, run_dir) as tracker:  # dashboards mirror the run dir as it is written (logger=...)
+    # Dashboards mirror the run dir as it is written (logger=...); the sampler's engine stops at the end.
+    with build_tracker(cfg, run_dir) as tracker, closing(sampler):
         m0 = run_dir.iteration(0)
         write_json(m0.metrics, {"iteration": 0, "model": str(model_dir), "eval": evaluate_model(m0, model_dir)})
         tracker.log_iteration(m0)
@@ -137,6 +139,7 @@ def run(cfg: DictConfig) -> list[dict]:
                         f"prompts; delete it and {it.pairs_stats.name} and rerun to build the pairs again"
                     )
             select = HeldOutScorer(held_out, prompts, sampler, task, cfg.generation, cfg.seed) if held_out else None
+            sampler.close()  # an engine kept for M_{t-1} (its evaluation, then these samples) frees its memory now
             with tracker.watch_training(it):
                 model_dir = train(
                     it,
@@ -239,8 +242,8 @@ RESUMABLE_KEYS = {
     "iterations",
     "run_dir",
     "log_level",
-    "sampler.batch_size",
-    "sampler.device",
+    "sampler.hf.batch_size",
+    "sampler.hf.device",
     "trainer.device",
     "trainer.num_processes",
     "trainer.save_every",

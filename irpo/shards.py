@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from irpo.protocols import PromptShard, Sampler, Samples, SamplingRequest
 from irpo.rundir import check_rows_match, read_jsonl, write_jsonl
-from irpo.sampling.types import PromptShard
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +61,14 @@ class ShardedFile:
     def draw(
         self,
         prompts: dict[str, str],
-        sampler,
+        sampler: Sampler,
         model_dir,
-        requests: list,
-        descs: list[str],
-        make_rows: Callable[[Shard, list], list[dict]],
+        requests: list[SamplingRequest],
+        make_rows: Callable[[Shard, list[Samples]], list[dict]],
         what: str,
     ) -> list[dict]:
         """The stage's rows: read from its file if it exists; else the missing shards drawn (`make_rows` turns
-        a shard and its results, one per request, into its rows), then every shard joined into the file."""
+        a shard and its draws, one per request, into its rows), then every shard joined into the file."""
         if self.final.exists():
             rows = check_rows_match(self.final, read_jsonl(self.final, _REDRAW_STAGE), self.ids, _REDRAW_STAGE)
             shutil.rmtree(self.folder, ignore_errors=True)  # left over when killed right after the join
@@ -87,8 +86,8 @@ class ShardedFile:
             )
         if todo:
             self.folder.mkdir(parents=True, exist_ok=True)
-            results = sampler.generate_shards(
-                model_dir, [PromptShard(s.first_index, [prompts[i] for i in s.ids]) for s in todo], requests, descs
+            results = sampler.sample(
+                model_dir, [PromptShard(s.first_index, [prompts[i] for i in s.ids]) for s in todo], requests
             )
             for shard, result in zip(todo, results, strict=True):
                 write_jsonl(self.path(shard), make_rows(shard, result))

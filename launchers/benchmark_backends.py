@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 import psutil
@@ -64,7 +65,7 @@ def stage(name: str, work: Path, args) -> dict:
     from omegaconf import OmegaConf
 
     from irpo.config import LossConfig
-    from irpo.sampling import SamplingRequest, build_sampler
+    from irpo.sampling import PromptShard, SamplingRequest, build_sampler
     from irpo.training import build_trainer
 
     model_dir = (work / "model_dir").read_text()
@@ -90,13 +91,14 @@ def stage(name: str, work: Path, args) -> dict:
     backend = name.split("-")[1]
     overrides = [f"sampler={backend}"]
     if backend == "vllm":
-        overrides += [f"sampler.python={args.vllm_python}", "sampler.gpu_memory_utilization=0.3"]
+        overrides += [f"sampler.vllm.python={args.vllm_python}", "sampler.vllm.gpu_memory_utilization=0.3"]
     cfg = compose(*overrides)
     prompts = json.loads((work / "prompts.json").read_text())
     sampler = build_sampler(cfg.sampler, cfg.model)
-    request = SamplingRequest(args.samples, 0.8, 1.0, cfg.generation.max_new_tokens, seed=0)
-    sampler.generate(model_dir, prompts, request, desc=name)
-    return dict(sampler.last_stats)
+    request = SamplingRequest(args.samples, 0.8, 1.0, cfg.generation.max_new_tokens, seed=0, desc=name)
+    with closing(sampler):
+        ((drawn,),) = sampler.sample(model_dir, [PromptShard(0, prompts)], [request])
+    return drawn.stats.as_dict()
 
 
 def measure(name: str, work: Path, args) -> dict:

@@ -102,7 +102,7 @@ def training_overrides(sizes: dict) -> list[str]:
 
 def compose_config(run_dir: Path, overrides: list[str]):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("config", overrides=[f"run_dir={run_dir}", MODEL, "sampler.batch_size=32", *overrides])
+        return compose("config", overrides=[f"run_dir={run_dir}", MODEL, "sampler.hf.batch_size=32", *overrides])
 
 
 def paper_instruction(shared: str) -> str:

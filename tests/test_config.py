@@ -75,11 +75,11 @@ def test_optional_backends_are_checked_before_any_work(make_config, tmp_path):
     import importlib.util
 
     with pytest.raises(FileNotFoundError, match="no such interpreter"):
-        validate(make_config("sampler=vllm", f"sampler.python={tmp_path}/venv/bin/python"))
+        validate(make_config("sampler=vllm", f"sampler.vllm.python={tmp_path}/venv/bin/python"))
     if importlib.util.find_spec("vllm") is None:
         with pytest.raises(ValueError, match=r"sampler=vllm needs vLLM: pip install -e '.\[vllm\]'"):
             validate(make_config("sampler=vllm"))
-    validate(make_config("sampler=vllm", f"sampler.python={sys.executable}"))  # an interpreter that exists
+    validate(make_config("sampler=vllm", f"sampler.vllm.python={sys.executable}"))  # an interpreter that exists
 
 
 def test_deepspeed_batch_must_split_evenly_across_ranks(make_config):

@@ -12,9 +12,9 @@ import torch
 from conftest import arithmetic_pairs
 from omegaconf import OmegaConf
 
-from irpo.config import ClusterConfig, LossConfig, ModelConfig, SamplerConfig, TrainerConfig
+from irpo.config import ClusterConfig, HFSamplerConfig, LossConfig, ModelConfig, SamplerConfig, TrainerConfig
 from irpo.models.loading import load_model, load_tokenizer
-from irpo.sampling import SamplingRequest
+from irpo.sampling import SamplingRequest, sample_all
 from irpo.sampling.hf import HFSampler, ended_by_model
 from irpo.training import build_trainer
 from irpo.training.step import step_batches, total_steps
@@ -70,30 +70,52 @@ def test_what_counts_as_ended_by_the_model(text, ids, expected):
 
 def test_hf_sampler_flags_samples_cut_off_by_the_token_budget(untrained_tiny):
     sampler = HFSampler(
-        OmegaConf.structured(SamplerConfig(device="cpu")), OmegaConf.structured(ModelConfig(name="tiny"))
+        OmegaConf.structured(SamplerConfig(hf=HFSamplerConfig(device="cpu"))),
+        OmegaConf.structured(ModelConfig(name="tiny")),
     )
     prompts = ["Question: Mia has 3 apples. She buys 2 more.\nSolution:", "Question: 1 + 1?\nSolution:"]
-    cut = sampler.generate(untrained_tiny, prompts, SamplingRequest(4, 1.0, 1.0, max_new_tokens=3, seed=0))
-    roomy = sampler.generate(untrained_tiny, prompts, SamplingRequest(4, 1.0, 1.0, max_new_tokens=40, seed=0))
+    cut, roomy = (
+        sample_all(sampler, untrained_tiny, prompts, [SamplingRequest(4, 1.0, 1.0, max_new_tokens=budget, seed=0)])[0]
+        for budget in (3, 40)
+    )
+    stats = roomy.stats
+    cut, roomy = cut.completions, roomy.completions
     # An untrained model rarely ends a sample within 3 tokens (at most a character each): most are cut off,
     # and one that was not ended early, on an end token.
     assert sum(c.truncated for row in cut for c in row) >= 6
     assert all(len(c.text) < 3 for row in cut for c in row if not c.truncated)
     assert all(len(c.text) <= 40 for row in roomy for c in row)
     assert all(len(c.text) < 40 for row in roomy for c in row if not c.truncated)
-    assert sampler.last_stats["truncated"] == sum(c.truncated for row in roomy for c in row)
+    assert stats.truncated == sum(c.truncated for row in roomy for c in row) and stats.backend == "hf"
 
 
 def test_scoring_a_checkpoint_leaves_the_trainers_random_stream_alone(untrained_tiny):
     sampler = HFSampler(
-        OmegaConf.structured(SamplerConfig(device="cpu")), OmegaConf.structured(ModelConfig(name="tiny"))
+        OmegaConf.structured(SamplerConfig(hf=HFSamplerConfig(device="cpu"))),
+        OmegaConf.structured(ModelConfig(name="tiny")),
     )
     model, tokenizer = load_model(untrained_tiny, "float32", "cpu"), load_tokenizer(untrained_tiny)
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    sampler.generate_with(model, tokenizer, ["Question: 1 + 1?\nSolution:"], SamplingRequest(2, 1.0, 1.0, 4, seed=9))
+    sampler.sample_loaded(model, tokenizer, ["Question: 1 + 1?\nSolution:"], SamplingRequest(2, 1.0, 1.0, 4, seed=9))
     assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: the CUDA generator is the one at stake")
+def test_scoring_a_checkpoint_on_a_gpu_leaves_the_trainers_cuda_random_stream_alone(untrained_tiny):
+    """torch.manual_seed inside sampling seeds every CUDA generator too; forking only the CPU one (as before)
+    reset the trainer's GPU dropout stream at each checkpoint score."""
+    sampler = HFSampler(
+        OmegaConf.structured(SamplerConfig(hf=HFSamplerConfig(device="cuda"))),
+        OmegaConf.structured(ModelConfig(name="tiny")),
+    )
+    model, tokenizer = load_model(untrained_tiny, "float32", "cuda"), load_tokenizer(untrained_tiny)
+    torch.cuda.manual_seed(123)
+    expected = torch.rand(3, device="cuda")
+    torch.cuda.manual_seed(123)
+    sampler.sample_loaded(model, tokenizer, ["Question: 1 + 1?\nSolution:"], SamplingRequest(2, 1.0, 1.0, 4, seed=9))
+    assert torch.equal(torch.rand(3, device="cuda"), expected)
 
 
 def test_selection_keeps_the_best_scoring_steps_weights(untrained_tiny, tmp_path):
@@ -117,3 +139,20 @@ def test_selection_keeps_the_best_scoring_steps_weights(untrained_tiny, tmp_path
     saved = load_file(str(tmp_path / "out/model.safetensors"))
     assert all(torch.equal(saved[k], snapshots[1][k]) for k in saved)
     assert not all(torch.equal(saved[k], snapshots[3][k]) for k in saved)
+
+
+def test_shared_prefill_draws_what_the_reference_path_draws(untrained_tiny):
+    """Each prompt run once and its cache copied to its N samples: the same positions under left padding, the
+    same random stream, so the same samples as running every copy of the prompt (here, to the character)."""
+    prompts = ["Question: Mia has 3 apples. She buys 2 more.\nSolution:", "Question: 1 + 1?\nSolution:"]
+    request = SamplingRequest(4, 1.0, 1.0, max_new_tokens=12, seed=5, stop_after=None)
+    drawn = []
+    for shared in (False, True):
+        sampler = HFSampler(
+            OmegaConf.structured(SamplerConfig(hf=HFSamplerConfig(device="cpu", shared_prefill=shared))),
+            OmegaConf.structured(ModelConfig(name="tiny")),
+        )
+        drawn.append(sample_all(sampler, untrained_tiny, prompts, [request])[0])
+    reference, shared = drawn
+    assert shared.completions == reference.completions
+    assert len({c.text for c in reference.completions[0]}) == 4  # four different samples, not one repeated

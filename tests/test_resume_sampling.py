@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,11 +18,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from irpo.child import StageProcessError
-from irpo.config import ModelConfig, SamplerConfig
+from irpo.config import HFSamplerConfig, ModelConfig, SamplerConfig, VLLMSamplerConfig
 from irpo.loop import REDO_REWARDS
 from irpo.rundir import check_rows_match, write_json, write_jsonl
-from irpo.sampling import Completion, SamplingRequest, build_sampler
-from irpo.sampling.types import PromptShard
+from irpo.sampling import Completion, PromptShard, SamplingRequest, build_sampler, sample_all
 from irpo.shards import ShardedFile, plan_shards
 
 PROMPTS = [f"Question: What is {a} + {a + 3}?\nSolution:" for a in range(10)]
@@ -32,7 +32,7 @@ REQUEST = SamplingRequest(2, 1.0, 1.0, max_new_tokens=6, seed=3)
 def hf_sampler(batch_size: int = 8):
     """The hf sampler at 4 prompts per batch (batch_size=8 sequences, 2 samples each)."""
     return build_sampler(
-        OmegaConf.structured(SamplerConfig(name="hf", batch_size=batch_size, device="cpu")),
+        OmegaConf.structured(SamplerConfig(name="hf", hf=HFSamplerConfig(batch_size=batch_size, device="cpu"))),
         OmegaConf.structured(ModelConfig(name="tiny", max_length=512)),
     )
 
@@ -43,17 +43,19 @@ class CountingSampler:
     def __init__(self):
         self.inner, self.drawn = hf_sampler(), []
 
-    def generate_shards(self, model_dir, shards, requests, descs):
+    def sample(self, model_dir, shards, requests):
         self.drawn.append([s.first_index for s in shards])
-        return self.inner.generate_shards(model_dir, shards, requests, descs)
+        return self.inner.sample(model_dir, shards, requests)
 
 
-def texts(results) -> list[list[str]]:
-    return [[c.text for c in row] for row in results]
+def texts(samples) -> list[list[str]]:
+    return [[c.text for c in row] for row in samples.completions]
 
 
 def make_rows(shard, results) -> list[dict]:
-    return [{"id": i, "samples": [c.text for c in row]} for i, row in zip(shard.ids, results[0], strict=True)]
+    return [
+        {"id": i, "samples": [c.text for c in row]} for i, row in zip(shard.ids, results[0].completions, strict=True)
+    ]
 
 
 def draw(stage: ShardedFile, model_dir, sampler=None) -> list[dict]:
@@ -62,7 +64,6 @@ def draw(stage: ShardedFile, model_dir, sampler=None) -> list[dict]:
         sampler or hf_sampler(),
         model_dir,
         [REQUEST],
-        ["test"],
         make_rows,
         what="test",
     )
@@ -82,16 +83,14 @@ def test_shards_are_consecutive_runs_of_prompts_with_their_first_index():
 
 def test_hf_samples_do_not_depend_on_how_the_prompts_are_split_into_calls(untrained_tiny):
     sampler = hf_sampler()
-    (whole,) = sampler.generate_shards(untrained_tiny, [PromptShard(0, PROMPTS[:8])], [REQUEST], ["one call"])
+    (whole,) = sampler.sample(untrained_tiny, [PromptShard(0, PROMPTS[:8])], [REQUEST])
     halves = list(
-        sampler.generate_shards(
-            untrained_tiny, [PromptShard(0, PROMPTS[:4]), PromptShard(4, PROMPTS[4:8])], [REQUEST], ["two shards"]
-        )
+        sampler.sample(untrained_tiny, [PromptShard(0, PROMPTS[:4]), PromptShard(4, PROMPTS[4:8])], [REQUEST])
     )
-    separate = sampler.generate(untrained_tiny, PROMPTS[4:8], REQUEST)  # the second half as its own call...
+    (separate,) = sample_all(sampler, untrained_tiny, PROMPTS[4:8], [REQUEST])  # the second half as its own call...
     assert texts(whole[0]) == texts(halves[0][0]) + texts(halves[1][0])
     assert len({t for row in texts(whole[0]) for t in row}) > 4  # samples, not one repeated text
-    assert texts(separate) != texts(whole[0][4:])  # ... seeded as prompts 0-3 would be: other samples
+    assert texts(separate) != texts(whole[0])[4:]  # ... seeded as prompts 0-3 would be: other samples
 
 
 def test_a_resumed_stage_draws_only_missing_shards_and_writes_the_same_bytes(untrained_tiny, tmp_path):
@@ -296,11 +295,9 @@ class LLM:
     def __init__(self, **engine):
         with open(os.environ["STAND_IN_LOG"], "a") as log:
             log.write("engine started\\n")
-        self.calls = 0
-
     def generate(self, prompts, params, use_tqdm=True):
-        self.calls += 1
-        if self.calls == int(os.environ.get("STAND_IN_FAIL_AT_CALL", 0)):
+        fail = os.environ["STAND_IN_LOG"] + ".fail"  # a file, read at each call: the engine outlives a test's setenv
+        if os.path.exists(fail) and len(prompts) == int(open(fail).read()):
             raise RuntimeError("stand-in engine failed")
         return [_Output([_Sample(f"{len(prompt['prompt_token_ids'])}:{rng.random():.9f}") for _ in range(p.n)])
                 for prompt, p in zip(prompts, params) for rng in [random.Random(p.seed)]]
@@ -315,31 +312,48 @@ def stand_in_vllm(tmp_path, monkeypatch):
     (tmp_path / "vllm" / "__init__.py").write_text(STAND_IN_VLLM)
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     monkeypatch.setenv("STAND_IN_LOG", str(tmp_path / "engine.log"))
-    sampler_cfg = SamplerConfig(name="vllm", python=sys.executable, chunked_prefill=False)  # False: no torch import
+    # chunked_prefill=False: the worker imports no torch.
+    sampler_cfg = SamplerConfig(name="vllm", vllm=VLLMSamplerConfig(python=sys.executable, chunked_prefill=False))
     model_cfg = ModelConfig(name="tiny", max_length=60)
     sampler = build_sampler(OmegaConf.structured(sampler_cfg), OmegaConf.structured(model_cfg))
     return sampler, tmp_path / "engine.log"
 
 
-def test_vllm_sampler_draws_all_shards_from_one_engine_seeded_by_prompt_index(
-    stand_in_vllm, untrained_tiny, monkeypatch
-):
+def test_vllm_sampler_draws_all_shards_from_one_engine_seeded_by_prompt_index(stand_in_vllm, untrained_tiny):
     sampler, engine_log = stand_in_vllm
     prompts = [*PROMPTS[:6], "9" * 80]  # the last prompt does not fit max_length=60
-    (whole,) = sampler.generate_shards(untrained_tiny, [PromptShard(0, prompts)], [REQUEST], ["whole"])
-    shards = list(
-        sampler.generate_shards(
-            untrained_tiny, [PromptShard(0, prompts[:4]), PromptShard(4, prompts[4:])], [REQUEST], ["shards"]
-        )
-    )
-    assert engine_log.read_text() == "engine started\n" * 2  # one per call, not per shard
+    (whole,) = sampler.sample(untrained_tiny, [PromptShard(0, prompts)], [REQUEST])
+    shards = list(sampler.sample(untrained_tiny, [PromptShard(0, prompts[:4]), PromptShard(4, prompts[4:])], [REQUEST]))
+    # One engine for both calls on the same model directory, and for every shard of a call.
+    assert engine_log.read_text() == "engine started\n"
+    assert [whole[0].stats.engine_starts, shards[0][0].stats.engine_starts] == [1, 0]
     assert texts(shards[0][0]) + texts(shards[1][0]) == texts(whole[0])
-    assert len({t for row in texts(whole[0][:6]) for t in row}) == 12 and whole[0][6] == [Completion("", True)] * 2
+    assert len({t for row in texts(whole[0])[:6] for t in row}) == 12
+    assert whole[0].completions[6] == [Completion("", True)] * 2
 
-    monkeypatch.setenv("STAND_IN_FAIL_AT_CALL", "2")  # the engine fails on the second shard
-    drawn = sampler.generate_shards(
-        untrained_tiny, [PromptShard(0, prompts[:4]), PromptShard(4, prompts[4:])], [REQUEST], ["failing"]
-    )
-    assert texts(next(drawn)[0]) == texts(whole[0][:4])  # the first shard comes back before the failure
+    fail = Path(str(engine_log) + ".fail")
+    fail.write_text("2")  # the engine fails on a batch of 2 prompts: this call's second shard
+    drawn = sampler.sample(untrained_tiny, [PromptShard(0, prompts[:4]), PromptShard(4, prompts[4:])], [REQUEST])
+    assert texts(next(drawn)[0]) == texts(whole[0])[:4]  # the first shard comes back before the failure
     with pytest.raises(StageProcessError, match="stand-in engine failed"):
         next(drawn)
+    fail.unlink()
+    (again,) = sampler.sample(untrained_tiny, [PromptShard(0, prompts)], [REQUEST])  # a fresh engine after a failure
+    assert texts(again[0]) == texts(whole[0]) and again[0].stats.engine_starts == 1
+    sampler.close()
+    assert engine_log.read_text() == "engine started\n" * 2
+
+
+def test_vllm_sampler_restarts_its_engine_only_for_another_model_and_stops_it_on_close(
+    stand_in_vllm, untrained_tiny, tmp_path
+):
+    sampler, engine_log = stand_in_vllm
+    other_model = tmp_path / "other"
+    shutil.copytree(untrained_tiny, other_model)
+    with sampler:
+        for model_dir in (untrained_tiny, untrained_tiny, other_model, other_model):  # eval M_t, then sample M_t
+            sample_all(sampler, model_dir, PROMPTS[:2], [REQUEST])
+        worker = sampler._worker
+        assert sampler.engine_starts == 2 and worker is not None and worker.thread.is_alive()
+    assert sampler._worker is None and not worker.thread.is_alive() and not worker.work.exists()
+    assert engine_log.read_text() == "engine started\n" * 2

@@ -20,13 +20,21 @@ from omegaconf import OmegaConf
 from safetensors import safe_open
 from test_vllm_sampler import vllm_python
 
-from irpo.config import ClusterConfig, LossConfig, ModelConfig, SamplerConfig, TrainerConfig
+from irpo.config import (
+    ClusterConfig,
+    HFSamplerConfig,
+    LossConfig,
+    ModelConfig,
+    SamplerConfig,
+    TrainerConfig,
+    VLLMSamplerConfig,
+)
 from irpo.loop import render_prompt, run
 from irpo.models.gguf import check_gguf_source, import_gguf, resolve_gguf_file
 from irpo.models.loading import load_model, load_tokenizer
 from irpo.models.seed import check_seed_source
 from irpo.rundir import RunDir, read_json, read_jsonl
-from irpo.sampling import SamplingRequest, build_sampler
+from irpo.sampling import SamplingRequest, build_sampler, sample_all
 from irpo.sampling.hf import HFSampler
 from irpo.tasks.base import Example
 from irpo.tasks.gsm8k import GSM8KTask, GSM8KTaskConfig
@@ -115,10 +123,14 @@ def test_answer_line_stopping_trimming_and_reward_on_its_real_outputs(smollm2_di
         )
         for e in examples
     ]
-    sampler = HFSampler(OmegaConf.structured(SamplerConfig(batch_size=8, device="cpu")), model_cfg())
-    stopped = sampler.generate_with(model, tokenizer, prompts, SamplingRequest(1, 0.0, 1.0, 32, seed=0))
-    stopped_tokens = sampler.last_stats["new_tokens"]
-    full = sampler.generate_with(model, tokenizer, prompts, SamplingRequest(1, 0.0, 1.0, 32, seed=0, stop_after=None))
+    sampler = HFSampler(
+        OmegaConf.structured(SamplerConfig(hf=HFSamplerConfig(batch_size=8, device="cpu"))), model_cfg()
+    )
+    stopped_draw = sampler.sample_loaded(model, tokenizer, prompts, SamplingRequest(1, 0.0, 1.0, 32, seed=0))
+    full_draw = sampler.sample_loaded(
+        model, tokenizer, prompts, SamplingRequest(1, 0.0, 1.0, 32, seed=0, stop_after=None)
+    )
+    stopped, full = stopped_draw.completions, full_draw.completions
 
     rewards = []
     for example, (cut_sample,), (whole_sample,) in zip(examples, stopped, full, strict=True):
@@ -131,7 +143,7 @@ def test_answer_line_stopping_trimming_and_reward_on_its_real_outputs(smollm2_di
         assert (answer, reward) == task.reward(example, whole)
         assert reward == float(int(answer) == int(example.gold_answer))
         rewards.append(reward)
-    assert stopped_tokens < sampler.last_stats["new_tokens"]
+    assert stopped_draw.stats.new_tokens < full_draw.stats.new_tokens
     # The 135M model gets some of these sums wrong (12 + 30 = 32): both verdicts occur on real outputs.
     assert 0.0 in rewards and 1.0 in rewards, (stopped, rewards)
 
@@ -155,7 +167,7 @@ def test_gsm8k_with_smollm2_runs_every_stage(smollm2_dir, shared_dir, make_confi
         "trainer.batch_size=1",
         "trainer.micro_batch_size=1",
         "trainer.device=cpu",
-        "sampler.device=cpu",
+        "sampler.hf.device=cpu",
         # Plumbing, not the protocol (tested on the tiny model): no selection on 1000 held-out
         # questions; a sample ends at its first "." so it is a loser, not cut off by the budget.
         "trainer.eval_every=0",
@@ -230,19 +242,25 @@ def test_one_deepspeed_step_on_two_ranks_matches_the_torch_trainer(smollm2_dir, 
     "interpreter that has it (README, 'Scaling out') to run this test",
 )
 def test_vllm_samples_the_imported_directory(smollm2_dir):
-    sampler_cfg = OmegaConf.structured(SamplerConfig(name="vllm", python=vllm_python(), gpu_memory_utilization=0.3))
+    sampler_cfg = OmegaConf.structured(
+        SamplerConfig(name="vllm", vllm=VLLMSamplerConfig(python=vllm_python(), gpu_memory_utilization=0.3))
+    )
     tokenizer = load_tokenizer(smollm2_dir)
     prompts = [
         tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
         for q in ("What is 2 + 3?", "Name a color.")
     ]
     sampler = build_sampler(sampler_cfg, model_cfg())
-    greedy, sampled = sampler.generate_each(
-        smollm2_dir,
-        prompts,
-        [SamplingRequest(1, 0.0, 1.0, 16, seed=0), SamplingRequest(3, 0.8, 1.0, 16, seed=0)],
-        ["greedy", "sampled"],
-    )
+    with sampler:
+        greedy, sampled = (
+            s.completions
+            for s in sample_all(
+                sampler,
+                smollm2_dir,
+                prompts,
+                [SamplingRequest(1, 0.0, 1.0, 16, seed=0), SamplingRequest(3, 0.8, 1.0, 16, seed=0)],
+            )
+        )
     assert [len(g) for g in greedy] == [1, 1] and [len(s) for s in sampled] == [3, 3]
     assert re.search(r"\b5\b", greedy[0][0].text)  # the same plain directory, read by vLLM, still adds
     assert all(c.text for row in sampled for c in row)

@@ -10,30 +10,29 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from irpo.config import ModelConfig, SamplerConfig
-from irpo.sampling import Completion, SamplingRequest, build_sampler
+from irpo.config import ModelConfig, SamplerConfig, VLLMSamplerConfig
+from irpo.sampling import Completion, SamplingRequest, build_sampler, sample_all
 from irpo.sampling.vllm_sampler import completions_from_worker, engine_args, sampling_args
 
 
 def configs(**sampler):
     return (
-        OmegaConf.structured(SamplerConfig(name="vllm", **sampler)),
+        OmegaConf.structured(SamplerConfig(name="vllm", vllm=VLLMSamplerConfig(**sampler))),
         OmegaConf.structured(ModelConfig(name="m", name_or_path="/m", dtype="bfloat16", max_length=1024)),
     )
 
 
 def test_engine_arguments_default_to_the_model_config():
     sampler_cfg, model_cfg = configs(tensor_parallel_size=8, gpu_memory_utilization=0.5)
-    args = engine_args(sampler_cfg, model_cfg, "/runs/x/iter_1/model")
+    args = engine_args(sampler_cfg.vllm, model_cfg, "/runs/x/iter_1/model")
     assert args["model"] == args["tokenizer"] == "/runs/x/iter_1/model"
     assert (args["dtype"], args["max_model_len"]) == ("bfloat16", 1024)
     assert (args["tensor_parallel_size"], args["gpu_memory_utilization"]) == (8, 0.5)
     assert args["enable_chunked_prefill"] is None  # the worker decides by platform (off on CPUs)
+    assert args["enable_prefix_caching"]  # a prompt's N samples share its prefill
     sampler_cfg, model_cfg = configs(dtype="float16", max_model_len=4096)
-    assert (
-        engine_args(sampler_cfg, model_cfg, "/m")["dtype"],
-        engine_args(sampler_cfg, model_cfg, "/m")["max_model_len"],
-    ) == ("float16", 4096)
+    args = engine_args(sampler_cfg.vllm, model_cfg, "/m")
+    assert (args["dtype"], args["max_model_len"]) == ("float16", 4096)
 
 
 def test_sampling_arguments_carry_the_shared_generation_settings():
@@ -50,6 +49,12 @@ def test_sampling_arguments_carry_the_shared_generation_settings():
     assert sampling_args(request, 0, prompt_tokens=900, max_model_len=1024)["max_tokens"] == 124
     greedy = sampling_args(SamplingRequest(1, 0.0, 0.9, 64, seed=0), 0, 10, 1024)
     assert (greedy["n"], greedy["temperature"], greedy["top_p"]) == (1, 0.0, 1.0)
+
+
+def torch_cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def vllm_python() -> str | None:
@@ -78,11 +83,13 @@ def test_vllm_samples_the_tiny_model_repeatably(untrained_tiny):
         SamplingRequest(4, 1.0, 1.0, 24, seed=6),
         SamplingRequest(1, 0.0, 1.0, 24, seed=5),
     ]
-    first = sampler.generate_each(untrained_tiny, prompts, requests, ["seed 5", "seed 6", "greedy"])
-    stats = sampler.last_stats
-    again = sampler.generate(untrained_tiny, prompts, requests[0])
+    with sampler:
+        first = sample_all(sampler, untrained_tiny, prompts, requests)
+    stats = first[0].stats
+    with sampler:
+        again = sample_all(sampler, untrained_tiny, prompts, requests[:1])[0].completions
 
-    sampled, other_seed, greedy = first
+    sampled, other_seed, greedy = (s.completions for s in first)
     assert [len(s) for s in sampled] == [4] * 43 and [len(s) for s in greedy] == [1] * 43
     assert all(c.text for c in sampled[0] + sampled[1])
     assert sampled[2] == [Completion("", truncated=True)] * 4  # the over-long prompt: no room to answer
@@ -91,7 +98,8 @@ def test_vllm_samples_the_tiny_model_repeatably(untrained_tiny):
     assert len({c.text for c in sampled[0]}) > 1  # n samples of one prompt differ from each other
     # An untrained model rarely ends within 24 tokens: vLLM's finish_reason "length" marks those cut off.
     assert sum(c.truncated for row in sampled for c in row) > len(prompts)
-    assert stats["prompts_too_long"] == 1 and stats["sequences"] == 42 * 4 and stats["new_tokens"] > 0
+    assert stats.prompts_too_long == 1 and stats.sequences == 42 * 4 and stats.new_tokens > 0
+    assert (stats.backend, stats.engine_starts, first[1].stats.engine_starts) == ("vllm", 1, 0)
 
 
 @pytest.mark.vllm
@@ -109,21 +117,25 @@ def test_loop_runs_an_iteration_with_sampler_vllm(make_config, tmp_path):
         "experiment=smoke",
         "iterations=1",
         "sampler=vllm",
-        f"sampler.python={vllm_python()}",
-        "sampler.gpu_memory_utilization=0.3",
+        f"sampler.vllm.python={vllm_python()}",
+        "sampler.vllm.gpu_memory_utilization=0.3",
     )
     rows = run(cfg)
     assert [r["iteration"] for r in rows] == [0, 1]
     generations = read_jsonl(tmp_path / "run" / "iter_1" / "generations.jsonl")
-    assert len(generations) == cfg.task.num_train
+    # Retraining with the held-out questions samples them too (experiment=smoke selects on all of them).
+    held_out = cfg.task.num_valid if cfg.trainer.retrain_with_heldout else 0
+    assert len(generations) == cfg.task.num_train + held_out
     assert all(len(g["samples"]) == cfg.generation.num_samples for g in generations)
     stats = read_json(tmp_path / "run" / "iter_1" / "generation_stats.json")
-    assert stats["engine_start_seconds"] > 0 and stats["sequences"] == cfg.task.num_train * cfg.generation.num_samples
+    assert stats["engine_start_seconds"] == 0 and stats["engine_starts"] == 0  # M0's evaluation started it
+    assert stats["backend"] == "vllm" and stats["sequences"] == cfg.task.num_train * cfg.generation.num_samples
 
 
 def test_worker_output_becomes_completions_with_hf_truncation_rule():
     """vLLM reports finish_reason "length" for any sample that ran to max_tokens; one that finished its answer
-    line before that is not cut off (hf would have stopped it there), one without an answer line is."""
+    line before that is not cut off (hf would have stopped it there), one without an answer line is; and its
+    text ends where hf's would, at the end of the answer line."""
     result = {
         "completions": [[["2 + 3 = 5\nFinal answer: 5\nQuestion: next one", "2 + 3 = 5\n3 +", "5\nFinal answer: 5"]]],
         "truncated": [[[True, True, False]]],
@@ -131,5 +143,64 @@ def test_worker_output_becomes_completions_with_hf_truncation_rule():
     request = SamplingRequest(3, 1.0, 1.0, 16, seed=0)
     ((kept, too_long),) = completions_from_worker(result, [request], fits=[True, False])
     assert [c.truncated for c in kept] == [False, True, False]
-    assert next(c.text for c in kept).startswith("2 + 3 = 5\nFinal answer: 5\n")
+    assert [c.text for c in kept] == ["2 + 3 = 5\nFinal answer: 5\n", "2 + 3 = 5\n3 +", "5\nFinal answer: 5"]
     assert too_long == [Completion("", truncated=True)] * 3
+
+
+def test_both_backends_end_a_sample_at_the_same_point():
+    """The first point where the answer line is finished: what hf's stopping rule sees, token by token."""
+    from irpo.sampling.answer_line import answer_line_finished, end_at_answer_line
+
+    cases = {
+        "2 + 3 = 5\nFinal answer: 5\nQuestion: next": "2 + 3 = 5\nFinal answer: 5\n",
+        "Final answer:\n\n 40\nmore": "Final answer:\n\n 40\n",  # the answer may come on a later line
+        "final ANSWER: 7\n": "final ANSWER: 7\n",
+        "Final answer: Final answer: 3\nx": "Final answer: Final answer: 3\n",
+        "Final answer:\nFinal answer: 4\nx": "Final answer:\nFinal answer: 4\n",
+        "no answer here\n": "no answer here\n",
+        "Final answer: 5": "Final answer: 5",  # not finished: kept whole
+    }
+    for text, expected in cases.items():
+        assert end_at_answer_line(text, "Final answer:") == expected, text
+        first = next((i for i in range(len(text) + 1) if answer_line_finished(text[:i], "Final answer:")), None)
+        assert (first is None and expected == text) or text[:first] == expected, text
+    assert end_at_answer_line("Final answer: 5\nmore", None) == "Final answer: 5\nmore"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed in this interpreter")
+def test_sampler_auto_falls_back_to_hf_and_records_it(untrained_tiny, tmp_path, caplog):
+    from irpo.generate import generate
+    from irpo.rundir import IterationDir, read_json
+    from irpo.tasks.arithmetic import ArithmeticTask, ArithmeticTaskConfig
+
+    sampler = build_sampler(
+        OmegaConf.structured(SamplerConfig(name="auto")), OmegaConf.structured(ModelConfig(name="tiny"))
+    )
+    task = ArithmeticTask(ArithmeticTaskConfig(num_train=4, num_valid=1, num_test=1, num_seed_sft=4))
+    prompts = {e.id: task.prompt(e) for e in task.load_splits().train}
+    with caplog.at_level("INFO"):
+        rows = generate(
+            IterationDir(tmp_path, 1), untrained_tiny, prompts, sampler, SamplingRequest(2, 1.0, 1.0, 8, 0), task, 2
+        )
+    assert len(rows) == 4 and sampler.name == "hf"
+    assert "sampler=auto: using hf (vLLM is not installed)" in caplog.text
+    stats = read_json(tmp_path / "generation_stats.json")
+    assert (stats["backend"], stats["sequences"], stats["shards"]) == ("hf", 8, 2)
+
+
+@pytest.mark.skipif(torch_cuda_available(), reason="the rule below is the CPU's")
+def test_sampler_auto_takes_vllm_on_a_cpu_only_where_it_runs_and_pays(untrained_tiny, tmp_path):
+    import json
+    import shutil
+
+    from irpo.sampling.auto import vllm_pays
+
+    assert not vllm_pays(untrained_tiny)[0]  # the tiny model: 64-dim heads, but a few MB of weights
+    big = tmp_path / "big"
+    shutil.copytree(untrained_tiny, big)
+    with open(big / "model.safetensors", "r+b") as f:
+        f.truncate(200 * 2**20)  # sparse: the rule reads the size only
+    assert vllm_pays(big) == (True, "CPU, head_dim=64, 200 MB of weights")
+    config = json.loads((big / "config.json").read_text())
+    (big / "config.json").write_text(json.dumps({**config, "head_dim": 80}))
+    assert vllm_pays(big) == (False, "vLLM's CPU build has no attention for head_dim=80")

@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from irpo.models.loading import load_model, load_tokenizer, pick_device
-from irpo.sampling.types import Completion, PromptShard
+from irpo.protocols import Completion, PromptShard, Samples, SamplingRequest, SamplingStats
+from irpo.sampling.answer_line import ANSWER_THEN_NEWLINE, answer_line_finished, end_at_answer_line
 from irpo.training.data import encode_prompt
 
 log = logging.getLogger(__name__)
-
-
-# An answer, then the end of its line: what follows the marker holds a non-space character and a newline
-# after it ("Final answer:\n40\n" is finished; "Final answer:\n" is not, the answer may come next line).
-_ANSWER_THEN_NEWLINE = re.compile(r"\S[^\n]*\n")
-
-
-def answer_line_finished(text: str, marker: str) -> bool:
-    """Whether `text` holds `marker` (any case) followed by an answer and the end of the answer's line."""
-    at = text.lower().rfind(marker.lower())
-    return at != -1 and _ANSWER_THEN_NEWLINE.search(text, at + len(marker)) is not None
 
 
 class AnswerLineDone(StoppingCriteria):
@@ -65,7 +55,7 @@ class AnswerLineDone(StoppingCriteria):
                 done.append("\n" in text)
                 continue
             after = head + self.tokenizer.decode(input_ids[row, begin:], skip_special_tokens=True)
-            done.append(_ANSWER_THEN_NEWLINE.search(after) is not None)
+            done.append(ANSWER_THEN_NEWLINE.search(after) is not None)
         return torch.tensor(done, device=input_ids.device)
 
 
@@ -77,50 +67,74 @@ def ended_by_model(text: str, token_ids: list[int], end_ids: set[int], stop_afte
     return bool(stop_after and answer_line_finished(text, stop_after)) or any(s in text for s in stop)
 
 
+def shared_prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, n: int) -> dict:
+    """`generate`'s inputs for n samples of each prompt, with the prompts run once instead of n times.
+
+    The prompts (B, L) but their last token go through the model once; the cache (B, L-1) is repeated n ways
+    (B*n, L-1) and `generate` starts from the last prompt token of each of the B*n rows. Positions follow
+    the left padding as `generate` computes them, so the samples are drawn from the same distribution.
+    """
+    positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    prefix = model(
+        input_ids=input_ids[:, :-1],
+        attention_mask=attention_mask[:, :-1],
+        position_ids=positions[:, :-1],
+        use_cache=True,
+    ).past_key_values
+    prefix.batch_repeat_interleave(n)
+    return {
+        "input_ids": input_ids.repeat_interleave(n, dim=0),
+        "attention_mask": attention_mask.repeat_interleave(n, dim=0),
+        "cache": prefix,
+    }
+
+
 class HFSampler:
+    """The reference sampler: transformers' `generate` in this process, `sampler.hf.batch_size` sequences a call."""
+
+    name = "hf"
+
     def __init__(self, sampler_cfg, model_cfg):
-        self.cfg = sampler_cfg
+        self.cfg = sampler_cfg.hf
         self.model_cfg = model_cfg
-        self.last_stats: dict = {}
 
-    def generate(
-        self, model_dir: str | Path, prompts: list[str], request, desc: str = "sample"
-    ) -> list[list[Completion]]:
-        """Returns, for each prompt, `request.num_samples` completions (text after the prompt)."""
-        return self.generate_each(model_dir, prompts, [request], [desc])[0]
+    @classmethod
+    def check(cls, cfg: Any) -> None:
+        if cfg.sampler.hf.batch_size < 1:
+            raise ValueError(f"sampler.hf.batch_size must be >= 1, not {cfg.sampler.hf.batch_size}")
+        pick_device(cfg.sampler.hf.device)  # an unknown device fails now
 
-    def generate_each(self, model_dir: str | Path, prompts: list[str], requests: list, descs: list[str]) -> list:
-        """One result per request, from a single load of the model (evaluation draws greedy and voting samples)."""
-        (results,) = self.generate_shards(model_dir, [PromptShard(0, prompts)], requests, descs)
-        return results
-
-    def generate_shards(
-        self, model_dir: str | Path, shards: list[PromptShard], requests: list, descs: list[str]
-    ) -> Iterator[list]:
-        """From a single load of the model, yields each shard's results (one per request) as soon as they are drawn."""
+    def sample(
+        self, model_dir: str | Path, shards: list[PromptShard], requests: list[SamplingRequest]
+    ) -> Iterator[list[Samples]]:
+        """From a single load of the model, yields each shard's draws (one per request) as soon as they are drawn."""
         tokenizer = load_tokenizer(model_dir)
         model = load_model(model_dir, self.model_cfg.dtype, str(pick_device(self.cfg.device)))
         for shard in shards:
             yield [
-                self.generate_with(model, tokenizer, shard.prompts, r, d, first_index=shard.first_index)
-                for r, d in zip(requests, descs, strict=True)
+                self.sample_loaded(model, tokenizer, shard.prompts, r, first_index=shard.first_index) for r in requests
             ]
 
-    def generate_with(
-        self, model, tokenizer, prompts: list[str], request, desc: str = "sample", first_index: int = 0
-    ) -> list[list[Completion]]:
+    def sample_loaded(
+        self, model, tokenizer, prompts: list[str], request: SamplingRequest, first_index: int = 0
+    ) -> Samples:
         """The same, from a model already in memory (the trainer's checkpoint selection uses this).
         `first_index`: the index of prompts[0] among the stage's prompts (see PromptShard).
 
-        Sampling seeds torch's global generator; the caller's RNG state is restored afterwards, so scoring
-        a checkpoint mid-training leaves the trainer's random stream (dropout) as it was."""
-        with torch.random.fork_rng(devices=[]):
-            return self._generate_with(model, tokenizer, prompts, request, desc, first_index)
+        Sampling seeds torch's global generators (transformers' generate takes no generator of its own); the
+        caller's RNG state, CPU and the model's GPU, is restored afterwards, so scoring a checkpoint
+        mid-training leaves the trainer's random stream (dropout) as it was."""
+        device = next(model.parameters()).device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            return self._sample_loaded(model, tokenizer, prompts, request, first_index)
+
+    def close(self) -> None:
+        """Nothing is kept between calls: each `sample` loads its model."""
 
     @torch.no_grad()
-    def _generate_with(
-        self, model, tokenizer, prompts: list[str], request, desc: str, first_index: int
-    ) -> list[list[Completion]]:
+    def _sample_loaded(
+        self, model, tokenizer, prompts: list[str], request: SamplingRequest, first_index: int
+    ) -> Samples:
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
@@ -132,7 +146,7 @@ class HFSampler:
         new_tokens = 0
         too_long = 0
         started = time.perf_counter()
-        for start in tqdm(range(0, len(prompts), prompts_per_batch), desc=desc, unit="batch", leave=False):
+        for start in tqdm(range(0, len(prompts), prompts_per_batch), desc=request.desc, unit="batch", leave=False):
             batch_prompts = prompts[start : start + prompts_per_batch]
             encoded = [encode_prompt(tokenizer, p) for p in batch_prompts]
             # A prompt that fills the context gets empty completions (no answer: a loser), not a crash.
@@ -152,14 +166,15 @@ class HFSampler:
                 if request.stop_after
                 else None
             )
+            shared = self.cfg.shared_prefill and n > 1 and width > 1
             output = model.generate(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
+                **(shared_prefill(model, input_ids, attention_mask, n) if shared else {}),
+                **({} if shared else {"input_ids": input_ids, "attention_mask": attention_mask}),
                 do_sample=not greedy,
                 temperature=None if greedy else request.temperature,
                 top_p=None if greedy else request.top_p,
                 top_k=None,
-                num_return_sequences=n,
+                num_return_sequences=1 if shared else n,
                 max_new_tokens=max(1, min(request.max_new_tokens, self.model_cfg.max_length - width)),
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
@@ -170,7 +185,10 @@ class HFSampler:
             new_tokens += int((generated != tokenizer.pad_token_id).sum())
             texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
             rows = [
-                Completion(text, not ended_by_model(text, ids, end_ids, request.stop_after, request.stop))
+                Completion(
+                    end_at_answer_line(text, request.stop_after),
+                    not ended_by_model(text, ids, end_ids, request.stop_after, request.stop),
+                )
                 for text, ids in zip(texts, generated.tolist(), strict=True)
             ]
             # A prompt that did not fit has no room to answer: its empty samples count as cut off.
@@ -178,19 +196,18 @@ class HFSampler:
                 rows[i * n : (i + 1) * n] if fits[i] else [Completion("", True)] * n for i in range(len(batch_prompts))
             )
         model.train(was_training)
-        seconds = time.perf_counter() - started
         if too_long:
             log.warning(
                 "%d prompts are longer than model.max_length=%d tokens; their samples are empty",
                 too_long,
                 self.model_cfg.max_length,
             )
-        self.last_stats = {
-            "sequences": len(prompts) * n,
-            "prompts_too_long": too_long,
-            "new_tokens": new_tokens,
-            "truncated": sum(c.truncated for row in completions for c in row),
-            "seconds": round(seconds, 2),
-            "tokens_per_s": round(new_tokens / max(seconds, 1e-9), 1),
-        }
-        return completions
+        stats = SamplingStats(
+            self.name,
+            sequences=len(prompts) * n,
+            new_tokens=new_tokens,
+            truncated=sum(c.truncated for row in completions for c in row),
+            prompts_too_long=too_long,
+            seconds=time.perf_counter() - started,
+        )
+        return Samples(completions, stats)

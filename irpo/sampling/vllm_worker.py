@@ -1,8 +1,10 @@
-"""The vLLM sampler's child process: `python <this file> spec.json <out dir>`.
+"""The vLLM sampler's child process: `python <this file> <work dir>`; one engine, many jobs.
 
 A standalone script that imports only vLLM and the standard library, so it runs under any interpreter
-that has vLLM (`sampler.python`, e.g. a venv with vLLM's own torch and transformers), irpo or not.
-The spec comes from `irpo.sampling.vllm_sampler.VLLMSampler`.
+that has vLLM (`sampler.vllm.python`, e.g. a venv with vLLM's own torch and transformers), irpo or not.
+It starts the engine of work/engine.json, then draws each job work/jobs/<n>.json (n = 0, 1, ...) as it
+appears, writing each shard's results to work/out/<n>/<shard>.json; it exits when work/stop appears or
+its parent (the loop) is gone. The files come from `irpo.sampling.vllm_sampler`.
 """
 
 from __future__ import annotations
@@ -14,15 +16,9 @@ import time
 from pathlib import Path
 
 
-def main(spec_path: str, out_dir: str) -> None:
-    """Draws each shard of the spec in turn and writes its results to out_dir/<shard>.json (whole, by rename)
-    as soon as they are drawn, so the caller saves a shard while the engine draws the next one."""
-    # Run as a script, this file's folder heads sys.path; nothing there may shadow vLLM's own modules.
-    sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-    from vllm import LLM, SamplingParams
+def start_engine(engine: dict):
+    from vllm import LLM
 
-    spec = json.loads(Path(spec_path).read_text())
-    engine = spec["engine"]
     if engine.get("enable_chunked_prefill") is None:
         import torch
 
@@ -30,44 +26,66 @@ def main(spec_path: str, out_dir: str) -> None:
             engine.pop("enable_chunked_prefill")
         else:  # seeded requests with a chunked prefill crash vLLM 0.32's CPU build
             engine["enable_chunked_prefill"] = False
+    return LLM(**engine)
+
+
+def draw_shard(llm, shard: dict) -> dict:
+    """One shard's completions, cut-off flags and statistics, one entry per request."""
+    from vllm import SamplingParams
+
+    prompts = [{"prompt_token_ids": ids} for ids in shard["prompt_token_ids"]]
+    completions, truncated, stats = [], [], []
+    for request in shard["requests"]:
+        began = time.perf_counter()
+        params = [SamplingParams(**p) for p in request["params"]]
+        outputs = llm.generate(prompts, params, use_tqdm=True) if prompts else []
+        seconds = time.perf_counter() - began
+        # vLLM may finish requests out of order; its outputs come back in the order of `prompts`.
+        completions.append([[choice.text for choice in out.outputs] for out in outputs])
+        # "length": vLLM stopped the sample at max_tokens (or the context's end), not the model.
+        truncated.append([[choice.finish_reason == "length" for choice in out.outputs] for out in outputs])
+        stats.append(
+            {
+                "sequences": sum(len(out.outputs) for out in outputs),
+                "new_tokens": sum(len(choice.token_ids) for out in outputs for choice in out.outputs),
+                "seconds": round(seconds, 3),
+            }
+        )
+    return {"completions": completions, "truncated": truncated, "stats": stats}
+
+
+def write_whole(path: str, value: dict) -> None:
+    with open(path + ".tmp", "w") as f:
+        json.dump(value, f)
+    os.replace(path + ".tmp", path)
+
+
+def next_job(work: Path, number: int, parent: int, poll_seconds: float = 0.1) -> dict | None:
+    """Job `number` once it is there; None once told to stop, or when the parent that started us is gone."""
+    path = work / "jobs" / f"{number:05d}.json"
+    while not path.exists():
+        if (work / "stop").exists() or os.getppid() != parent:
+            return None
+        time.sleep(poll_seconds)
+    return json.loads(path.read_text())
+
+
+def main(work_dir: str) -> None:
+    # Run as a script, this file's folder heads sys.path; nothing there may shadow vLLM's own modules.
+    sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+    work, parent = Path(work_dir), os.getppid()
     started = time.perf_counter()
-    llm = LLM(**engine)
-    engine_seconds = time.perf_counter() - started
-    os.makedirs(out_dir, exist_ok=True)
-    for number, shard in enumerate(spec["shards"]):
-        prompts = [{"prompt_token_ids": ids} for ids in shard["prompt_token_ids"]]
-        completions, truncated, stats = [], [], []
-        for request in shard["requests"]:
-            began = time.perf_counter()
-            params = [SamplingParams(**p) for p in request["params"]]
-            outputs = llm.generate(prompts, params, use_tqdm=True) if prompts else []
-            seconds = time.perf_counter() - began
-            # vLLM may finish requests out of order; its outputs come back in the order of `prompts`.
-            completions.append([[choice.text for choice in out.outputs] for out in outputs])
-            # "length": vLLM stopped the sample at max_tokens (or the context's end), not the model.
-            truncated.append([[choice.finish_reason == "length" for choice in out.outputs] for out in outputs])
-            new_tokens = sum(len(choice.token_ids) for out in outputs for choice in out.outputs)
-            stats.append(
-                {
-                    "sequences": sum(len(out.outputs) for out in outputs),
-                    "new_tokens": new_tokens,
-                    "seconds": round(seconds, 2),
-                    "tokens_per_s": round(new_tokens / max(seconds, 1e-9), 1),
-                }
-            )
-        out_path = os.path.join(out_dir, f"{number:05d}.json")
-        with open(out_path + ".tmp", "w") as f:  # the engine started once: its seconds go with the first shard
-            json.dump(
-                {
-                    "completions": completions,
-                    "truncated": truncated,
-                    "stats": stats,
-                    "engine_start_seconds": round(engine_seconds, 1) if number == 0 else 0.0,
-                },
-                f,
-            )
-        os.replace(out_path + ".tmp", out_path)
+    llm = start_engine(json.loads((work / "engine.json").read_text()))
+    start = {"engine_started": True, "engine_start_seconds": round(time.perf_counter() - started, 1)}
+    number = 0
+    while (job := next_job(work, number, parent)) is not None:
+        out = work / "out" / f"{number:05d}"
+        out.mkdir(parents=True, exist_ok=True)
+        for index, shard in enumerate(job["shards"]):
+            write_whole(str(out / f"{index:05d}.json"), {**draw_shard(llm, shard), **start})
+            start = {"engine_started": False, "engine_start_seconds": 0.0}  # reported once, with the first shard
+        number += 1
 
 
 if __name__ == "__main__":  # vLLM starts worker processes; they must not rerun this
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1])
