@@ -81,12 +81,16 @@ class GenerationConfig:
 
 @dataclass
 class HFSamplerConfig:
-    """sampler.hf: transformers' generate in this process (irpo/sampling/hf.py)."""
+    """sampler.hf: the model in this process, through transformers (irpo/sampling/hf.py)."""
 
     batch_size: int = field(default=256, metadata=RESUME_MAY_CHANGE)  # sequences per batch
     device: str = field(default="auto", metadata=RESUME_MAY_CHANGE)
-    # Run each prompt once and copy its KV cache to its N samples, instead of running it N times. Off by
-    # default, so sampler=hf stays the reference path: the random stream is the same, but the prompts' logits
+    # loop: irpo/sampling/decode.py (each prompt prefilled once for its N samples, the KV cache grown in place,
+    # finished rows leave the batch; a sample is seeded per prompt, so it never depends on its batch): several
+    # times generate's speed on a CPU (README, "Speed"). generate: transformers' generate, the reference.
+    decoder: str = "loop"
+    # decoder=generate: run each prompt once and copy its KV cache to its N samples, not N times. Off by
+    # default, so decoder=generate stays the reference path: the random stream is the same, but the prompts' logits
     # come from another batch shape, which may move a sample's floating-point detail (README, "Speed").
     shared_prefill: bool = False
 

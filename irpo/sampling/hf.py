@@ -16,6 +16,7 @@ from irpo.models.loading import load_model, load_tokenizer, pick_device
 from irpo.models.tokens import encode_prompt
 from irpo.protocols import Completion, PromptShard, Samples, SamplingRequest, SamplingStats
 from irpo.sampling.answer_line import ANSWER_THEN_NEWLINE, answer_line_finished, end_at_answer_line
+from irpo.sampling.decode import Draw, sample_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -90,19 +91,23 @@ def shared_prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
 
 
 class HFSampler:
-    """The reference sampler: transformers' `generate` in this process, `sampler.hf.batch_size` sequences a call."""
+    """The model in this process, `sampler.hf.batch_size` sequences at a time: drawn by irpo/sampling/decode.py's
+    loop (decoder=loop), or by transformers' `generate` (decoder=generate, the reference)."""
 
     name = "hf"
 
     def __init__(self, sampler_cfg, model_cfg):
         self.cfg = sampler_cfg.hf
         self.model_cfg = model_cfg
+        self._masks: dict[tuple, torch.Tensor] = {}
 
     @classmethod
     def check(cls, cfg: Any) -> None:
         if cfg.sampler.hf.batch_size < 1:
             raise ValueError(f"sampler.hf.batch_size must be >= 1, not {cfg.sampler.hf.batch_size}")
         pick_device(cfg.sampler.hf.device)  # an unknown device fails now
+        if cfg.sampler.hf.decoder not in ("loop", "generate"):
+            raise ValueError(f"sampler.hf.decoder must be loop or generate, not {cfg.sampler.hf.decoder!r}")
 
     def sample(
         self, model_dir: str | Path, shards: list[PromptShard], requests: list[SamplingRequest]
@@ -128,6 +133,70 @@ class HFSampler:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             return self._sample_loaded(model, tokenizer, prompts, request, first_index)
 
+    def _draw_loop(
+        self, model, tokenizer, encoded: list[list[int]], request, max_new: int, end_ids: set[int], keys: list[int]
+    ) -> list[list[int]]:
+        """irpo/sampling/decode.py's loop; each prompt's samples are seeded by (request.seed, its index in the
+        stage), so they are the same whichever batches, shards or calls ran before it."""
+        ends = (["\n"] if request.stop_after else []) + [s[-1] for s in request.stop if s]
+        stop_after, stop = request.stop_after, tuple(request.stop)
+
+        def is_done(ids: list[int]) -> bool:
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            return bool(stop_after and answer_line_finished(text, stop_after)) or any(s in text for s in stop)
+
+        return sample_token_ids(
+            model,
+            encoded,
+            Draw(request.num_samples, request.temperature, request.top_p, max_new, request.seed),
+            tokenizer.pad_token_id,
+            end_ids,
+            is_done if ends else None,
+            self._tokens_containing(tokenizer, tuple(ends)) if ends else None,
+            keys,
+        )
+
+    def _tokens_containing(self, tokenizer, chars: tuple[str, ...]) -> torch.Tensor:
+        """(vocab,) mask of the tokens whose text holds any of `chars`: only after one of them can an answer
+        line or a stop string end. Built once per tokenizer and set of characters."""
+        key = (tokenizer.name_or_path, len(tokenizer), chars)
+        if key not in self._masks:
+            texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+            self._masks[key] = torch.tensor([any(c in t for c in chars) for t in texts])
+        return self._masks[key]
+
+    def _draw_generate(
+        self, model, tokenizer, encoded: list[list[int]], request, max_new: int, batch_index: int
+    ) -> list[list[int]]:
+        """transformers' generate (the reference). Seeding per batch, by its index in the stage, makes a batch's
+        samples the same whichever batches, shards or calls ran before it. Where shard_prompts is not a multiple
+        of the batch, the two part-batches around a shard's end share a seed (other prompts: no sample repeats)."""
+        n, greedy, width = request.num_samples, request.temperature == 0, max(map(len, encoded))
+        device = next(model.parameters()).device
+        pad = tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=device)
+        attention_mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=device)
+        torch.manual_seed(request.seed * 1_000_003 + batch_index)
+        stopping = (
+            StoppingCriteriaList([AnswerLineDone(tokenizer, width, request.stop_after)]) if request.stop_after else None
+        )
+        shared = self.cfg.shared_prefill and n > 1 and width > 1
+        output = model.generate(
+            **(shared_prefill(model, input_ids, attention_mask, n) if shared else {}),
+            **({} if shared else {"input_ids": input_ids, "attention_mask": attention_mask}),
+            do_sample=not greedy,
+            temperature=None if greedy else request.temperature,
+            top_p=None if greedy else request.top_p,
+            top_k=None,
+            num_return_sequences=1 if shared else n,
+            max_new_tokens=max_new,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            stopping_criteria=stopping,
+            **({"stop_strings": list(request.stop), "tokenizer": tokenizer} if request.stop else {}),
+        )
+        return output[:, width:].tolist()
+
     def close(self) -> None:
         """Nothing is kept between calls: each `sample` loads its model."""
 
@@ -137,10 +206,8 @@ class HFSampler:
     ) -> Samples:
         was_training = model.training
         model.eval()
-        device = next(model.parameters()).device
         n = request.num_samples
         prompts_per_batch = max(1, self.cfg.batch_size // n)
-        greedy = request.temperature == 0
         completions: list[list[Completion]] = []
         end_ids = {i for i in (tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None}
         new_tokens = 0
@@ -154,42 +221,21 @@ class HFSampler:
             too_long += fits.count(False)
             encoded = [e if ok else e[:1] for e, ok in zip(encoded, fits, strict=True)]
             width = max(map(len, encoded))
-            input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(e)) + e for e in encoded], device=device)
-            attention_mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=device)
-            # Seeding per batch, by its index in the stage (from its first prompt's), makes a batch's samples the
-            # same whichever batches, shards or calls ran before it (a resumed stage draws only its missing
-            # shards). Where shard_prompts is not a multiple of the batch, the two part-batches around a shard's
-            # end share a seed (different prompts, so no sample repeats).
-            torch.manual_seed(request.seed * 1_000_003 + (first_index + start) // prompts_per_batch)
-            stopping = (
-                StoppingCriteriaList([AnswerLineDone(tokenizer, width, request.stop_after)])
-                if request.stop_after
-                else None
-            )
-            shared = self.cfg.shared_prefill and n > 1 and width > 1
-            output = model.generate(
-                **(shared_prefill(model, input_ids, attention_mask, n) if shared else {}),
-                **({} if shared else {"input_ids": input_ids, "attention_mask": attention_mask}),
-                do_sample=not greedy,
-                temperature=None if greedy else request.temperature,
-                top_p=None if greedy else request.top_p,
-                top_k=None,
-                num_return_sequences=1 if shared else n,
-                max_new_tokens=max(1, min(request.max_new_tokens, self.model_cfg.max_length - width)),
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                stopping_criteria=stopping,
-                **({"stop_strings": list(request.stop), "tokenizer": tokenizer} if request.stop else {}),
-            )
-            generated = output[:, width:]
-            new_tokens += int((generated != tokenizer.pad_token_id).sum())
-            texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
+            max_new = max(1, min(request.max_new_tokens, self.model_cfg.max_length - width))
+            if self.cfg.decoder == "loop":
+                keys = [first_index + start + i for i in range(len(encoded))]
+                drawn = self._draw_loop(model, tokenizer, encoded, request, max_new, end_ids, keys)
+            else:
+                batch_index = (first_index + start) // prompts_per_batch
+                drawn = self._draw_generate(model, tokenizer, encoded, request, max_new, batch_index)
+            new_tokens += sum(len([t for t in ids if t != tokenizer.pad_token_id]) for ids in drawn)
+            texts = tokenizer.batch_decode(drawn, skip_special_tokens=True)
             rows = [
                 Completion(
                     end_at_answer_line(text, request.stop_after),
                     not ended_by_model(text, ids, end_ids, request.stop_after, request.stop),
                 )
-                for text, ids in zip(texts, generated.tolist(), strict=True)
+                for text, ids in zip(texts, drawn, strict=True)
             ]
             # A prompt that did not fit has no room to answer: its empty samples count as cut off.
             completions.extend(
