@@ -167,14 +167,14 @@ class Trainer(Protocol):
     def train(
         self,
         init_model_dir: str | Path,
-        pairs: list[dict],
+        pairs: list[dict[str, Any]],
         output_dir: Path,
         loss_cfg: Any,
         seed: int,
         desc: str = "train",
         scorer: Scorer | None = None,
         max_steps: int | None = None,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """Train from `init_model_dir` (also the frozen reference) on `pairs` and publish the model to
         `output_dir`, with `train_summary.json` and the per-step log `irpo.training.workdir.TRAIN_LOG`.
 

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tqdm.auto import tqdm
@@ -57,7 +57,7 @@ class AnswerLineDone(StoppingCriteria):
                 continue
             after = head + self.tokenizer.decode(input_ids[row, begin:], skip_special_tokens=True)
             done.append(ANSWER_THEN_NEWLINE.search(after) is not None)
-        return torch.tensor(done, device=input_ids.device)
+        return cast(torch.BoolTensor, torch.tensor(done, device=input_ids.device))
 
 
 def ended_by_model(text: str, token_ids: list[int], end_ids: set[int], stop_after, stop: tuple[str, ...]) -> bool:

@@ -182,7 +182,7 @@ class DeepSpeedSteps:
         return {k: float(v) for k, v in zip(keys, totals[:-1], strict=True)}, float(totals[-1])
 
     def lr(self) -> float:
-        return self.schedule.get_last_lr()[0]
+        return float(self.schedule.get_last_lr()[0])
 
     def evaluate(self, step: int, stats: dict) -> None:
         """Checkpoints are scored after the ranks exit (irpo.training.deepspeed_trainer.select_checkpoint)."""

@@ -64,6 +64,8 @@ def score_sequences(
 def reference_logps(model, data: PairData, pad_id: int, device, chunk: int) -> dict[str, torch.Tensor]:
     """Summed response log-probs of both sides of every pair (on the CPU), `chunk` sequences per forward;
     with shared-prompt packing each pair's prompt is computed once."""
+    if data.rejected is None:
+        raise ValueError("reference log-probs are for preference pairs, and these pairs have no rejected side")
     if data.packing == "padded":
         return {
             "chosen": score_sequences(model, data.chosen, pad_id, device, chunk),
@@ -159,7 +161,9 @@ def micro_batch_loss(model, idx: list[int], data: PairData, loss_cfg, pad_id: in
             reward_margin=terms.chosen_reward - terms.rejected_reward,
         )
     sums = {key: float(value.detach().float().sum()) for key, value in parts.items()}
-    sequences = [data.chosen[i] for i in idx] + ([data.rejected[i] for i in idx] if data.uses_rejected else [])
+    sequences = [data.chosen[i] for i in idx]
+    if data.uses_rejected and data.rejected is not None:
+        sequences += [data.rejected[i] for i in idx]
     return terms.loss, sums, sum(len(s.input_ids) for s in sequences)
 
 
@@ -169,10 +173,12 @@ def policy_logps(model, idx: list[int], data: PairData, pad_id: int, device):
     when the loss does not, and None when there are no rejected responses."""
     chosen = [data.chosen[i] for i in idx]
     rejected = [data.rejected[i] for i in idx] if data.rejected is not None else None
-    if data.uses_rejected and data.packing == "shared_prompt":
+    if data.uses_rejected and rejected is None:
+        raise ValueError("the loss compares chosen with rejected responses, and these pairs have none")
+    if data.uses_rejected and rejected is not None and data.packing == "shared_prompt":
         both = response_logps(model, pair_groups(chosen, rejected), pad_id, device)
         return both[0::2], both[1::2]
-    if data.uses_rejected:
+    if data.uses_rejected and rejected is not None:
         both = separate_logps(model, chosen + rejected, data.packing, pad_id, device)
         return both[: len(idx)], both[len(idx) :]
     chosen_logps = separate_logps(model, chosen, data.packing, pad_id, device)
@@ -267,7 +273,7 @@ def run_steps(
                     sums[key] = sums.get(key, 0.0) + value
             grad_norm = backend.step()
             totals, all_tokens = backend.gather(sums, tokens)
-            stats = {key: value / len(batch) for key, value in totals.items()}
+            stats: dict[str, float | None] = {key: value / len(batch) for key, value in totals.items()}
             stats.update(
                 step=step,
                 lr=backend.lr(),

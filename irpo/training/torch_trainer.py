@@ -208,7 +208,7 @@ class TorchSteps:
         return sums, tokens
 
     def lr(self) -> float:
-        return self.schedule.get_last_lr()[0]
+        return float(self.schedule.get_last_lr()[0])
 
     def evaluate(self, step: int, stats: dict) -> None:
         if self.scorer is not None and (step % self.cfg.eval_every == 0 or step == self.steps):
