@@ -8,9 +8,10 @@ Per model, on the same prompts (the embedded task's for the tiny model, GSM8K's 
 template for SmolLM2-135M-Instruct), the same budget and temperature 0.8, with the answer-line stop off so
 every arm draws to EOS or the budget:
 - `generate`: plain `model.generate`, 16 sequences a call (2 prompts x 8 samples), as issue 13 measured it;
-- `hf`: sampler=hf (the reference: `sampler.hf.batch_size` sequences a call);
-- `hf, shared prefill`: the same with `sampler.hf.shared_prefill=true` (each prompt run once, its cache copied
-  to its N samples);
+- `hf (loop)`: sampler=hf as the default runs it (`sampler.hf.decoder=loop`, irpo/sampling/decode.py);
+- `hf, generate`: sampler=hf through transformers' generate (`sampler.hf.decoder=generate`, the reference);
+- `hf, generate + shared prefill`: the same with `sampler.hf.shared_prefill=true` (each prompt run once, its
+  cache copied to its N samples);
 - `vllm`: sampler=vllm (vLLM's CPU build, prefix caching on), given an interpreter that has vLLM.
 tokens/s is generated tokens over drawing time (vLLM's engine start is reported apart); each arm draws
 `--repeats` sets of `--prompts` prompts (set r is the same in every arm; no arm meets a set twice, so no
@@ -162,8 +163,11 @@ def measure_model(cfg, args, model_dir: str, prompts: list[str]) -> dict:
         return (*bare_generate(model_dir, batch, args.samples, args.max_new_tokens, cfg.model.dtype), 0.0)
 
     arms = {"generate": (bare, None)}
-    arms["hf"] = sampler_arm(cfg, "hf", args, model_dir)
-    arms["hf, shared prefill"] = sampler_arm(cfg, "hf", args, model_dir, "sampler.hf.shared_prefill=true")
+    arms["hf (loop)"] = sampler_arm(cfg, "hf", args, model_dir)
+    arms["hf, generate"] = sampler_arm(cfg, "hf", args, model_dir, "sampler.hf.decoder=generate")
+    arms["hf, generate + shared prefill"] = sampler_arm(
+        cfg, "hf", args, model_dir, "sampler.hf.decoder=generate", "sampler.hf.shared_prefill=true"
+    )
     if args.vllm_python:
         arms["vllm"] = sampler_arm(cfg, "vllm", args, model_dir)
     measured = {}
