@@ -42,9 +42,11 @@ def prepare_seed_model(cfg, task) -> str:
         "tiny": OmegaConf.to_container(spec, resolve=True),
         "task": dataclasses.asdict(task.cfg),
         "dtype": cfg.model.dtype,
-        # Packed and padded SFT agree to rounding, not to the bit: each builds its own M0.
-        "sft_packing": cfg.trainer.packing,
     }
+    # Packed and padded SFT agree to rounding, not to the bit: each builds its own M0 (padded is how M0 was
+    # built before packing existed, so its key, and the M0s cached under it, stay valid).
+    if cfg.trainer.packing != "padded":
+        recipe["sft_packing"] = cfg.trainer.packing
     recipe["tiny"].pop("cache_dir")
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
     cache_root = Path(spec.cache_dir).expanduser()
