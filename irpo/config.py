@@ -288,6 +288,10 @@ class Config:
     # The method's rows in report tables (null = the method's name) and where they go, lowest first.
     label: Optional[str] = field(default=None, metadata=RUNTIME_ONLY)
     report_order: int = field(default=0, metadata=RUNTIME_ONLY)
+    # The run every other row is tested against (paired tests, the alpha/beta grid): Iterative RPO's.
+    report_reference: bool = field(default=False, metadata=RUNTIME_ONLY)
+    # A figure of this run's chosen and rejected log-probs over training beside the reference run's, so titled.
+    logprob_figure: Optional[str] = field(default=None, metadata=RUNTIME_ONLY)
     # The model iteration 1 starts from: null = the seed model M0; a model dir; a run dir (its last
     # finished iteration); or run:<name>, the run dir <name> beside this one (e.g. a sweep's star job).
     init_from: Optional[str] = None

@@ -75,12 +75,22 @@ def find_runs(root: Path) -> list[Run]:
     return sorted(runs, key=lambda r: (r.config.get("report_order", 0), r.name))
 
 
+def is_reference(run: Run) -> bool:
+    """A run of the method the others are compared with (`report_reference` in conf/method/*.yaml)."""
+    return bool(run.config.get("report_reference"))
+
+
 def reference_run(runs: list[Run]) -> Run | None:
-    """The IRPO run every row is tested against: the only `irpo` run, or the one named `irpo` among several
-    (an alpha/beta sweep has many and no reference)."""
-    irpo = [run for run in runs if run.method == "irpo"]
-    named = [run for run in irpo if run.name == "irpo"]
-    return irpo[0] if len(irpo) == 1 else named[0] if len(named) == 1 else None
+    """The run every row is tested against: the only reference-method run, or among several the one whose
+    directory is named after its method (a preset's; an alpha/beta sweep has many and no reference)."""
+    references = [run for run in runs if is_reference(run)]
+    named = [run for run in references if run.name == run.method]
+    return references[0] if len(references) == 1 else named[0] if len(named) == 1 else None
+
+
+def evaluates_only(run: Run) -> bool:
+    """A run that only evaluates the model it starts from (zero-shot CoT): its iteration 0 is its row."""
+    return run.config.get("iterations") == 0
 
 
 def table_rows(runs: list[Run]) -> list[dict]:
@@ -89,11 +99,11 @@ def table_rows(runs: list[Run]) -> list[dict]:
     another run (init_from) not at all. Each row is tested against the reference IRPO run's same iteration."""
     rows = []
     reference = reference_run(runs)
-    m0_shown = len(runs) > 1 and any(run.method == "zero_shot" for run in runs)
+    m0_shown = len(runs) > 1 and any(evaluates_only(run) for run in runs)
     for run in runs:
         for row in collect_rows(RunDir(run.path)):
             label = run.label
-            if row["iteration"] == 0 and len(runs) > 1 and run.method != "zero_shot":
+            if row["iteration"] == 0 and len(runs) > 1 and not evaluates_only(run):
                 if m0_shown or run.config.get("init_from") is not None:
                     continue
                 m0_shown, label = True, "Seed model M0"
@@ -247,19 +257,16 @@ def _train_log(run: Run, t: int = 1) -> list[dict]:
 
 def plot_logprobs(runs: list[Run], out: Path) -> list[Path]:
     """Chosen (solid) and rejected (dashed) sequence log-probs over iteration 1's training steps."""
-    with_logs = {run.method: run for run in runs if "rejected_logps" in (_train_log(run)[:1] or [{}])[0]}
-    comparisons = [
-        ("star", "irpo", "SFT on chosen vs DPO+NLL (Figure 2)"),
-        ("dpo", "irpo", "DPO vs DPO+NLL (Figure 3)"),
-    ]
+    with_logs = [run for run in runs if "rejected_logps" in (_train_log(run)[:1] or [{}])[0]]
+    reference = reference_run(with_logs)
     made = []
-    for left, right, title in comparisons:
-        if left in with_logs and right in with_logs:
-            made.append(
-                _logprob_figure([with_logs[left], with_logs[right]], title, out / f"logprobs_{left}_vs_{right}.png")
-            )
+    for run in with_logs:
+        title = run.config.get("logprob_figure")
+        if title and reference is not None and run is not reference:
+            path = out / f"logprobs_{run.method}_vs_{reference.method}.png"
+            made.append(_logprob_figure([run, reference], title, path))
     if not made and with_logs:
-        made.append(_logprob_figure(list(with_logs.values()), "chosen vs rejected log-probs", out / "logprobs.png"))
+        made.append(_logprob_figure(with_logs, "chosen vs rejected log-probs", out / "logprobs.png"))
     return made
 
 
@@ -303,7 +310,7 @@ def alpha_beta_figure(runs: list[Run]):
     finals, start, errors = {}, None, {}
     for run in runs:
         rows = collect_rows(RunDir(run.path))
-        if run.method == "irpo" and len(rows) > 1:
+        if is_reference(run) and len(rows) > 1:
             key = (float(run.config.get("loss", {}).get("alpha")), float(run.config.get("loss", {}).get("beta")))
             finals[key], errors[key] = rows[-1]["greedy_accuracy"], rows[-1]["greedy_se"]
             start = rows[0]

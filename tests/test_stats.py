@@ -85,10 +85,9 @@ def write_run(
     with the given greedy (and majority) right/wrong answer per test question."""
     root.mkdir(parents=True)
     method_conf = OmegaConf.load(CONF / "method" / f"{method}.yaml")  # its label and place in tables
-    (root / "config.yaml").write_text(
-        f"method: {method}\nlabel: {json.dumps(method_conf.label)}\nreport_order: {method_conf.report_order}\n"
-        f"loss:\n  alpha: {alpha}\n  beta: {beta}\n"
-    )
+    report_keys = ("method", "label", "report_order", "report_reference", "logprob_figure", "iterations")
+    config = {key: method_conf[key] for key in report_keys if key in method_conf}
+    (root / "config.yaml").write_text(OmegaConf.to_yaml({**config, "loss": {"alpha": alpha, "beta": beta}}))
     for t, greedy in answers.items():
         it = root / f"iter_{t}"
         it.mkdir()
