@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from irpo.config import (
     ClusterConfig,
     GenerationConfig,
+    HFSamplerConfig,
     LossConfig,
     ModelConfig,
     SamplerConfig,
@@ -85,7 +86,7 @@ def test_a_live_model_and_its_saved_copy_score_alike_and_the_tracker_is_told_the
     answer is 7 count as right and those whose gold is 8 as wrong, so the scores are neither all 0 nor all 1."""
     prompts = [p["prompt"] for p in arithmetic_pairs(8, seed=9)]
     held_out = [Example(f"q{i}", p, "7" if i % 2 else "8") for i, p in enumerate(prompts)]
-    sampler = HFSampler(OmegaConf.structured(SamplerConfig(device="cpu")), MODEL)
+    sampler = HFSampler(OmegaConf.structured(SamplerConfig(hf=HFSamplerConfig(device="cpu"))), MODEL)
     task = ArithmeticTask(ArithmeticTaskConfig())
     scorer = HeldOutScorer(held_out, {e.id: e.question for e in held_out}, sampler, task, GenerationConfig(), seed=0)
     it = RunDir(tmp_path / "run").iteration(1)
