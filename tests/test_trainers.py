@@ -152,7 +152,10 @@ def test_two_rank_deepspeed_matches_torch_trainer(untrained_tiny, tmp_path, zero
     assert [r["step"] for r in ds_log] == [1, 2, 3]
     for torch_row, ds_row in zip(torch_log, ds_log, strict=True):
         assert set(ds_row) == set(torch_row)  # same keys logged
-        for key in ("loss", "dpo", "nll", "chosen_logps", "rejected_logps", "reward_accuracy", "lr", "grad_norm"):
+        # reward_accuracy is a threshold on the margin, which is rounding noise until the policy moves away from
+        # the reference (the two trainers lay the reference's forward out differently); the margin itself is
+        # compared, to the same tolerance.
+        for key in ("loss", "dpo", "nll", "chosen_logps", "rejected_logps", "reward_margin", "lr", "grad_norm"):
             assert ds_row[key] == pytest.approx(torch_row[key], rel=1e-4, abs=1e-5), key
     assert torch_log[-1]["loss"] < torch_log[0]["loss"]  # it trained
     initial = load_file(untrained_tiny / "model.safetensors")
