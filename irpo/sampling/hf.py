@@ -63,8 +63,11 @@ class AnswerLineDone(StoppingCriteria):
 def ended_by_model(text: str, token_ids: list[int], end_ids: set[int], stop_after, stop: tuple[str, ...]) -> bool:
     """Whether a generated row ended before the token budget: an EOS or padding token (generate pads a row
     once a stopping rule finished it), a finished answer line, or a stop string."""
-    if end_ids.intersection(token_ids):
-        return True
+    return bool(end_ids.intersection(token_ids)) or text_finished(text, stop_after, stop)
+
+
+def text_finished(text: str, stop_after, stop: tuple[str, ...]) -> bool:
+    """Whether `text` holds a finished answer line (after `stop_after`) or one of the stop strings."""
     return bool(stop_after and answer_line_finished(text, stop_after)) or any(s in text for s in stop)
 
 
@@ -142,8 +145,7 @@ class HFSampler:
         stop_after, stop = request.stop_after, tuple(request.stop)
 
         def is_done(ids: list[int]) -> bool:
-            text = tokenizer.decode(ids, skip_special_tokens=True)
-            return bool(stop_after and answer_line_finished(text, stop_after)) or any(s in text for s in stop)
+            return text_finished(tokenizer.decode(ids, skip_special_tokens=True), stop_after, stop)
 
         return sample_token_ids(
             model,
