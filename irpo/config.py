@@ -93,6 +93,10 @@ class HFSamplerConfig:
     # default, so decoder=generate stays the reference path: the random stream is the same, but the prompts' logits
     # come from another batch shape, which may move a sample's floating-point detail (README, "Speed").
     shared_prefill: bool = False
+    # The weights' dtype while sampling (irpo/models/precision.py): auto = bfloat16 where the device multiplies it
+    # natively and the model is large enough to gain (SmolLM2-135M: 1.8x on this CPU), else model.dtype;
+    # model = model.dtype; or float32 | bfloat16 | float16. Logged per stage; README, "Speed".
+    dtype: str = "auto"
 
 
 @dataclass
@@ -105,7 +109,7 @@ class VLLMSamplerConfig:
     # On vLLM's CPU build: the share of RAM for the KV cache.
     gpu_memory_utilization: float = field(default=0.9, metadata=RUNTIME_ONLY)
     max_model_len: Optional[int] = None  # null = model.max_length
-    dtype: Optional[str] = None  # null = model.dtype
+    dtype: Optional[str] = None  # null = as sampler.hf.dtype=auto picks (bfloat16 where it pays), else model.dtype
     enforce_eager: bool = False
     # null = vLLM's default on GPUs, off on CPUs: vLLM 0.32's CPU build fails on seeded requests whose
     # prefill is chunked ("CPU Generator does not use offset").
@@ -152,6 +156,11 @@ class TorchTrainerConfig:
     """trainer.torch: the plain PyTorch trainer (irpo/training/torch_trainer.py), in this process."""
 
     device: str = field(default="auto", metadata=RESUME_MAY_CHANGE)  # auto (cuda where there is one) | cpu | cuda:N
+    # Forward passes (training and the reference log-probs) under torch.autocast: bf16 = matmuls and attention
+    # in bfloat16, weights, optimizer and loss in float32; none = float32 throughout; auto = bf16 where the
+    # device multiplies bfloat16 natively (a bf16 GPU; a CPU with avx512_bf16 or AMX), else none. The resolved
+    # choice is in train_summary.json. Speed and the accuracy it gives: README, "Speed".
+    mixed_precision: str = "auto"
 
 
 @dataclass

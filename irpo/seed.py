@@ -15,7 +15,8 @@ from omegaconf import OmegaConf
 
 from irpo.config import LossConfig, TorchTrainerConfig, TrainerConfig
 from irpo.models.gguf import import_gguf
-from irpo.models.loading import check_seed_source
+from irpo.models.loading import check_seed_source, pick_device
+from irpo.models.precision import autocast_dtype
 from irpo.models.tiny import save_untrained
 from irpo.training import TorchTrainer
 
@@ -47,6 +48,10 @@ def prepare_seed_model(cfg, task) -> str:
     # built before packing existed, so its key, and the M0s cached under it, stay valid).
     if cfg.trainer.packing != "padded":
         recipe["sft_packing"] = cfg.trainer.packing
+    # Likewise a mixed-precision SFT (resolved on this machine: trainer.torch.mixed_precision=auto) is its own M0.
+    mixed = autocast_dtype(cfg.trainer.torch.mixed_precision, pick_device(cfg.trainer.torch.device))
+    if mixed is not None:
+        recipe["sft_autocast"] = str(mixed).removeprefix("torch.")
     recipe["tiny"].pop("cache_dir")
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
     cache_root = Path(spec.cache_dir).expanduser()
@@ -75,7 +80,9 @@ def prepare_seed_model(cfg, task) -> str:
             epochs=1e9,
             warmup_steps=min(20, spec.seed_sft_steps // 10),
             lr_schedule=spec.seed_sft_schedule,
-            torch=TorchTrainerConfig(device=cfg.trainer.torch.device),
+            torch=TorchTrainerConfig(
+                device=cfg.trainer.torch.device, mixed_precision=cfg.trainer.torch.mixed_precision
+            ),
             packing=cfg.trainer.packing,
         )
         TorchTrainer(sft, cfg.model).train(

@@ -14,9 +14,11 @@ Contestants, all DPO + NLL (β=0.1) on the same pairs, one pass (steps x batch =
   TRL's own interpreter (--trl-python; launchers/benchmark_speed_trl.py); "skipped" without one.
 
 tokens/s = the tokens of every pair's two sequences (prompt + chosen, prompt + rejected, so a shared prompt
-still counts twice) over the seconds of the training steps (forward, backward, optimizer; the first step
-included), in wall seconds and in CPU seconds of the process (all its threads): on a machine shared with
-other jobs the CPU seconds measure the work, the wall seconds also the wait for a core. Contestants
+still counts twice) over the seconds of the training steps (forward, backward, optimizer), in wall seconds
+and in CPU seconds of the process (all its threads): on a machine shared with other jobs the CPU seconds
+measure the work, the wall seconds also the wait for a core. The first --warmup-steps steps of every
+contestant run but are not timed (each trainer's one-time costs, TRL's largest, would otherwise weigh on a
+run of a few steps as they never do on thousands); each contestant reports the tokens of the steps it timed. Contestants
 alternate within each repeat, in a rotating order; the tables give the median over repeats and the spread
 (min-max), and each trainer's ratios to the others.
 
@@ -107,7 +109,7 @@ def sequence_tokens(model_dir: str, pairs: list[dict]) -> list[int]:
     ]
 
 
-def run_ours(packing: str, model_dir: str, pairs: list[dict], batch_size: int, steps: int):
+def run_ours(packing: str, model_dir: str, pairs: list[dict], batch_size: int, steps: int, warmup: int):
     """The torch trainer's step (irpo/training/step.py, as TorchTrainer and the DeepSpeed ranks run it):
     micro_batch_loss, backward, gradient clipping, AdamW; reference log-probs computed before the steps."""
     from omegaconf import OmegaConf
@@ -123,21 +125,22 @@ def run_ours(packing: str, model_dir: str, pairs: list[dict], batch_size: int, s
     loss_cfg = OmegaConf.structured(LossConfig(name="dpo_nll", alpha=ALPHA, beta=BETA))
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
     model.train()
-    tokens = 0
-    with Clock() as clock:
-        for idx in step_batches(len(pairs), batch_size, steps, seed=0):
-            losses, _, step_tokens = micro_batch_loss(model, idx, data, loss_cfg, tokenizer.pad_token_id, "cpu")
+    timed = StepTimes(warmup)
+    for idx in step_batches(len(pairs), batch_size, steps, seed=0):
+        with timed.step() as step:
+            losses, _, step.tokens = micro_batch_loss(model, idx, data, loss_cfg, tokenizer.pad_token_id, "cpu")
             (losses.sum() / len(idx)).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            tokens += step_tokens
-    return tokens, clock.wall, clock.cpu
+    return timed.totals()
 
 
 class Clock:
     """Wall and CPU seconds (this process, all threads) of a block: on a machine shared with other jobs the
     CPU seconds measure the work done, the wall seconds also the wait for a core."""
+
+    tokens = 0
 
     def __enter__(self):
         self.started = (time.perf_counter(), time.process_time())
@@ -148,7 +151,25 @@ class Clock:
         self.cpu = time.process_time() - self.started[1]
 
 
-def run_bare(model_dir: str, pairs: list[dict], batch_size: int, steps: int) -> tuple[int, float]:
+class StepTimes:
+    """Each step's tokens and seconds; the first `warmup` steps are left out of the totals."""
+
+    def __init__(self, warmup: int):
+        self.warmup = warmup
+        self.steps: list[Clock] = []
+
+    def step(self) -> Clock:
+        self.steps.append(Clock())
+        return self.steps[-1]
+
+    def totals(self) -> tuple[int, float, float]:
+        timed = self.steps[self.warmup :]
+        if not timed:
+            raise SystemExit(f"{len(self.steps)} steps, all of them warm-up: give --steps > --warmup-steps")
+        return sum(c.tokens for c in timed), sum(c.wall for c in timed), sum(c.cpu for c in timed)
+
+
+def run_bare(model_dir: str, pairs: list[dict], batch_size: int, steps: int, warmup: int) -> tuple[int, float, float]:
     """The textbook loop: [chosen; rejected] right-padded in one batch, log-softmax over every position,
     DPO + length-normalised NLL, AdamW. Reference log-probs computed once before the timed steps."""
     import torch.nn.functional as F
@@ -179,8 +200,9 @@ def run_bare(model_dir: str, pairs: list[dict], batch_size: int, steps: int) -> 
         reference = [logps([chosen[i] for i in idx] + [rejected[i] for i in idx]) for idx in batches]
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
     model.train()
-    with Clock() as clock:
-        for idx, ref in zip(batches, reference, strict=True):
+    timed = StepTimes(warmup)
+    for idx, ref in zip(batches, reference, strict=True):
+        with timed.step() as step:
             policy = logps([chosen[i] for i in idx] + [rejected[i] for i in idx])
             n = len(idx)
             margin = BETA * ((policy[:n] - ref[:n]) - (policy[n:] - ref[n:]))
@@ -190,15 +212,17 @@ def run_bare(model_dir: str, pairs: list[dict], batch_size: int, steps: int) -> 
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-    return sum(sequence_tokens(model_dir, pairs)), clock.wall, clock.cpu
+        step.tokens = sum(len(chosen[i].input_ids) + len(rejected[i].input_ids) for i in idx)
+    return timed.totals()
 
 
-def run_trl(reference: str, model_dir: str, pairs_file: Path, batch_size: int, steps: int, python: str):
+def run_trl(reference: str, model_dir: str, pairs_file: Path, batch_size: int, steps: int, warmup: int, python: str):
     command = [
         python,
         str(ROOT / "launchers" / "benchmark_speed_trl.py"),
         *("--model-dir", model_dir, "--pairs", str(pairs_file), "--batch-size", str(batch_size)),
-        *("--steps", str(steps), "--reference", reference, "--lr", str(LR), "--threads", str(torch.get_num_threads())),
+        *("--steps", str(steps), "--warmup-steps", str(warmup), "--reference", reference, "--lr", str(LR)),
+        *("--threads", str(torch.get_num_threads())),
     ]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
     if done.returncode != 0:
@@ -220,20 +244,22 @@ def benchmark_model(name: str, args) -> dict[str, list[float]]:
     pairs_file = work / "pairs.json"
     pairs_file.write_text(json.dumps(pairs))
     tokens = sequence_tokens(model_dir, pairs)
+    shape = (args.batch_size, args.steps, args.warmup_steps)
     print(
-        f"\n{name}: {len(pairs)} pairs, {args.steps} steps x batch {args.batch_size}; "
+        f"\n{name}: {len(pairs)} pairs, {args.steps} steps x batch {args.batch_size} (the first "
+        f"{args.warmup_steps} untimed); "
         f"tokens per pair (both sequences) mean {statistics.mean(tokens):.0f}, min {min(tokens)}, max {max(tokens)}",
         flush=True,
     )
     contestants = {
-        "irpo shared_prompt": lambda: run_ours("shared_prompt", model_dir, pairs, args.batch_size, args.steps),
-        "irpo padded": lambda: run_ours("padded", model_dir, pairs, args.batch_size, args.steps),
-        "bare padded": lambda: run_bare(model_dir, pairs, args.batch_size, args.steps),
+        "irpo shared_prompt": lambda: run_ours("shared_prompt", model_dir, pairs, *shape),
+        "irpo padded": lambda: run_ours("padded", model_dir, pairs, *shape),
+        "bare padded": lambda: run_bare(model_dir, pairs, *shape),
     }
     if args.trl:
         for reference in ("precomputed", "live"):
             contestants[f"TRL {reference}"] = lambda r=reference: run_trl(
-                r, model_dir, pairs_file, args.batch_size, args.steps, args.trl_python
+                r, model_dir, pairs_file, *shape, args.trl_python
             )
     rates: dict[str, dict[str, list[float]]] = {clock: {k: [] for k in contestants} for clock in ("cpu", "wall")}
     names = list(contestants)
@@ -276,6 +302,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--warmup-steps", type=int, default=1, help="run first, not timed")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--trl-python", default=os.environ.get("IRPO_TRL_PYTHON"))
     args = parser.parse_args()

@@ -6,10 +6,10 @@
 Runs in TRL's own interpreter (TRL is not a dependency of irpo), so it imports nothing from irpo. The
 loss is DPO + NLL on the chosen side (`loss_type=["sigmoid", "sft"]`, β=0.1), one pass over the pairs
 (steps x batch size = number of pairs, so every contestant trains on the same pairs). Prints one JSON line:
-the tokens of the sequences trained on (prompt + chosen and prompt + rejected of every pair, as TRL
-tokenized them) and the wall and CPU seconds of the training steps (from the first step's start to the last step's
-end; the reference log-probs, with --reference precomputed, are computed before that, in the trainer's
-constructor).
+the tokens of the sequences trained on in the timed steps (prompt + chosen and prompt + rejected of each
+pair, as TRL's collator batched them: the attention mask's ones) and the wall and CPU seconds of those
+steps, each from its start to its end (optimizer included). The first --warmup-steps steps are not timed;
+the reference log-probs, with --reference precomputed, are computed before any step, in the constructor.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--pairs", required=True)
     parser.add_argument("--batch-size", type=int, required=True)
     parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--warmup-steps", type=int, default=0)
     parser.add_argument("--reference", choices=("precomputed", "live"), required=True)
     parser.add_argument("--lr", type=float, default=1e-5)
     parser.add_argument("--threads", type=int, default=2)
@@ -49,16 +50,19 @@ def main() -> None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=torch.float32)
 
-    class StepClock(TrainerCallback):
-        started: tuple[float, float] | None = None
-        ended: tuple[float, float] | None = None
+    steps: list[dict] = []  # each step's tokens and (wall, CPU) at its start and end
 
+    class StepClock(TrainerCallback):
         def on_step_begin(self, *_, **__):
-            if self.started is None:
-                self.started = (time.perf_counter(), time.process_time())
+            steps.append({"tokens": 0, "start": (time.perf_counter(), time.process_time())})
 
         def on_step_end(self, *_, **__):
-            self.ended = (time.perf_counter(), time.process_time())
+            steps[-1]["end"] = (time.perf_counter(), time.process_time())
+
+    class CountingDPOTrainer(DPOTrainer):
+        def training_step(self, model, inputs, *rest, **kwargs):
+            steps[-1]["tokens"] += int(inputs["attention_mask"].sum())
+            return super().training_step(model, inputs, *rest, **kwargs)
 
     clock = StepClock()
     output_dir = tempfile.TemporaryDirectory(prefix="trl-bench-")
@@ -78,21 +82,21 @@ def main() -> None:
         dataloader_num_workers=0,
         seed=0,
     )
-    trainer = DPOTrainer(
+    trainer = CountingDPOTrainer(
         model=model,
         args=config,
         train_dataset=Dataset.from_list(pairs),
         processing_class=tokenizer,
         callbacks=[clock],
     )
-    rows = trainer.train_dataset
-    tokens = sum(
-        2 * len(p) + len(c) + len(r)
-        for p, c, r in zip(rows["prompt_ids"], rows["chosen_ids"], rows["rejected_ids"], strict=True)
-    )
     trainer.train()
     output_dir.cleanup()
-    wall, cpu = (end - start for start, end in zip(clock.started, clock.ended, strict=True))
+    timed = steps[args.warmup_steps :]
+    if len(steps) != args.steps or not timed:
+        raise SystemExit(f"TRL ran {len(steps)} steps of {args.steps}, {args.warmup_steps} of them warm-up")
+    wall = sum(s["end"][0] - s["start"][0] for s in timed)
+    cpu = sum(s["end"][1] - s["start"][1] for s in timed)
+    tokens = sum(s["tokens"] for s in timed)
     print(json.dumps({"tokens": tokens, "seconds": wall, "cpu_seconds": cpu, "threads": torch.get_num_threads()}))
 
 

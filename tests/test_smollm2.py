@@ -226,7 +226,7 @@ def test_one_deepspeed_step_on_two_ranks_matches_the_torch_trainer(smollm2_dir, 
                 micro_batch_size=1,
                 max_steps=1,
                 deepspeed=DeepSpeedTrainerConfig(num_processes=2),
-                torch=TorchTrainerConfig(device="cpu"),
+                torch=TorchTrainerConfig(device="cpu", mixed_precision="none"),  # DeepSpeed's fp32, to compare
             )
         )
         trainer = build_trainer(trainer_cfg, model_cfg(), OmegaConf.structured(ClusterConfig()))

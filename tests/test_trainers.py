@@ -36,7 +36,7 @@ def trainer_cfg(**overrides):
     return OmegaConf.structured(
         TrainerConfig(
             **{"lr": 1e-3, "batch_size": 16, "micro_batch_size": 4, **overrides},
-            torch=TorchTrainerConfig(device="cpu"),
+            torch=TorchTrainerConfig(device="cpu", mixed_precision="none"),  # DeepSpeed's fp32, to compare
             deepspeed=DeepSpeedTrainerConfig(**deepspeed),
         )
     )
@@ -210,6 +210,7 @@ def test_deepspeed_checkpoint_selection_picks_what_the_torch_trainer_picks(make_
         "trainer.micro_batch_size=8",
         "task.num_valid=6",
         "trainer.retrain_with_heldout=false",
+        "trainer.torch.mixed_precision=none",  # DeepSpeed's fp32, to compare
     ]
     summaries, weights = {}, {}
     for name in ("torch", "deepspeed"):

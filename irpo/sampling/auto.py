@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from irpo.models.precision import weights_bytes
 from irpo.protocols import PromptShard, Samples, SamplingRequest
 from irpo.sampling.hf import HFSampler
 from irpo.sampling.vllm_sampler import VLLMSampler, has_vllm
@@ -37,7 +38,7 @@ def vllm_pays(model_dir: str | Path) -> tuple[bool, str]:
     head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
     if head_dim not in CPU_HEAD_DIMS:
         return False, f"vLLM's CPU build has no attention for head_dim={head_dim}"
-    weights = sum(f.stat().st_size for f in Path(model_dir).glob("*.safetensors"))
+    weights = weights_bytes(model_dir)
     if weights < MIN_CPU_WEIGHTS_BYTES:
         return False, f"{weights / 2**20:.0f} MB of weights: on a CPU generate is as fast, with no engine start"
     return True, f"CPU, head_dim={head_dim}, {weights / 2**20:.0f} MB of weights"

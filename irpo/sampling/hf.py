@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from irpo.models.loading import load_model, load_tokenizer, pick_device
+from irpo.models.precision import check_sampling_dtype, sampling_dtype
 from irpo.models.tokens import encode_prompt
 from irpo.protocols import Completion, PromptShard, Samples, SamplingRequest, SamplingStats
 from irpo.sampling.answer_line import ANSWER_THEN_NEWLINE, answer_line_finished, end_at_answer_line
@@ -109,6 +110,7 @@ class HFSampler:
         if cfg.sampler.hf.batch_size < 1:
             raise ValueError(f"sampler.hf.batch_size must be >= 1, not {cfg.sampler.hf.batch_size}")
         pick_device(cfg.sampler.hf.device)  # an unknown device fails now
+        check_sampling_dtype(cfg.sampler.hf.dtype, "sampler.hf.dtype")
         if cfg.sampler.hf.decoder not in ("loop", "generate"):
             raise ValueError(f"sampler.hf.decoder must be loop or generate, not {cfg.sampler.hf.decoder!r}")
 
@@ -117,7 +119,10 @@ class HFSampler:
     ) -> Iterator[list[Samples]]:
         """From a single load of the model, yields each shard's draws (one per request) as soon as they are drawn."""
         tokenizer = load_tokenizer(model_dir)
-        model = load_model(model_dir, self.model_cfg.dtype, str(pick_device(self.cfg.device)))
+        device = pick_device(self.cfg.device)
+        dtype, why = sampling_dtype(self.cfg.dtype, self.model_cfg.dtype, device, model_dir)
+        log.info("sampler=hf: %s weights on %s (%s)", dtype, device, why)
+        model = load_model(model_dir, dtype, str(device))
         for shard in shards:
             yield [
                 self.sample_loaded(model, tokenizer, shard.prompts, r, first_index=shard.first_index) for r in requests

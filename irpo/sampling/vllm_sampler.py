@@ -23,6 +23,7 @@ from typing import Any
 
 from irpo.child import StageProcessError, run_child
 from irpo.models.loading import load_tokenizer
+from irpo.models.precision import sampling_dtype
 from irpo.models.tokens import encode_prompt
 from irpo.protocols import Completion, PromptShard, Samples, SamplingRequest, SamplingStats
 from irpo.sampling.answer_line import answer_line_finished, end_at_answer_line
@@ -50,12 +51,21 @@ def has_vllm(vllm_cfg) -> bool:
         return False
 
 
+def vllm_default_dtype(model_cfg, model_dir: str | Path) -> str:
+    """sampler.vllm.dtype unset: as sampler.hf.dtype=auto picks (bfloat16 where the device has it natively and
+    the model is large enough to gain), else model.dtype."""
+    import torch
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return sampling_dtype("auto", model_cfg.dtype, device, model_dir)[0]
+
+
 def engine_args(sampler_cfg, model_cfg, model_dir: str | Path) -> dict:
     """Keyword arguments of `vllm.LLM` for one model directory (`sampler_cfg`: the sampler.vllm section)."""
     return {
         "model": str(model_dir),
         "tokenizer": str(model_dir),
-        "dtype": sampler_cfg.dtype or model_cfg.dtype,
+        "dtype": sampler_cfg.dtype or vllm_default_dtype(model_cfg, model_dir),
         "max_model_len": sampler_cfg.max_model_len or model_cfg.max_length,
         "tensor_parallel_size": sampler_cfg.tensor_parallel_size,
         "gpu_memory_utilization": sampler_cfg.gpu_memory_utilization,

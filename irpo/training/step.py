@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from irpo.files import append_jsonl
 from irpo.loss import LOSSES, compute_loss
+from irpo.models.precision import autocast
 from irpo.models.tokens import EncodedSequence, encode
 from irpo.training import lora
 from irpo.training.data import collate, sequence_logps
@@ -242,10 +243,12 @@ def run_steps(
     backend: StepBackend,
     log_path: Path,
     desc: str,
+    autocast_to: torch.dtype | None = None,
 ) -> None:
     """Steps start_step + 1 .. len(batches), each over the pairs `batches[step - 1]` in micro-batches, one
     optimizer step per batch; each step is one row of `log_path` (train_log.jsonl, first cut back to
-    `start_step`): the batch means of the micro-batch statistics, lr, gradient norm, tokens per second."""
+    `start_step`): the batch means of the micro-batch statistics, lr, gradient norm, tokens per second.
+    autocast_to: the forward passes run under torch.autocast to this dtype (backward follows the forward's)."""
     if backend.is_main:
         cut_log(log_path, start_step)
     with log_path.open("a") if backend.is_main else contextlib.nullcontext() as log_file:
@@ -264,9 +267,10 @@ def run_steps(
             sums: dict[str, float] = {}
             tokens = 0
             for start in range(0, len(mine), micro_batch_size):
-                losses, micro_sums, micro_tokens = micro_batch_loss(
-                    model, mine[start : start + micro_batch_size], data, loss_cfg, pad_id, device
-                )
+                with autocast(autocast_to, torch.device(device)):
+                    losses, micro_sums, micro_tokens = micro_batch_loss(
+                        model, mine[start : start + micro_batch_size], data, loss_cfg, pad_id, device
+                    )
                 backend.backward(losses, len(batch))
                 tokens += micro_tokens
                 for key, value in micro_sums.items():

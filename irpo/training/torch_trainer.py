@@ -13,6 +13,7 @@ import torch
 
 from irpo.files import publish_dir, write_json
 from irpo.models.loading import load_model, load_tokenizer, pick_device
+from irpo.models.precision import autocast, autocast_dtype, check_mixed_precision
 from irpo.protocols import Checkpoint, Scorer
 from irpo.training import lora
 from irpo.training.resume import (
@@ -47,7 +48,9 @@ class TorchTrainer:
 
     @staticmethod
     def check(cfg) -> None:
-        """trainer.torch.device: a device torch knows (the device's presence is known only where it trains)."""
+        """trainer.torch.device: a device torch knows (the device's presence is known only where it trains);
+        trainer.torch.mixed_precision: auto, bf16 or none."""
+        check_mixed_precision(cfg.trainer.torch.mixed_precision, "trainer.torch.mixed_precision")
         device = cfg.trainer.torch.device
         if device != "auto":
             try:
@@ -79,6 +82,7 @@ class TorchTrainer:
         if not pairs:
             raise ValueError(f"{desc}: no training pairs; nothing to train on (see pairs_stats.json)")
         device = pick_device(cfg.torch.device)
+        mixed = autocast_dtype(cfg.torch.mixed_precision, device)
         torch.manual_seed(seed)
         tokenizer = load_tokenizer(init_model_dir)
         model = load_model(init_model_dir, self.model_cfg.dtype, str(device))
@@ -95,7 +99,8 @@ class TorchTrainer:
             else:
                 model.eval()
                 chunk = cfg.micro_batch_size * 2
-                data.reference = reference_logps(model, data, tokenizer.pad_token_id, device, chunk)
+                with autocast(mixed, device):  # as the policy's forwards run, so they start equal
+                    data.reference = reference_logps(model, data, tokenizer.pad_token_id, device, chunk)
 
         trained, optimizer, schedule = make_optimizer(model, cfg, steps)
         steps_run = TorchSteps(
@@ -126,6 +131,7 @@ class TorchTrainer:
             steps_run,
             tmp_dir / TRAIN_LOG,
             desc,
+            autocast_to=mixed,
         )
         selecting, best, scores = steps_run.scorer is not None, steps_run.best, steps_run.scores
 
@@ -143,6 +149,7 @@ class TorchTrainer:
             selected_step=best["step"] if selecting else steps,
             held_out_accuracy=scores or None,
             resumed_from_step=start_step,
+            mixed_precision=str(mixed).removeprefix("torch.") if mixed else "none",
             checkpoint_seconds=round(steps_run.checkpoint_seconds, 3),
             checkpoint_bytes=steps_run.checkpoint_bytes,
             **parameters,
