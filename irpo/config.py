@@ -123,8 +123,8 @@ class VLLMSamplerConfig:
 
 @dataclass
 class SamplerConfig:
-    # auto: vllm where vLLM is installed (here or at sampler.vllm.python) and runs the model, else hf;
-    # hf: transformers generate in this process (the simple reference); vllm: vLLM's engine in a child process.
+    # auto: vllm on a GPU where vLLM is installed (here or at sampler.vllm.python), else hf (irpo/sampling/auto.py);
+    # hf: the model in this process (irpo's sampling loop, or generate); vllm: vLLM's engine in a child process.
     name: str = "auto"
     # Generation and evaluation write their rows in shards of this many prompts as they are drawn, so a killed
     # stage resumes at its first missing shard (irpo/shards.py). At the paper's scale 256 prompts x 30 samples

