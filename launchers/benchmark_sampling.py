@@ -21,7 +21,7 @@ cache carries over) and the table gives the median and the spread (min-max). The
 sampling stages with sampler=vllm count engine starts: M_t's evaluation then iteration t+1's samples,
 once stopping the engine after every stage (as before) and once as the loop runs now.
 
-`main(argv)` is the entry point (launchers/benchmark_speed.py --part sampling calls it).
+`main(argv)` is the entry point (launchers/benchmark_speed.py --part sample calls it).
 """
 
 from __future__ import annotations

@@ -331,8 +331,17 @@ def main() -> None:
     parser.add_argument("--trl-python", default=os.environ.get("IRPO_TRL_PYTHON"))
     args = parser.parse_args()
 
-    if args.part in ("sample", "all"):
-        print("sample: not merged yet (launchers/benchmark_sampling.py comes from the sampling work); skipped")
+    if args.part in ("sample", "all"):  # the sampling side, with its defaults: launchers/benchmark_sampling.py
+        import importlib.util
+        import sys
+
+        script = Path(__file__).with_name("benchmark_sampling.py")
+        spec = importlib.util.spec_from_file_location("benchmark_sampling", script)
+        assert spec is not None and spec.loader is not None
+        sampling = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sampling)
+        sampling.main(["--models", *args.models, "--threads", str(args.threads)])
+        sys.stdout.flush()
     if args.part == "sample":
         return
     torch.set_num_threads(args.threads)
