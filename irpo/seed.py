@@ -49,7 +49,7 @@ def prepare_seed_model(cfg, task) -> str:
     if cfg.trainer.packing != "padded":
         recipe["sft_packing"] = cfg.trainer.packing
     # Likewise a mixed-precision SFT (resolved on this machine: trainer.torch.mixed_precision=auto) is its own M0.
-    mixed = autocast_dtype(cfg.trainer.torch.mixed_precision, pick_device(cfg.trainer.torch.device))
+    mixed = autocast_dtype(cfg.trainer.torch.mixed_precision, pick_device(cfg.trainer.torch.device), cfg.model.dtype)
     if mixed is not None:
         recipe["sft_autocast"] = str(mixed).removeprefix("torch.")
     recipe["tiny"].pop("cache_dir")

@@ -31,6 +31,7 @@ def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
 def test_auto_follows_the_device_and_explicit_values_win():
     native = cpu_has_native_bf16()
     assert autocast_dtype("auto", CPU) == (torch.bfloat16 if native else None)
+    assert autocast_dtype("auto", CPU, "float16") is None  # half-precision weights are left as they are
     assert autocast_dtype("bf16", CPU) == torch.bfloat16
     assert autocast_dtype("none", CPU) is None
     with pytest.raises(ValueError, match="must be one of auto, bf16, none, not 'fp16'"):
@@ -44,6 +45,9 @@ def test_sampling_dtype_auto_leaves_a_small_model_in_its_own_dtype(untrained_tin
     assert sampling_dtype("bfloat16", "float32", CPU, untrained_tiny)[0] == "bfloat16"
     assert sampling_dtype("model", "float16", CPU, untrained_tiny)[0] == "float16"
     assert sampling_dtype("auto", "bfloat16", CPU, untrained_tiny)[0] == "bfloat16"  # never widened
+    # a hub id is a pretrained model: bfloat16 where the CPU has it, as its local copy M1 will get
+    expected = "bfloat16" if cpu_has_native_bf16() else "float32"
+    assert sampling_dtype("auto", "float32", CPU, "HuggingFaceTB/SmolLM2-135M-Instruct")[0] == expected
 
 
 def test_unknown_values_fail_at_validate(make_config):

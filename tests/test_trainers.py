@@ -252,7 +252,7 @@ def test_the_retrain_reuses_the_selection_runs_reference_log_probs(untrained_tin
     for side in ("chosen", "rejected"):
         assert both[side].shape == (24,)
         assert torch.allclose(both[side], fresh[side], atol=1e-5), side
-    # another reference model (or packing, or precision) starts over
+    # another packing starts over (as another reference model or precision does: they are in the same key)
     reference(reusing, pairs)
     padded = encode_pairs(tokenizer, pairs, "dpo_nll", "padded")
     other = reusing.reference(model, padded, tokenizer.pad_token_id, "cpu", None, untrained_tiny, "t")

@@ -44,15 +44,16 @@ def check_mixed_precision(setting: str, key: str) -> None:
         raise ValueError(f"{key} must be one of {', '.join(MIXED_PRECISION)}, not {setting!r}")
 
 
-def autocast_dtype(setting: str, device: torch.device) -> torch.dtype | None:
-    """The dtype training's forward passes autocast to, or None for float32 throughout.
+def autocast_dtype(setting: str, device: torch.device, model_dtype: str = "float32") -> torch.dtype | None:
+    """The dtype training's forward passes autocast to, or None for no autocast.
 
     bf16: matmuls and attention in bfloat16 under torch.autocast; weights, optimizer state, log-softmax and
-    the loss stay float32 (mixed precision, not bfloat16 weights). auto: bf16 where `device` has native
-    bfloat16 (a GPU that supports it, a CPU with avx512_bf16 or AMX), else none.
+    the loss stay in the weights' dtype (mixed precision, not bfloat16 weights). auto: bf16 where the weights
+    are float32 and `device` has native bfloat16 (a GPU that supports it, a CPU with avx512_bf16 or AMX),
+    else none (half-precision weights are left as they are).
     """
     check_mixed_precision(setting, "mixed_precision")
-    if setting == "bf16" or (setting == "auto" and native_bf16(device)):
+    if setting == "bf16" or (setting == "auto" and model_dtype == "float32" and native_bf16(device)):
         return torch.bfloat16
     return None
 
@@ -88,7 +89,9 @@ def sampling_dtype(setting: str, model_dtype: str, device: torch.device, model_d
         return model_dtype, "model.dtype"
     if not native_bf16(device):
         return model_dtype, f"no native bfloat16 on {device.type}"
-    size = weights_bytes(model_dir)
+    if not Path(model_dir).expanduser().is_dir():  # a hub id: a pretrained model, large enough to gain
+        return "bfloat16", f"native bfloat16 on {device.type}, a hub model"
+    size = weights_bytes(Path(model_dir).expanduser())
     if size < MIN_BF16_SAMPLING_BYTES:
         return model_dtype, f"{size / 2**20:.0f} MB of weights, too small for bfloat16 to pay"
     return "bfloat16", f"native bfloat16 on {device.type}, {size / 2**20:.0f} MB of weights"

@@ -245,9 +245,9 @@ def save(engine, tokenizer, directory: Path, cfg, rank: int) -> None:
 
 
 def _sharded_reference(engine, data: PairData, pad_id, device, chunk, rank, world) -> dict[str, torch.Tensor]:
-    """Reference log-probs of both sides of every pair, `chunk` sequences (chunk / 2 pairs) a forward, as the
-    torch trainer computes them (with shared-prompt packing, each prompt once). Each rank scores every
-    world-th chunk; under ZeRO-3 all ranks must run the same number of forwards."""
+    """Reference log-probs of both sides of every pair, chunk / 2 pairs at a time, through the torch trainer's
+    `reference_logps` (with shared-prompt packing each prompt once, in one forward; padded, one forward a
+    side). Each rank scores every world-th chunk; under ZeRO-3 all ranks must run the same number of forwards."""
     per_chunk = max(1, chunk // 2)
     chunks = [range(i, min(i + per_chunk, len(data.chosen))) for i in range(0, len(data.chosen), per_chunk)]
     rounds = -(-len(chunks) // world)

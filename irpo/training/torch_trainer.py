@@ -88,7 +88,7 @@ class TorchTrainer:
         if not pairs:
             raise ValueError(f"{desc}: no training pairs; nothing to train on (see pairs_stats.json)")
         device = pick_device(cfg.torch.device)
-        mixed = autocast_dtype(cfg.torch.mixed_precision, device)
+        mixed = autocast_dtype(cfg.torch.mixed_precision, device, self.model_cfg.dtype)
         torch.manual_seed(seed)
         tokenizer = load_tokenizer(init_model_dir)
         model = load_model(init_model_dir, self.model_cfg.dtype, str(device))
