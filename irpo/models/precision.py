@@ -39,9 +39,13 @@ def native_bf16(device: torch.device) -> bool:
     return device.type == "cpu" and cpu_has_native_bf16()
 
 
+def check_choice(setting: str, choices: tuple[str, ...], key: str) -> None:
+    if setting not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(choices)}, not {setting!r}")
+
+
 def check_mixed_precision(setting: str, key: str) -> None:
-    if setting not in MIXED_PRECISION:
-        raise ValueError(f"{key} must be one of {', '.join(MIXED_PRECISION)}, not {setting!r}")
+    check_choice(setting, MIXED_PRECISION, key)
 
 
 def autocast_dtype(setting: str, device: torch.device, model_dtype: str = "float32") -> torch.dtype | None:
@@ -73,8 +77,7 @@ def weights_bytes(model_dir: str | Path) -> int:
 
 
 def check_sampling_dtype(setting: str, key: str) -> None:
-    if setting not in SAMPLING_DTYPES:
-        raise ValueError(f"{key} must be one of {', '.join(SAMPLING_DTYPES)}, not {setting!r}")
+    check_choice(setting, SAMPLING_DTYPES, key)
 
 
 def sampling_dtype(setting: str, model_dtype: str, device: torch.device, model_dir: str | Path) -> tuple[str, str]:
@@ -89,9 +92,10 @@ def sampling_dtype(setting: str, model_dtype: str, device: torch.device, model_d
         return model_dtype, "model.dtype"
     if not native_bf16(device):
         return model_dtype, f"no native bfloat16 on {device.type}"
-    if not Path(model_dir).expanduser().is_dir():  # a hub id: a pretrained model, large enough to gain
+    local = Path(model_dir).expanduser()
+    if not local.is_dir():  # a hub id: a pretrained model, large enough to gain
         return "bfloat16", f"native bfloat16 on {device.type}, a hub model"
-    size = weights_bytes(Path(model_dir).expanduser())
+    size = weights_bytes(local)
     if size < MIN_BF16_SAMPLING_BYTES:
         return model_dtype, f"{size / 2**20:.0f} MB of weights, too small for bfloat16 to pay"
     return "bfloat16", f"native bfloat16 on {device.type}, {size / 2**20:.0f} MB of weights"
