@@ -15,9 +15,10 @@ every arm draws to EOS or the budget:
 - `hf, generate + shared prefill`: the same with `sampler.hf.shared_prefill=true` (each prompt run once, its
   cache copied to its N samples);
 - `vllm`: sampler=vllm (vLLM's CPU build, prefix caching on), given an interpreter that has vLLM.
-tokens/s is generated tokens over drawing time (vLLM's engine start is reported apart); each arm draws
-`--repeats` sets of `--prompts` prompts (set r is the same in every arm; no arm meets a set twice, so no
-cache carries over) and the table gives the median and the spread (min-max). Then one iteration's
+tokens/s is generated tokens over drawing time (vLLM's engine start is reported apart). Repeat r draws its
+own set of `--prompts` prompts in every arm, one arm after another (no arm meets a set twice, so no cache
+carries over); each ratio is taken within a repeat, against bare `generate` on the same prompts minutes
+apart at most, and the table gives the medians and the spreads (min-max) over the repeats. Then one iteration's
 sampling stages with sampler=vllm count engine starts: M_t's evaluation then iteration t+1's samples,
 once stopping the engine after every stage (as before) and once as the loop runs now.
 
@@ -120,15 +121,8 @@ def vllm_overrides(args) -> list[str]:
     return [f"sampler.vllm.python={args.vllm_python}", "sampler.vllm.gpu_memory_utilization=0.3"]
 
 
-def arm_rates(draw, prompt_sets: list[list[str]]) -> dict:
-    """Median and spread of tokens/s over one draw per prompt set (each repeat draws other prompts, so no
-    arm finds the previous repeat's prompts in a cache)."""
-    rates, starts = [], []
-    for prompts in prompt_sets:
-        new_tokens, seconds, start_seconds = draw(prompts)
-        rates.append(new_tokens / max(seconds, 1e-9))
-        starts.append(start_seconds)
-    return {"median": statistics.median(rates), "min": min(rates), "max": max(rates), "runs": rates, "starts": starts}
+def summary(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
 
 
 def engine_starts_per_iteration(cfg, args, model_dir: str, prompts: list[str]) -> dict:
@@ -178,14 +172,32 @@ def measure_model(cfg, args, model_dir: str, prompts: list[str]) -> dict:
     }
     if args.vllm_python:
         makers["vllm"] = lambda: sampler_arm(cfg, "vllm", args, model_dir)
-    measured = {}
-    for arm in ["generate", *(a for a in makers if a in args.arms and a != "generate")]:
-        draw, sampler = makers[arm]()
-        print(f"{args.model_name}: {arm} x {args.repeats} ...", file=sys.stderr)
-        measured[arm] = arm_rates(draw, prompt_sets)
-        print(f"{args.model_name}: {arm}: {json.dumps(measured[arm])} (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
+    arms = ["generate", *(a for a in makers if a in args.arms and a != "generate")]
+    built = {arm: makers[arm]() for arm in arms}
+    rates: dict[str, list[float]] = {arm: [] for arm in arms}
+    starts: dict[str, list[float]] = {arm: [] for arm in arms}
+    # Repeat by repeat, every arm on the same prompts: the machine's speed drifts by a quarter between
+    # minutes here, so each arm is set against bare generate measured beside it, not minutes before.
+    for repeat, batch in enumerate(prompt_sets):
+        for arm in arms:
+            new_tokens, seconds, start_seconds = built[arm][0](batch)
+            rates[arm].append(new_tokens / max(seconds, 1e-9))
+            starts[arm].append(start_seconds)
+            print(
+                f"{args.model_name}: repeat {repeat + 1}/{args.repeats}: {arm}: {rates[arm][-1]:.0f} tokens/s "
+                f"(load {os.getloadavg()[0]:.1f})",
+                file=sys.stderr,
+            )
+    for _, sampler in built.values():
         if sampler is not None:
             sampler.close()
+    measured = {}
+    for arm in arms:
+        measured[arm] = summary(rates[arm]) | {"starts": starts[arm]}
+        for base in ("generate", "generate, bfloat16"):
+            if base in rates:
+                ratios = [a / b for a, b in zip(rates[arm], rates[base], strict=True)]
+                measured[arm][f"x {base}"] = summary(ratios)
     return measured
 
 
@@ -232,19 +244,18 @@ def print_table(results: dict, args) -> None:
         f"{args.threads} threads, median of {args.repeats} (min-max); load average before "
         f"{results['load_before'][0]:.2f}, after {results['load_after'][0]:.2f}"
     )
-    print("| model | sampler | tokens/s | spread | x bare generate | x bare generate, bfloat16 |")
+    print("| model | sampler | tokens/s | spread | x bare generate (spread) | x bare generate, bfloat16 (spread) |")
     print("|---|---|---|---|---|---|")
     for model, arms in results["models"].items():
-        bare = arms["generate"]["median"]
-        bare_bf16 = arms.get("generate, bfloat16", {}).get("median")
         for arm, r in arms.items():
             starts = [seconds for seconds in r["starts"] if seconds]
             note = f" (engine start {statistics.median(starts):.0f} s, not counted)" if starts else ""
-            versus_bf16 = f"{r['median'] / bare_bf16:.1f}x" if bare_bf16 else "-"
-            print(
-                f"| {model} | {arm}{note} | {r['median']:.0f} | {r['min']:.0f}-{r['max']:.0f} | "
-                f"{r['median'] / bare:.1f}x | {versus_bf16} |"
-            )
+            ratios = [
+                f"{r[key]['median']:.1f}x ({r[key]['min']:.1f}-{r[key]['max']:.1f})" if key in r else "-"
+                for key in ("x generate", "x generate, bfloat16")
+            ]
+            spread = f"{r['min']:.0f}-{r['max']:.0f}"
+            print(f"| {model} | {arm}{note} | {r['median']:.0f} | {spread} | {' | '.join(ratios)} |")
     if "engine_starts" in results:
         print("\n| sampler=vllm, two iterations' sampling stages | engine starts per iteration | seconds |")
         print("|---|---|---|")
