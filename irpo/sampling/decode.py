@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
@@ -58,6 +59,10 @@ class GrowingLayer(DynamicLayer):
 
     def get_seq_length(self) -> int:
         return self.length if self.is_initialized else 0
+
+    def stored(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keys and values appended so far."""
+        return self._keys[:, :, : self.length], self._values[:, :, : self.length]
 
     def batch_repeat_interleave(self, repeats: int) -> None:
         if self.get_seq_length():
@@ -168,8 +173,8 @@ def sample_token_ids(
     shared = None
     if shared_prompt and supports_shared_prompt(model):
         # Each prompt's cache is kept once for its n samples; the decode steps' cache holds their own tokens.
-        prompt_keys, prompt_values = [layer.keys for layer in cache.layers], [layer.values for layer in cache.layers]
-        shared = SharedPrompt(prompt_keys, prompt_values, prompt_mask, n)
+        stored = [cast(GrowingLayer, layer).stored() for layer in cache.layers]
+        shared = SharedPrompt([k for k, _ in stored], [v for _, v in stored], prompt_mask, n)
         cache = Cache(layer_class_to_replicate=GrowingLayer)
     else:
         cache.batch_repeat_interleave(n)
