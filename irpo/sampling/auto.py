@@ -1,10 +1,10 @@
 """sampler=auto: vLLM on a GPU where it is installed; otherwise irpo's own sampling loop (sampler=hf).
 
-On this project's 2-core CPU, SmolLM2-135M-Instruct, N=8, 16 GSM8K prompts (launchers/benchmark_sampling.py,
-2 repeats, quiet machine): sampler=hf's loop drew 291 tokens/s (276-306; 427 since its shared-prompt
-attention) and vLLM's CPU build 233 (227-238), both in bfloat16, and vLLM's engine took 161 s to start; on the embedded 1M-parameter model vLLM was no faster
-either. So on a CPU auto takes hf; sampler=vllm still runs vLLM there. The choice is logged and recorded in
-generation_stats.json ("backend").
+On this project's 2-core CPU, SmolLM2-135M-Instruct, N=8, 16 GSM8K prompts (launchers/benchmark_sampling.py, 2
+repeats, quiet machine): sampler=hf's loop drew 291 tokens/s (276-306; 427 since its shared-prompt attention)
+and vLLM's CPU build 233 (227-238), both in bfloat16, and vLLM's engine took 161 s to start; on the embedded
+1M-parameter model vLLM was no faster either. So on a CPU auto takes hf; sampler=vllm still runs vLLM there.
+The choice is logged and recorded in generation_stats.json ("backend").
 """
 
 from __future__ import annotations
