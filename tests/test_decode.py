@@ -59,7 +59,7 @@ def test_greedy_is_generates_greedy_token_for_token_with_rows_ending_at_differen
 
 def test_each_sample_keeps_its_own_cache_through_the_shared_prefill_and_the_compaction(untrained_tiny):
     """At a temperature near 0 every one of a prompt's samples is its greedy text: the prompt's cache,
-    repeated per sample and compacted as rows end, still holds each row's own keys and values."""
+    shared by its samples and compacted as rows end, still serves each row its own keys and values."""
     model, tokenizer = load(untrained_tiny)
     prompts = [tokenizer(p).input_ids for p in PROMPTS]
     free = generate_greedy(model, tokenizer, prompts, end_id=-1, max_new=30)
