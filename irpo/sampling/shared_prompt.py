@@ -73,10 +73,10 @@ class SharedPrompt:
         kv_heads = keys.shape[1]
         group = heads // kv_heads
         prompts = self.bias.shape[0]
-        grid = query.new_zeros(prompts * self.n, heads, dim)
         if self.slots is None:
             grid = query.view(rows, heads, dim)
-        else:
+        else:  # slots of finished samples stay zero: their outputs are computed and never read
+            grid = query.new_zeros(prompts * self.n, heads, dim)
             grid[self.slots] = query.view(rows, heads, dim)
         # (prompts, n, kv heads, group, dim) -> (prompts, kv heads, n x group, dim): the samples' queries as one block
         block = grid.view(prompts, self.n, kv_heads, group, dim).permute(0, 2, 1, 3, 4)
