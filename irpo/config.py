@@ -7,6 +7,7 @@ they mean. Task configs are per task (see `irpo.tasks`), checked by `validate` b
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -27,6 +28,10 @@ RUNTIME_ONLY = {RUNTIME_ONLY_TAG: True}
 # device or the hf sampler's batch size changes floating-point results, so later samples may differ.
 RESUME_MAY_CHANGE_TAG = "resume_may_change"
 RESUME_MAY_CHANGE = {RESUME_MAY_CHANGE_TAG: True}
+# Keys that only seed random draws: runs that differ in these alone repeat one experiment (the report
+# summarises such runs across seeds: `experiment_key`).
+SEEDING_TAG = "seeding"
+SEEDING = {SEEDING_TAG: True}
 
 
 @dataclass
@@ -233,7 +238,7 @@ class PairsConfig:
     # a sweep) or a run dir. Iteration t's pairs.jsonl is copied byte for byte from that run's iter_t.
     # The paper's DPO and SFT-on-chosen rows train on Iterative RPO's iteration-1 pairs D0 (run:irpo).
     from_run: Optional[str] = None
-    seed: int = "${seed}"  # type: ignore[assignment]
+    seed: int = field(default="${seed}", metadata=SEEDING)  # type: ignore[assignment]
 
 
 @dataclass
@@ -305,7 +310,7 @@ class Config:
     # finished iteration); or run:<name>, the run dir <name> beside this one (e.g. a sweep's star job).
     init_from: Optional[str] = None
     iterations: int = field(default=3, metadata=RESUME_MAY_CHANGE)
-    seed: int = 0
+    seed: int = field(default=0, metadata=SEEDING)
     run_dir: str = field(default="${hydra:runtime.output_dir}", metadata=RUNTIME_ONLY)
     log_level: str = field(default="INFO", metadata=RUNTIME_ONLY)
 
@@ -319,6 +324,34 @@ def resumable(key: str) -> bool:
     """Whether a resumed run may change `key` (a dotted key of the resolved config)."""
     allowed = tagged_keys(RUNTIME_ONLY_TAG) + tagged_keys(RESUME_MAY_CHANGE_TAG)
     return any(key == k or key.startswith(k + ".") for k in allowed)
+
+
+def flat_config(config: Any, prefix: str = "") -> dict[str, Any]:
+    """A resolved config as {dotted key: value}; lists and empty sections are values."""
+    if not isinstance(config, dict) or not config:
+        return {prefix.rstrip("."): config}
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        flat.update(flat_config(value, f"{prefix}{key}."))
+    return flat
+
+
+def changed_keys(before: Any, after: Any) -> list[str]:
+    """The dotted keys whose values differ between two resolved configs (or that only one has)."""
+    a, b = flat_config(before), flat_config(after)
+    return sorted(key for key in a.keys() | b.keys() if a.get(key, MISSING) != b.get(key, MISSING))
+
+
+def experiment_identity(config: Any) -> dict[str, Any]:
+    """What runs of one experiment share, as {dotted key: value}: the resolved config less its seeds and the
+    keys a resumed run may change (where and how fast it runs, how many iterations)."""
+    seeding = tagged_keys(SEEDING_TAG)
+    return {key: value for key, value in flat_config(config).items() if key not in seeding and not resumable(key)}
+
+
+def experiment_key(config: Any) -> str:
+    """`experiment_identity` as one string: runs with equal keys repeat one experiment over seeds."""
+    return json.dumps(experiment_identity(config), sort_keys=True, default=str)
 
 
 def sweep_dir_exclude_keys() -> list[str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from irpo.config import resumable, temperature_for, validate
+from irpo.config import changed_keys, resumable, temperature_for, validate
 from irpo.evaluate import HeldOutScorer, evaluate
 from irpo.files import read_json, write_json, write_text
 from irpo.generate import generate
@@ -210,11 +210,11 @@ def check_same_data(cfg: DictConfig, source: Path) -> None:
         return  # not started yet: copy_pairs says which run to run first
     theirs = OmegaConf.to_container(OmegaConf.load(source / "config.yaml"))
     ours = OmegaConf.to_container(cfg, resolve=True)
-    differ = sorted(
+    differ = [
         k
-        for k in _flat_diff(theirs, ours)
+        for k in changed_keys(theirs, ours)
         if k != "model.tiny.cache_dir" and any(k == key or k.startswith(key + ".") for key in SAME_DATA_KEYS)
-    )
+    ]
     if differ:
         raise ValueError(
             f"pairs.from_run={cfg.pairs.from_run}: {source} was run with other data settings "
@@ -244,19 +244,10 @@ def record_config(run_dir: RunDir, cfg: DictConfig) -> None:
     if run_dir.config.exists():
         previous = OmegaConf.to_container(OmegaConf.load(run_dir.config))
         # Runtime-only keys (irpo.config.RUNTIME_ONLY, the same that name no sweep dir) may change.
-        changed = sorted(k for k in _flat_diff(previous, resolved) if not resumable(k))
+        changed = [key for key in changed_keys(previous, resolved) if not resumable(key)]
         if changed:
             raise ValueError(
                 f"{run_dir.root} was started with a different config ({', '.join(changed)} changed); "
                 "use a new run directory, or restore those values to resume"
             )
     write_text(run_dir.config, OmegaConf.to_yaml(resolved))
-
-
-def _flat_diff(a, b, prefix: str = "") -> set[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = set()
-        for key in set(a) | set(b):
-            out |= _flat_diff(a.get(key), b.get(key), f"{prefix}{key}.")
-        return out
-    return set() if a == b else {prefix.rstrip(".")}

@@ -14,6 +14,10 @@ nothing is recomputed but the statistics (irpo.stats). Writes, into the director
   alpha_beta.png            for runs of one method that differ in loss.alpha and loss.beta (the paper's
                             ablation): final greedy test accuracy on an alpha x beta grid
   pairs.txt                 pair statistics per iteration
+  seeds.csv, accuracy_across_seeds.png
+                            where runs differ only in their seed (irpo.config.experiment_key): per experiment
+                            and iteration, each accuracy's mean over the runs and its standard error across
+                            them, and the mean gain over each run's M0 (also a section of report.md)
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from hydra.experimental.callback import Callback
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
+from irpo.config import changed_keys, experiment_identity, experiment_key
 from irpo.files import read_json, read_log, write_text
 from irpo.results import (
     PAIRED_LEGEND,
@@ -39,7 +44,7 @@ from irpo.results import (
     paired_fields,
 )
 from irpo.rundir import RunDir, budget_train_log
-from irpo.stats import compare_iterations, format_accuracy
+from irpo.stats import compare_iterations, format_accuracy, mean_and_se
 
 
 @dataclass
@@ -174,6 +179,84 @@ TABLE = [
 PAIRED = [("row", "Row"), ("against", "Against"), ("greedy_paired", "Greedy"), ("majority_paired", "Maj@k")]
 
 
+def repeat_groups(runs: list[Run]) -> list[list[Run]]:
+    """Runs that repeat one experiment with other seeds (irpo.config.experiment_key), two or more a group."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(experiment_key(run.config), []).append(run)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def group_labels(groups: list[list[Run]]) -> list[str]:
+    """Each group's method label, with the settings that tell it from the other groups of the same method."""
+    identities = [experiment_identity(group[0].config) for group in groups]
+    labels = [group[0].config.get("label") or group[0].method for group in groups]
+    named = []
+    for i, (identity, label) in enumerate(zip(identities, labels, strict=True)):
+        others = [other for j, other in enumerate(identities) if j != i and labels[j] == label]
+        differ = sorted({key for other in others for key in changed_keys(identity, other)})
+        named.append(f"{label} [{', '.join(f'{key}={identity.get(key)}' for key in differ)}]" if differ else label)
+    return named
+
+
+def across_seeds(groups: list[list[Run]]) -> list[dict]:
+    """One row per group and iteration: each accuracy's mean over the group's runs and its standard error
+    across them (the spread between seeds, not the test set's), and the mean gain over each run's own M0."""
+    rows = []
+    for group, label in zip(groups, group_labels(groups), strict=True):
+        per_run = [({row["iteration"]: row for row in collect_rows(RunDir(run.path))}, run) for run in group]
+        for t in sorted({t for by_t, _ in per_run for t in by_t}):
+            present = [(by_t, run) for by_t, run in per_run if t in by_t]
+            row: dict = {"method": label, "iteration": t, "runs": len(present)}
+            row["seeds"] = " ".join(str(run.config.get("seed", "?")) for _, run in present)
+            for measure in ("greedy", "majority"):
+                key = f"{measure}_accuracy"
+                values = [by_t[t][key] for by_t, _ in present if by_t[t][key] is not None]
+                row[key], row[f"{measure}_se"] = mean_and_se(values) if values else (None, None)
+                gains = [
+                    100 * (by_t[t][key] - by_t[0][key])
+                    for by_t, _ in present
+                    if t > 0 and 0 in by_t and by_t[t][key] is not None and by_t[0][key] is not None
+                ]
+                row.update(gain_fields(f"{measure}_vs_m0", gains))
+            rows.append(row)
+    return rows
+
+
+def gain_fields(name: str, gains: list[float]) -> dict:
+    """`<name>`: '+7.7 ± 2.7 pts (-3.0 to +13.5)', the mean gain in points, its standard error and the range;
+    `<name>_points/_se/_min/_max`: the numbers, for CSV."""
+    if not gains:
+        return {name: None}
+    mean, se = mean_and_se(gains)
+    spread = f" ± {se:.1f}" if se is not None else ""
+    return {
+        name: f"{mean:+.1f}{spread} pts ({min(gains):+.1f} to {max(gains):+.1f})",
+        f"{name}_points": round(mean, 2),
+        f"{name}_se": None if se is None else round(se, 2),
+        f"{name}_min": round(min(gains), 2),
+        f"{name}_max": round(max(gains), 2),
+    }
+
+
+ACROSS_SEEDS = [
+    ("method", "Method"),
+    ("iteration", "Iteration"),
+    ("runs", "Runs"),
+    ("greedy_accuracy", "Test acc, greedy"),
+    ("greedy_vs_m0", "Greedy gain over M0"),
+    ("majority_accuracy", "Test acc, maj@k"),
+    ("majority_vs_m0", "Maj@k gain over M0"),
+    ("seeds", "Seeds"),
+]
+ACROSS_SEEDS_LEGEND = (
+    "Runs that differ only in their seed: each accuracy is the mean over the runs, ± the standard error of that "
+    "mean across runs (sample stdev / sqrt(runs)), which is the seeds' spread and not the test set's; a gain is "
+    "each run's iteration minus its own iteration 0 (M0, or the model it starts from), in points, as mean ± "
+    "standard error (lowest to highest run)."
+)
+
+
 def write_csv(rows: list[dict], path: Path) -> None:
     """Rows may differ in their keys (a row with no reference has no paired columns): the header is their union."""
     fields = list(dict.fromkeys(key for row in rows for key in row)) or ["method"]
@@ -211,11 +294,19 @@ def save_figure(fig: Figure, path: Path) -> Path:
 
 def accuracy_figure(runs: list[Run]):
     """Greedy (solid) and majority-vote (dashed) test accuracy per iteration, each point with ±1 standard error."""
+    return series_figure(
+        [(run.label, collect_rows(RunDir(run.path))) for run in runs],
+        "Test accuracy per iteration (solid: greedy, dashed: majority vote)",
+        "test accuracy (%), bars: ±1 standard error",
+    )
+
+
+def series_figure(series: list[tuple[str, list[dict]]], title: str, ylabel: str):
+    """One line per (label, rows); rows as `collect_rows` gives them: accuracies and their standard errors."""
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
-    for i, run in enumerate(runs):
-        rows = collect_rows(RunDir(run.path))
-        dodge = 0.04 * (i - (len(runs) - 1) / 2)  # runs side by side at each iteration, so bars do not overlap
+    for i, (label, rows) in enumerate(series):
+        dodge = 0.04 * (i - (len(series) - 1) / 2)  # lines side by side at each iteration, so bars do not overlap
         greedy = [r for r in rows if r["greedy_accuracy"] is not None]
         bars = ax.errorbar(
             [r["iteration"] + dodge for r in greedy],
@@ -223,7 +314,7 @@ def accuracy_figure(runs: list[Run]):
             yerr=[100 * (r["greedy_se"] or 0) for r in greedy],
             marker="o",
             capsize=3,
-            label=run.label,
+            label=label,
         )
         majority = [r for r in rows if r["majority_accuracy"] is not None]
         if majority:
@@ -238,8 +329,8 @@ def accuracy_figure(runs: list[Run]):
                 alpha=0.6,
             )
     ax.set_xlabel("iteration (0 = the model the method starts from)")
-    ax.set_ylabel("test accuracy (%), bars: ±1 standard error")
-    ax.set_title("Test accuracy per iteration (solid: greedy, dashed: majority vote)", fontsize=10)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
@@ -366,20 +457,41 @@ def pair_summary(runs: list[Run]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_across_seeds(rows: list[dict], out: Path) -> tuple[str, list[Path]]:
+    """report.md's section on repeated runs, seeds.csv and accuracy_across_seeds.png; nothing without repeats."""
+    if not rows:
+        return "", []
+    write_csv(rows, out / "seeds.csv")
+    series: dict[str, list[dict]] = {}
+    for row in rows:
+        series.setdefault(row["method"], []).append(row)
+    figure = series_figure(
+        list(series.items()),
+        "Test accuracy over seeds (solid: greedy, dashed: majority vote)",
+        "test accuracy (%), mean over runs ± its standard error",
+    )
+    markdown = f"\n## Across seeds\n\n{markdown_table(ACROSS_SEEDS, rows)}\n{ACROSS_SEEDS_LEGEND}\n"
+    return markdown, [save_figure(figure, out / "accuracy_across_seeds.png")]
+
+
 def build_report(root: str | Path, quiet: bool = False) -> dict:
     root = Path(root)
     runs = find_runs(root)
     if not runs:
         raise FileNotFoundError(f"no run directories (config.yaml + iter_0/) at or below {root}")
     reference = reference_run(runs)
-    rows, tests = table_rows(runs), paired_tests(runs, reference)
+    rows, tests, seeds = table_rows(runs), paired_tests(runs, reference), across_seeds(repeat_groups(runs))
     markdown = write_table(rows, tests, reference, root)
-    figures = [plot_accuracy(runs, root), *plot_logprobs(runs, root), *plot_alpha_beta(runs, root)]
+    seeds_markdown, seeds_figures = write_across_seeds(seeds, root)
+    if seeds_markdown:
+        markdown += seeds_markdown
+        write_text(root / "report.md", markdown)
+    figures = [plot_accuracy(runs, root), *plot_logprobs(runs, root), *plot_alpha_beta(runs, root), *seeds_figures]
     write_text(root / "pairs.txt", pair_summary(runs))
     if not quiet:
         print(markdown)
         print("figures:", ", ".join(str(f) for f in figures))
-    return {"rows": rows, "paired_tests": tests, "figures": figures}
+    return {"rows": rows, "paired_tests": tests, "across_seeds": seeds, "figures": figures}
 
 
 class ReportCallback(Callback):

@@ -25,6 +25,18 @@ def standard_error(p: float, n: int) -> float | None:
     return math.sqrt(p * (1.0 - p) / n) if n else None
 
 
+def mean_and_se(values: list[float]) -> tuple[float, float | None]:
+    """The mean of repeated measurements (runs over seeds) and its standard error, sample stdev / sqrt(n);
+    None for one measurement."""
+    if not values:
+        raise ValueError("a mean needs at least one value")
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return mean, None
+    variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(variance / len(values))
+
+
 def mcnemar_exact(b: int, c: int) -> float:
     """Two-sided exact McNemar p-value: P(a Binomial(b + c, 1/2) count is as far from (b + c)/2 as b is).
 

@@ -170,3 +170,23 @@ def test_report_tests_a_baseline_against_irpo_on_real_runs(make_config, tmp_path
     with (sweep / "report.csv").open() as f:
         header = next(csv.reader(f))
     assert {"greedy_se", "majority_se", "greedy_vs_irpo_p", "majority_vs_irpo_b"} <= set(header)
+
+
+def test_a_seed_sweep_from_the_command_line_reports_the_spread_between_seeds(tmp_path, model_cache):
+    """`python -m irpo -m seed=0,1`: the sweep's report has one row per iteration over both real runs."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "experiment=smoke", "iterations=1", "seed=0,1", f"hydra.sweep.dir={sweep}"]
+    env = {**os.environ, "IRPO_CACHE": str(model_cache)}
+    result = subprocess.run([sys.executable, "-m", "irpo", *args], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    finals = [read_json(sweep / f"iterations=1,seed={seed}/results.json")["rows"] for seed in (0, 1)]
+    with (sweep / "seeds.csv").open() as f:
+        rows = {int(row["iteration"]): row for row in csv.DictReader(f)}
+    assert rows[1]["runs"] == "2" and rows[1]["seeds"] == "0 1"
+    greedy = [rows_[1]["greedy_accuracy"] for rows_ in finals]
+    assert float(rows[1]["greedy_accuracy"]) == pytest.approx(sum(greedy) / 2)
+    assert float(rows[1]["greedy_se"]) == pytest.approx(abs(greedy[0] - greedy[1]) / 2)  # sd / sqrt(2), n = 2
+    gains = [100 * (rows_[1]["greedy_accuracy"] - rows_[0]["greedy_accuracy"]) for rows_ in finals]
+    assert float(rows[1]["greedy_vs_m0_points"]) == pytest.approx(sum(gains) / 2, abs=0.01)
+    assert "## Across seeds" in (sweep / "report.md").read_text()
+    assert (sweep / "accuracy_across_seeds.png").stat().st_size > 10_000

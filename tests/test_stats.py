@@ -10,11 +10,12 @@ import pytest
 from matplotlib.container import ErrorbarContainer
 from omegaconf import OmegaConf
 
+from irpo.config import experiment_key
 from irpo.files import read_json
 from irpo.report import accuracy_figure, alpha_beta_figure, build_report, find_runs
 from irpo.results import write_results
 from irpo.rundir import RunDir
-from irpo.stats import correctness, format_accuracy, main, mcnemar_exact, paired_test, standard_error
+from irpo.stats import correctness, format_accuracy, main, mcnemar_exact, mean_and_se, paired_test, standard_error
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -80,6 +81,7 @@ def write_run(
     ids: dict[int, list[str]] | None = None,
     alpha=1.0,
     beta=0.1,
+    seed=0,
 ):
     """A run directory as the loop writes it (config.yaml, iter_t/eval.jsonl, eval.json, metrics.json),
     with the given greedy (and majority) right/wrong answer per test question."""
@@ -87,7 +89,8 @@ def write_run(
     method_conf = OmegaConf.load(CONF / "method" / f"{method}.yaml")  # its label and place in tables
     report_keys = ("method", "label", "report_order", "report_reference", "logprob_figure", "iterations")
     config = {key: method_conf[key] for key in report_keys if key in method_conf}
-    (root / "config.yaml").write_text(OmegaConf.to_yaml({**config, "loss": {"alpha": alpha, "beta": beta}}))
+    config.update(loss={"alpha": alpha, "beta": beta}, seed=seed, pairs={"seed": seed})
+    (root / "config.yaml").write_text(OmegaConf.to_yaml(config))
     for t, greedy in answers.items():
         it = root / f"iter_{t}"
         it.mkdir()
@@ -211,6 +214,7 @@ def test_alpha_beta_sweep_has_no_reference_and_errors_in_its_cells(tmp_path):
     assert report["paired_tests"] == [] and "No paired tests" in (sweep / "report.md").read_text()
     assert "vs IRPO" not in (sweep / "report.md").read_text()
     assert (sweep / "alpha_beta.png").exists()
+    assert report["across_seeds"] == [] and "Across seeds" not in (sweep / "report.md").read_text()
     texts = [t.get_text() for t in alpha_beta_figure(find_runs(sweep)).axes[0].texts]
     assert sorted(texts) == ["25.0\n±9.7", "65.0\n±10.7"]
 
@@ -235,3 +239,60 @@ def test_runs_made_before_labels_are_named_by_their_method(tmp_path):
     write_run(tmp_path / "sweep" / "star", "star", {0: M0, 1: M1})
     runs = find_runs(tmp_path / "sweep")
     assert [run.label for run in runs] == ["irpo", "STaR (SFT on chosen of D0, 1 iteration)"]
+
+
+def test_mean_and_standard_error_of_repeated_runs():
+    assert mean_and_se([40.0, 0.0, 20.0]) == pytest.approx((20.0, 20.0 / math.sqrt(3)))
+    assert mean_and_se([7.0]) == (7.0, None)
+    with pytest.raises(ValueError, match="at least one value"):
+        mean_and_se([])
+
+
+def test_runs_that_differ_only_in_their_seeds_repeat_one_experiment(make_config):
+    def key(*overrides):
+        return experiment_key(OmegaConf.to_container(make_config(*overrides), resolve=True))
+
+    # The seed (which pairs.seed follows), the pair subsample's seed alone, where it runs and how many
+    # iterations: the same experiment. Anything that changes what is computed: another.
+    assert key("seed=3") == key("pairs.seed=3") == key("cluster.nodes=2", "iterations=5") == key()
+    assert key("loss.beta=0.5") != key() and key("seed=3", "loss.beta=0.5") == key("loss.beta=0.5")
+    assert key("trainer.lr=1e-3") != key()
+
+
+# 9 of the 20 questions right (45%): between M0's 25% and M1's 65%.
+MID = [True] * 9 + [False] * 11
+
+
+def test_report_summarises_runs_over_seeds_with_the_spread_between_them(tmp_path):
+    sweep = tmp_path / "sweep"
+    # Three seeds of one setting (the third stopped after iteration 1), two of another, one of a third.
+    write_run(sweep / "alpha=1,seed=0", "irpo", {0: M0, 1: M1, 2: M1}, majority={0: M0, 1: M1, 2: M1}, seed=0)
+    write_run(sweep / "alpha=1,seed=1", "irpo", {0: M0, 1: M0}, majority={0: M0, 1: M0}, seed=1)
+    write_run(sweep / "alpha=1,seed=2", "irpo", {0: M0, 1: MID}, majority={0: M0, 1: M0}, seed=2)
+    write_run(sweep / "alpha=0,seed=0", "irpo", {0: M0, 1: M0}, alpha=0.0, seed=0)
+    write_run(sweep / "alpha=0,seed=1", "irpo", {0: M0, 1: M1}, alpha=0.0, seed=1)
+    write_run(sweep / "star", "star", {0: M0, 1: M1})
+    report = build_report(sweep, quiet=True)
+
+    rows = {(row["method"], row["iteration"]): row for row in report["across_seeds"]}
+    alpha1, alpha0 = "Iterative RPO [loss.alpha=1.0]", "Iterative RPO [loss.alpha=0.0]"
+    assert sorted(rows) == sorted([(alpha0, 0), (alpha0, 1), (alpha1, 0), (alpha1, 1), (alpha1, 2)])
+    one = rows[(alpha1, 1)]  # greedy 65%, 25%, 45%: gains over M0 of +40, +0 and +20 points
+    assert (one["runs"], one["seeds"]) == (3, "0 1 2")
+    assert one["greedy_accuracy"] == pytest.approx(0.45) and one["greedy_se"] == pytest.approx(0.2 / math.sqrt(3))
+    assert one["greedy_vs_m0"] == "+20.0 ± 11.5 pts (+0.0 to +40.0)"
+    assert one["majority_vs_m0"] == "+13.3 ± 13.3 pts (+0.0 to +40.0)"
+    assert rows[(alpha1, 2)]["runs"] == 1 and rows[(alpha1, 2)]["greedy_vs_m0"] == "+40.0 pts (+40.0 to +40.0)"
+    assert rows[(alpha0, 1)]["majority_accuracy"] is None and rows[(alpha0, 1)]["majority_vs_m0"] is None
+
+    markdown = (sweep / "report.md").read_text()
+    assert "## Across seeds" in markdown
+    assert f"| {alpha1} | 1 | 3 | 45.0 ± 11.5% | +20.0 ± 11.5 pts (+0.0 to +40.0) |" in markdown
+    assert f"| {alpha1} | 2 | 1 | 65.0% | +40.0 pts (+40.0 to +40.0) |" in markdown
+    with (sweep / "seeds.csv").open() as f:
+        csv_rows = list(csv.DictReader(f))
+    assert [(r["greedy_vs_m0_points"], r["greedy_vs_m0_se"]) for r in csv_rows if r["iteration"] == "1"] == [
+        ("20.0", "20.0"),  # alpha=0: +0 and +40
+        ("20.0", "11.55"),
+    ]
+    assert sweep / "accuracy_across_seeds.png" in report["figures"]
