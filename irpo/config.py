@@ -28,6 +28,8 @@ RUNTIME_ONLY = {RUNTIME_ONLY_TAG: True}
 # device or the hf sampler's batch size changes floating-point results, so later samples may differ.
 RESUME_MAY_CHANGE_TAG = "resume_may_change"
 RESUME_MAY_CHANGE = {RESUME_MAY_CHANGE_TAG: True}
+# Keys whose values come from the machine's environment (where M0 is cached), not from the experiment.
+MACHINE_LOCAL_KEYS = ("model.tiny.cache_dir",)
 # Keys that only seed random draws: runs that differ in these alone repeat one experiment (the report
 # summarises such runs across seeds: `experiment_key`).
 SEEDING_TAG = "seeding"
@@ -328,25 +330,30 @@ def resumable(key: str) -> bool:
 
 def flat_config(config: Any, prefix: str = "") -> dict[str, Any]:
     """A resolved config as {dotted key: value}; lists and empty sections are values."""
-    if not isinstance(config, dict) or not config:
-        return {prefix.rstrip("."): config}
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        flat.update(flat_config(value, f"{prefix}{key}."))
-    return flat
+    if isinstance(config, dict) and config:
+        flat: dict[str, Any] = {}
+        for key, value in config.items():
+            flat.update(flat_config(value, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): config} if prefix else {}
 
 
-def changed_keys(before: Any, after: Any) -> list[str]:
-    """The dotted keys whose values differ between two resolved configs (or that only one has)."""
-    a, b = flat_config(before), flat_config(after)
-    return sorted(key for key in a.keys() | b.keys() if a.get(key, MISSING) != b.get(key, MISSING))
+def changed_keys(before: Any, after: Any, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two resolved configs. A key one of them lacks counts as
+    None there, so a run recorded before an optional key existed still matches a config that leaves it unset."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        keys = before.keys() | after.keys()
+        return sorted(k for key in keys for k in changed_keys(before.get(key), after.get(key), f"{prefix}{key}."))
+    return [] if before == after else [prefix.rstrip(".")]
 
 
 def experiment_identity(config: Any) -> dict[str, Any]:
-    """What runs of one experiment share, as {dotted key: value}: the resolved config less its seeds and the
-    keys a resumed run may change (where and how fast it runs, how many iterations)."""
-    seeding = tagged_keys(SEEDING_TAG)
-    return {key: value for key, value in flat_config(config).items() if key not in seeding and not resumable(key)}
+    """What runs of one experiment share, as {dotted key: value}: the resolved config less its seeds, the keys
+    a resumed run may change (where and how fast it runs, how many iterations) and unset keys (a key an older
+    run did not record is unset, as in `changed_keys`)."""
+    left_out = set(tagged_keys(SEEDING_TAG)) | set(MACHINE_LOCAL_KEYS)
+    flat = flat_config(config).items()
+    return {key: value for key, value in flat if value is not None and key not in left_out and not resumable(key)}
 
 
 def experiment_key(config: Any) -> str:

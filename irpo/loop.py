@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from irpo.config import changed_keys, resumable, temperature_for, validate
+from irpo.config import MACHINE_LOCAL_KEYS, changed_keys, resumable, temperature_for, validate
 from irpo.evaluate import HeldOutScorer, evaluate
 from irpo.files import read_json, write_json, write_text
 from irpo.generate import generate
@@ -213,7 +213,7 @@ def check_same_data(cfg: DictConfig, source: Path) -> None:
     differ = [
         k
         for k in changed_keys(theirs, ours)
-        if k != "model.tiny.cache_dir" and any(k == key or k.startswith(key + ".") for key in SAME_DATA_KEYS)
+        if k not in MACHINE_LOCAL_KEYS and any(k == key or k.startswith(key + ".") for key in SAME_DATA_KEYS)
     ]
     if differ:
         raise ValueError(

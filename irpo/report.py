@@ -188,15 +188,29 @@ def repeat_groups(runs: list[Run]) -> list[list[Run]]:
 
 
 def group_labels(groups: list[list[Run]]) -> list[str]:
-    """Each group's method label, with the settings that tell it from the other groups of the same method."""
+    """Each group's method label, with the settings that tell it from the other groups of the same method
+    (still alike, as for runs recorded before a key existed: numbered)."""
     identities = [experiment_identity(group[0].config) for group in groups]
     labels = [group[0].config.get("label") or group[0].method for group in groups]
     named = []
     for i, (identity, label) in enumerate(zip(identities, labels, strict=True)):
         others = [other for j, other in enumerate(identities) if j != i and labels[j] == label]
         differ = sorted({key for other in others for key in changed_keys(identity, other)})
-        named.append(f"{label} [{', '.join(f'{key}={identity.get(key)}' for key in differ)}]" if differ else label)
-    return named
+        settings = ", ".join(f"{key}={identity[key]}" if key in identity else f"{key} unset" for key in differ)
+        named.append(f"{label} [{settings}]" if settings else label)
+    alike = [named.count(name) > 1 for name in named]
+    return [f"{name} (group {named[:i].count(name) + 1})" if alike[i] else name for i, name in enumerate(named)]
+
+
+def seeds_cell(runs: list[Run]) -> str:
+    """The runs' seeds in order ("seed/pairs.seed" where they differ); reruns of one seed are flagged, as their
+    spread is not the seeds'."""
+    seeds = sorted(
+        ((run.config.get("seed"), (run.config.get("pairs") or {}).get("seed", run.config.get("seed"))) for run in runs),
+        key=lambda both: [(0, v, "") if isinstance(v, int) else (1, 0, str(v)) for v in both],  # old runs: None
+    )
+    text = " ".join(str(seed) if seed == pairs else f"{seed}/{pairs}" for seed, pairs in seeds)
+    return text + (" (a seed repeated)" if len(set(seeds)) < len(seeds) else "")
 
 
 def across_seeds(groups: list[list[Run]]) -> list[dict]:
@@ -208,7 +222,7 @@ def across_seeds(groups: list[list[Run]]) -> list[dict]:
         for t in sorted({t for by_t, _ in per_run for t in by_t}):
             present = [(by_t, run) for by_t, run in per_run if t in by_t]
             row: dict = {"method": label, "iteration": t, "runs": len(present)}
-            row["seeds"] = " ".join(str(run.config.get("seed", "?")) for _, run in present)
+            row["seeds"] = seeds_cell([run for _, run in present])
             for measure in ("greedy", "majority"):
                 key = f"{measure}_accuracy"
                 values = [by_t[t][key] for by_t, _ in present if by_t[t][key] is not None]
@@ -458,13 +472,17 @@ def pair_summary(runs: list[Run]) -> str:
 
 
 def write_across_seeds(rows: list[dict], out: Path) -> tuple[str, list[Path]]:
-    """report.md's section on repeated runs, seeds.csv and accuracy_across_seeds.png; nothing without repeats."""
+    """report.md's section on repeated runs, seeds.csv and accuracy_across_seeds.png (points over two runs or
+    more); without repeats, none of them (and no stale ones from an earlier report)."""
     if not rows:
+        (out / "seeds.csv").unlink(missing_ok=True)
+        (out / "accuracy_across_seeds.png").unlink(missing_ok=True)
         return "", []
     write_csv(rows, out / "seeds.csv")
     series: dict[str, list[dict]] = {}
     for row in rows:
-        series.setdefault(row["method"], []).append(row)
+        if row["runs"] > 1:
+            series.setdefault(row["method"], []).append(row)
     figure = series_figure(
         list(series.items()),
         "Test accuracy over seeds (solid: greedy, dashed: majority vote)",

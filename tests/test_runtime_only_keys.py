@@ -69,6 +69,17 @@ def test_resume_accepts_runtime_only_changes_and_refuses_the_rest(make_config, t
         record_config(run_dir, make_config("loss.beta=0.5", "trainer.deepspeed.zero_stage=2"))
 
 
+def test_a_run_recorded_before_an_optional_key_existed_resumes_with_it_unset(make_config, tmp_path):
+    run_dir = RunDir(tmp_path / "run")
+    record_config(run_dir, make_config())
+    recorded = OmegaConf.load(run_dir.config)
+    del recorded.pairs["max_pairs"]  # as an older release wrote it
+    OmegaConf.save(recorded, run_dir.config)
+    record_config(run_dir, make_config())  # null now, absent then: the same
+    with pytest.raises(ValueError, match=r"\(pairs.max_pairs changed\)"):
+        record_config(run_dir, make_config("pairs.max_pairs=8"))
+
+
 @pytest.mark.slow
 def test_a_runtime_only_override_names_no_sweep_dir_and_a_resumed_sweep_accepts_its_change(tmp_path, model_cache):
     """A real multirun (`python -m irpo -m`), twice into the same sweep dir with another runtime-only value."""

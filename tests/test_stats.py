@@ -82,6 +82,8 @@ def write_run(
     alpha=1.0,
     beta=0.1,
     seed=0,
+    pairs_seed=None,
+    extra=None,
 ):
     """A run directory as the loop writes it (config.yaml, iter_t/eval.jsonl, eval.json, metrics.json),
     with the given greedy (and majority) right/wrong answer per test question."""
@@ -89,7 +91,9 @@ def write_run(
     method_conf = OmegaConf.load(CONF / "method" / f"{method}.yaml")  # its label and place in tables
     report_keys = ("method", "label", "report_order", "report_reference", "logprob_figure", "iterations")
     config = {key: method_conf[key] for key in report_keys if key in method_conf}
-    config.update(loss={"alpha": alpha, "beta": beta}, seed=seed, pairs={"seed": seed})
+    pairs = {"seed": seed if pairs_seed is None else pairs_seed}
+    config.update(loss={"alpha": alpha, "beta": beta}, seed=seed, pairs=pairs)
+    config.update(extra or {})
     (root / "config.yaml").write_text(OmegaConf.to_yaml(config))
     for t, greedy in answers.items():
         it = root / f"iter_{t}"
@@ -257,6 +261,7 @@ def test_runs_that_differ_only_in_their_seeds_repeat_one_experiment(make_config)
     assert key("seed=3") == key("pairs.seed=3") == key("cluster.nodes=2", "iterations=5") == key()
     assert key("loss.beta=0.5") != key() and key("seed=3", "loss.beta=0.5") == key("loss.beta=0.5")
     assert key("trainer.lr=1e-3") != key()
+    assert key("model.tiny.cache_dir=/elsewhere") == key()  # where this machine caches M0, not the experiment
 
 
 # 9 of the 20 questions right (45%): between M0's 25% and M1's 65%.
@@ -296,3 +301,23 @@ def test_report_summarises_runs_over_seeds_with_the_spread_between_them(tmp_path
         ("20.0", "11.55"),
     ]
     assert sweep / "accuracy_across_seeds.png" in report["figures"]
+
+
+def test_reruns_of_one_seed_are_flagged_and_groups_alike_in_every_shown_setting_are_numbered(tmp_path):
+    sweep = tmp_path / "sweep"
+    write_run(sweep / "a", "irpo", {0: M0, 1: M1}, seed=1)
+    write_run(sweep / "b", "irpo", {0: M0, 1: M0}, seed=1)
+    write_run(sweep / "c", "irpo", {0: M0, 1: MID}, seed=0, pairs_seed=5)
+    # An optional key unset (null) and not recorded at all (an older release): one experiment.
+    unset, absent = {"name": "tiny", "gguf_file": None}, {"name": "tiny"}
+    write_run(sweep / "d", "irpo", {0: M0, 1: M1}, seed=0, extra={"model": unset, "iterations": 9})
+    write_run(sweep / "e", "irpo", {0: M0, 1: M1}, seed=1, extra={"model": absent})
+    # alpha 1 (int) against 1.0: equal as values, so no setting tells the groups apart; they are numbered.
+    write_run(sweep / "f", "irpo", {0: M0, 1: M1}, seed=0, alpha=1, extra={"model": absent})
+    write_run(sweep / "g", "irpo", {0: M0, 1: M1}, seed=1, alpha=1, extra={"model": absent})
+    rows = build_report(sweep, quiet=True)["across_seeds"]
+    assert [(row["method"], row["seeds"]) for row in rows if row["iteration"] == 1] == [
+        ("Iterative RPO [model.name unset]", "0/5 1 1 (a seed repeated)"),
+        ("Iterative RPO [model.name=tiny] (group 1)", "0 1"),
+        ("Iterative RPO [model.name=tiny] (group 2)", "0 1"),
+    ]
