@@ -338,13 +338,11 @@ def flat_config(config: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): config} if prefix else {}
 
 
-def changed_keys(before: Any, after: Any, prefix: str = "") -> list[str]:
+def changed_keys(before: Any, after: Any) -> list[str]:
     """The dotted keys whose values differ between two resolved configs. A key one of them lacks counts as
     None there, so a run recorded before an optional key existed still matches a config that leaves it unset."""
-    if isinstance(before, dict) and isinstance(after, dict):
-        keys = before.keys() | after.keys()
-        return sorted(k for key in keys for k in changed_keys(before.get(key), after.get(key), f"{prefix}{key}."))
-    return [] if before == after else [prefix.rstrip(".")]
+    a, b = flat_config(before), flat_config(after)
+    return sorted(key for key in a.keys() | b.keys() if a.get(key) != b.get(key))
 
 
 def experiment_identity(config: Any) -> dict[str, Any]:
