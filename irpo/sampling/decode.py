@@ -154,73 +154,119 @@ def sample_token_ids(
     integer per prompt that seeds its samples with `draw.seed` (default: its index); a prompt's samples
     are the same in any batch. `shared_prompt=False` copies each prompt's cache to its samples even where the
     model allows the shared-prompt attention (the reference it is tested against)."""
-    device = next(model.parameters()).device
-    width = max(map(len, prompts))
-    input_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)
-    prompt_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-    positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
-    cache = Cache(layer_class_to_replicate=GrowingLayer)
-    logits = model(
-        input_ids=input_ids,
-        attention_mask=prompt_mask,
-        position_ids=positions,
-        cache=cache,
-        use_cache=True,
-        logits_to_keep=1,
-    ).logits[:, -1]
-
-    n = draw.num_samples
-    shared = None
-    if shared_prompt and supports_shared_prompt(model):
-        # Each prompt's cache is kept once for its n samples; the decode steps' cache holds their own tokens.
-        stored = [cast(GrowingLayer, layer).stored() for layer in cache.layers]
-        shared = SharedPrompt([k for k, _ in stored], [v for _, v in stored], prompt_mask, n)
-        cache = Cache(layer_class_to_replicate=GrowingLayer)
-    else:
-        cache.batch_repeat_interleave(n)
-    logits = logits.repeat_interleave(n, dim=0)
-    rows = len(prompts) * n
-    # The attention mask for every step at once; step s reads its first width + s columns.
-    mask = torch.ones(rows, width + draw.max_new_tokens, dtype=prompt_mask.dtype, device=device)
-    mask[:, :width] = prompt_mask.repeat_interleave(n, dim=0)
-    position = positions[:, -1].repeat_interleave(n) + 1
-    live = torch.arange(rows, device=device)  # batch row -> sample index
-    finished = torch.zeros(rows, dtype=torch.bool, device=device)  # per batch row
-    drawn = torch.full((rows, draw.max_new_tokens), pad_id, device=device)  # per sample: its tokens by step
-    lengths = torch.full((rows,), draw.max_new_tokens, device=device)  # per sample: where it ended
-    keys = list(range(len(prompts))) if keys is None else keys
-    end_mask = torch.zeros(logits.shape[-1], dtype=torch.bool, device=device)
-    end_mask[[i for i in end_ids if i < logits.shape[-1]]] = True
-
-    with attending(model, shared) if shared is not None else contextlib.nullcontext():
+    rows = Decoding.prefill(model, prompts, draw, pad_id, end_ids, keys, shared_prompt)
+    with attending(model, rows.shared) if rows.shared is not None else contextlib.nullcontext():
         for step in range(draw.max_new_tokens):
-            uniforms = None if draw.temperature == 0 else sample_uniforms(live, n, draw.seed, keys, step)
-            tokens = next_tokens(logits, draw, uniforms)
-            running = ~finished
-            drawn[live[running], step] = tokens[running]
-            newly = running & end_mask[tokens]
-            if is_done is not None:
-                ask = running & ~newly & (may_end[tokens] if may_end is not None else True)
-                for row in ask.nonzero().flatten().tolist():
-                    if is_done(drawn[live[row], : step + 1].tolist()):
-                        newly[row] = True
-            lengths[live[newly]] = step + 1
-            finished |= newly
-            if bool(finished.all()) or step + 1 == draw.max_new_tokens:
+            tokens, running, newly = rows.next_tokens(step, is_done, may_end)
+            if bool(rows.finished.all()) or step + 1 == draw.max_new_tokens:
                 break
-            if int(finished.sum()) * 8 >= len(finished):  # compact: copying the cache costs about a token's work
-                keep = running.logical_and(~newly).nonzero().flatten()
-                cache.batch_select_indices(keep)
-                if shared is not None:
-                    shared.keep(live[keep])
-                live, tokens, position, mask = live[keep], tokens[keep], position[keep], mask[keep]
-                finished = finished[keep]
-            logits = model(
-                input_ids=tokens[:, None],
-                attention_mask=mask[:, : width + step + 1],
-                position_ids=position[:, None],
-                cache=cache,
-                use_cache=True,
-            ).logits[:, -1]
-            position = position + 1
-    return [ids[:length] for ids, length in zip(drawn.tolist(), lengths.tolist(), strict=True)]
+            if int(rows.finished.sum()) * 8 >= len(rows.finished):  # compact: copying the cache costs about a token
+                tokens = rows.compact(tokens, running.logical_and(~newly).nonzero().flatten())
+            rows.forward(model, tokens, step)
+    return [ids[:length] for ids, length in zip(rows.drawn.tolist(), rows.lengths.tolist(), strict=True)]
+
+
+@dataclass
+class Decoding:
+    """The state of `sample_token_ids` between steps. Batch rows are the samples still decoding (`live` maps a
+    row to its sample index, prompt * n + j); `drawn` and `lengths` are per sample, kept whole."""
+
+    draw: Draw
+    keys: list[int]  # per prompt: seeds its samples' uniforms
+    width: int  # the prompts' padded length
+    logits: torch.Tensor  # (rows, vocab): the next token's logits of each live row
+    cache: Cache  # the rows' own tokens (and, without a shared prompt, their prompt's)
+    shared: SharedPrompt | None  # each prompt's keys and values once, for its n samples
+    mask: torch.Tensor  # (rows, width + max_new_tokens): the attention mask of every step at once
+    position: torch.Tensor  # (rows,): the next token's position
+    live: torch.Tensor  # batch row -> sample index
+    finished: torch.Tensor  # per batch row
+    drawn: torch.Tensor  # per sample: its tokens by step
+    lengths: torch.Tensor  # per sample: where it ended
+    end_mask: torch.Tensor  # (vocab,): the end tokens
+
+    @classmethod
+    def prefill(cls, model, prompts, draw: Draw, pad_id: int, end_ids: set[int], keys, shared_prompt: bool):
+        """Each prompt through the model once (left-padded), its next-token logits repeated for its n samples."""
+        device = next(model.parameters()).device
+        width = max(map(len, prompts))
+        input_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)
+        prompt_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+        positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+        cache = Cache(layer_class_to_replicate=GrowingLayer)
+        logits = model(
+            input_ids=input_ids,
+            attention_mask=prompt_mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1]
+        n = draw.num_samples
+        shared = None
+        if shared_prompt and supports_shared_prompt(model):
+            # Each prompt's cache is kept once for its n samples; the decode steps' cache holds their own tokens.
+            stored = [cast(GrowingLayer, layer).stored() for layer in cache.layers]
+            shared = SharedPrompt([k for k, _ in stored], [v for _, v in stored], prompt_mask, n)
+            cache = Cache(layer_class_to_replicate=GrowingLayer)
+        else:
+            cache.batch_repeat_interleave(n)
+        logits = logits.repeat_interleave(n, dim=0)
+        rows = len(prompts) * n
+        mask = torch.ones(rows, width + draw.max_new_tokens, dtype=prompt_mask.dtype, device=device)
+        mask[:, :width] = prompt_mask.repeat_interleave(n, dim=0)
+        end_mask = torch.zeros(logits.shape[-1], dtype=torch.bool, device=device)
+        end_mask[[i for i in end_ids if i < logits.shape[-1]]] = True
+        return cls(
+            draw,
+            list(range(len(prompts))) if keys is None else keys,
+            width,
+            logits,
+            cache,
+            shared,
+            mask,
+            position=positions[:, -1].repeat_interleave(n) + 1,
+            live=torch.arange(rows, device=device),
+            finished=torch.zeros(rows, dtype=torch.bool, device=device),
+            drawn=torch.full((rows, draw.max_new_tokens), pad_id, device=device),
+            lengths=torch.full((rows,), draw.max_new_tokens, device=device),
+            end_mask=end_mask,
+        )
+
+    def next_tokens(self, step: int, is_done, may_end) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Draws step `step`'s token of every row and records it; (tokens, rows running before, rows that
+        finished at this token)."""
+        n, seed = self.draw.num_samples, self.draw.seed
+        uniforms = None if self.draw.temperature == 0 else sample_uniforms(self.live, n, seed, self.keys, step)
+        tokens = next_tokens(self.logits, self.draw, uniforms)
+        running = ~self.finished
+        self.drawn[self.live[running], step] = tokens[running]
+        newly = running & self.end_mask[tokens]
+        if is_done is not None:
+            ask = running & ~newly & (may_end[tokens] if may_end is not None else True)
+            for row in ask.nonzero().flatten().tolist():
+                if is_done(self.drawn[self.live[row], : step + 1].tolist()):
+                    newly[row] = True
+        self.lengths[self.live[newly]] = step + 1
+        self.finished |= newly
+        return tokens, running, newly
+
+    def compact(self, tokens: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Only the rows `keep` stay in the batch; returns their tokens."""
+        self.cache.batch_select_indices(keep)
+        if self.shared is not None:
+            self.shared.keep(self.live[keep])
+        self.live, self.position, self.mask = self.live[keep], self.position[keep], self.mask[keep]
+        self.finished = self.finished[keep]
+        return tokens[keep]
+
+    def forward(self, model, tokens: torch.Tensor, step: int) -> None:
+        """The rows' tokens of step `step` through the model: the next step's logits."""
+        self.logits = model(
+            input_ids=tokens[:, None],
+            attention_mask=self.mask[:, : self.width + step + 1],
+            position_ids=self.position[:, None],
+            cache=self.cache,
+            use_cache=True,
+        ).logits[:, -1]
+        self.position = self.position + 1
