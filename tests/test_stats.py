@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 
 from irpo.config import experiment_key
 from irpo.files import read_json
-from irpo.report import accuracy_figure, alpha_beta_figure, build_report, find_runs
+from irpo.report import build_report, find_runs
+from irpo.report.figures import accuracy_figure, alpha_beta_figure
 from irpo.results import write_results
 from irpo.rundir import RunDir
 from irpo.stats import correctness, format_accuracy, main, mcnemar_exact, mean_and_se, paired_test, standard_error
