@@ -412,7 +412,7 @@ def validate(cfg: DictConfig) -> None:
     from irpo.sampling import SAMPLERS
     from irpo.tracking import TRACKERS
     from irpo.training import TRAINERS, lora
-    from irpo.training.step import lr_multiplier
+    from irpo.training.optim import lr_multiplier
 
     task_config(cfg.task)
     for registry, name in (

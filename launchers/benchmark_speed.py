@@ -57,7 +57,7 @@ def tiny_model_and_pairs(count: int) -> tuple[str, list[dict]]:
     from hydra import compose, initialize_config_dir
 
     from irpo.config import register_configs
-    from irpo.seed import prepare_seed_model
+    from irpo.seed_model import prepare_seed_model
     from irpo.tasks import build_task
 
     register_configs()
@@ -121,7 +121,9 @@ def run_ours(
     from irpo.config import LossConfig
     from irpo.models.loading import load_model, load_tokenizer
     from irpo.models.precision import autocast
-    from irpo.training.step import encode_pairs, micro_batch_loss, reference_logps, step_batches
+    from irpo.training.batches import step_batches
+    from irpo.training.logps import encode_pairs, reference_logps
+    from irpo.training.step import micro_batch_loss
 
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir)

@@ -40,7 +40,8 @@ def logits(model, texts: list[str], tokenizer) -> torch.Tensor:
 
 
 def test_only_adapter_parameters_receive_gradients(untrained_tiny):
-    from irpo.training.step import encode_pairs, micro_batch_loss
+    from irpo.training.logps import encode_pairs
+    from irpo.training.step import micro_batch_loss
 
     model = lora.wrap(load_model(untrained_tiny), LoraConfig(rank=4), seed=0)
     tokenizer = load_tokenizer(untrained_tiny)

@@ -14,8 +14,9 @@ from irpo.models.loading import load_model, load_tokenizer
 from irpo.models.tokens import encode
 from irpo.tasks import build_task
 from irpo.training import lora
+from irpo.training.logps import encode_pairs, reference_logps
 from irpo.training.packing import Group, pack, response_logps
-from irpo.training.step import encode_pairs, micro_batch_loss, reference_logps
+from irpo.training.step import micro_batch_loss
 
 TOLERANCE = {"atol": 1e-5, "rtol": 1.3e-6}  # rtol: float32 sums of ~100 token log-probs in another order
 

@@ -26,7 +26,7 @@ from irpo.protocols import Checkpoint
 from irpo.sampling import SamplingRequest, sample_all
 from irpo.sampling.hf import HFSampler, ended_by_model
 from irpo.training import build_trainer
-from irpo.training.step import step_batches, total_steps
+from irpo.training.batches import step_batches, total_steps
 
 
 def budget(**overrides):

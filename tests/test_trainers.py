@@ -232,7 +232,7 @@ def test_the_retrain_reuses_the_selection_runs_reference_log_probs(untrained_tin
     reference log-probs of the train pairs are computed once, and equal a fresh computation."""
     import logging
 
-    from irpo.training.step import encode_pairs
+    from irpo.training.logps import encode_pairs
     from irpo.training.torch_trainer import TorchTrainer
 
     pairs = arithmetic_pairs(24)

@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from irpo.models.tokens import encode
 from irpo.training.data import collate, sequence_logps
-from irpo.training.step import lr_multiplier
+from irpo.training.optim import lr_multiplier
 
 PROMPT = "Question: What is 3 + 4?\nAnswer:"
 RESPONSE = " 3 + 4 = 7\nFinal answer: 7"

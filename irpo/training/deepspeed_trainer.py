@@ -28,8 +28,9 @@ from irpo.child import project_pythonpath, run_child
 from irpo.files import publish_dir, read_json, write_json, write_jsonl
 from irpo.protocols import Checkpoint, Scorer
 from irpo.training import lora
+from irpo.training.batches import total_steps
 from irpo.training.resume import job_identity, prepare_tmp_dir, resume_dir
-from irpo.training.step import total_steps
+from irpo.training.step import check_trainable
 from irpo.training.workdir import work_dir
 
 log = logging.getLogger(__name__)
@@ -155,52 +156,18 @@ class DeepSpeedTrainer:
         max_steps: int | None = None,
     ) -> dict:
         """`irpo.protocols.Trainer.train`; checkpoints are scored once the ranks have exited, as saved dirs."""
-        if not pairs:
-            raise ValueError(f"{desc}: no training pairs; nothing to train on (see pairs_stats.json)")
-        selecting = scorer is not None and self.cfg.eval_every > 0
+        check_trainable(pairs, scorer, self.cfg, desc)
         tmp_dir = work_dir(output_dir)
         prepare_tmp_dir(tmp_dir)  # kept when it holds a checkpoint: the ranks continue from it
         job = tmp_dir / "job"
-        job.mkdir(exist_ok=True)
-        write_jsonl(job / "pairs.jsonl", pairs)
-        spec = {
-            "init_model_dir": str(init_model_dir),
-            "output_dir": str(tmp_dir),
-            "pairs": str(job / "pairs.jsonl"),
-            "trainer": OmegaConf.to_container(self.cfg, resolve=True),
-            "model": OmegaConf.to_container(self.model_cfg, resolve=True),
-            "loss": OmegaConf.to_container(loss_cfg, resolve=True),
-            "seed": seed,
-            "max_steps": max_steps,
-            "desc": desc,
-            "save_every": self.cfg.eval_every if selecting else 0,
-            "identity": job_identity(
-                init_model_dir,
-                len(pairs),
-                total_steps(self.cfg, len(pairs), max_steps),
-                seed,
-                desc,
-                zero_stage=self.cfg.deepspeed.zero_stage,
-            ),
-        }
-        write_json(job / "spec.json", spec)
-        env = dict(os.environ, PYTHONPATH=project_pythonpath(os.environ))
-        if not _has_cuda():
-            env.setdefault("DS_ACCELERATOR", "cpu")
-        ranks = ranks_per_node(self.cfg) * self.cluster_cfg.nodes
         if (tmp_dir / "train_summary.json").exists():  # the ranks finished before a kill: on to selection
             log.info("%s: the DeepSpeed ranks finished in an earlier run", desc)
         else:
-            log.info("%s: DeepSpeed ZeRO-%d on %d rank(s)", desc, self.cfg.deepspeed.zero_stage, ranks)
-            run_child(
-                launch_command(self.cfg, self.cluster_cfg, job / "spec.json", env=env),
-                tmp_dir / "launch.log",
-                what=f"DeepSpeed trainer ({desc})",
-                env=env,
-            )
+            spec = self.job_spec(init_model_dir, pairs, job, loss_cfg, seed, desc, scorer is not None, max_steps)
+            self.run_ranks(spec, tmp_dir, desc)
         if not (tmp_dir / "train_summary.json").exists():
             raise RuntimeError(f"DeepSpeed trainer ({desc}) exited cleanly but saved no model; see {tmp_dir}")
-        shutil.rmtree(job)
+        shutil.rmtree(job, ignore_errors=True)
         summary = read_json(tmp_dir / "train_summary.json")
         if lora.enabled(self.cfg.lora):  # the ranks saved adapters: merge each into M_{t-1}'s weights
             for directory in [tmp_dir, *sorted((tmp_dir / "checkpoints").glob("step_*"))]:
@@ -208,13 +175,52 @@ class DeepSpeedTrainer:
                     lora.merge_saved_adapter(
                         init_model_dir, directory, self.model_cfg.dtype, keep_adapter=self.cfg.lora.save_adapter
                     )
-        # Not yet selected (or killed while selecting).
-        if scorer is not None and selecting and summary.get("held_out_accuracy") is None:
+        if scorer is not None and summary.get("held_out_accuracy") is None:  # not yet selected (or killed while)
             summary.update(select_checkpoint(tmp_dir, summary["steps"], scorer))
             write_json(tmp_dir / "train_summary.json", summary)
         publish_dir(tmp_dir, output_dir)
         shutil.rmtree(resume_dir(output_dir), ignore_errors=True)  # M_t's directory holds the model, not the run
         return summary
+
+    def job_spec(
+        self, init_model_dir, pairs: list[dict], job: Path, loss_cfg, seed: int, desc: str, selecting: bool, max_steps
+    ) -> Path:
+        """Writes the ranks' job (job/pairs.jsonl, job/spec.json); returns the spec's path."""
+        job.mkdir(exist_ok=True)
+        write_jsonl(job / "pairs.jsonl", pairs)
+        steps = total_steps(self.cfg, len(pairs), max_steps)
+        spec = {
+            "init_model_dir": str(init_model_dir),
+            "output_dir": str(job.parent),
+            "pairs": str(job / "pairs.jsonl"),
+            "trainer": OmegaConf.to_container(self.cfg, resolve=True),
+            "model": OmegaConf.to_container(self.model_cfg, resolve=True),
+            "loss": OmegaConf.to_container(loss_cfg, resolve=True),
+            "seed": seed,
+            "max_steps": max_steps,
+            "desc": desc,
+            # With checkpoint selection the ranks save a model dir to score every eval_every steps.
+            "selection_checkpoint_every": self.cfg.eval_every if selecting else 0,
+            "identity": job_identity(
+                init_model_dir, len(pairs), steps, seed, desc, zero_stage=self.cfg.deepspeed.zero_stage
+            ),
+        }
+        write_json(job / "spec.json", spec)
+        return job / "spec.json"
+
+    def run_ranks(self, spec: Path, tmp_dir: Path, desc: str) -> None:
+        """torchrun (srun + torchrun across nodes) on the job; its output goes to tmp_dir/launch.log."""
+        env = dict(os.environ, PYTHONPATH=project_pythonpath(os.environ))
+        if not _has_cuda():
+            env.setdefault("DS_ACCELERATOR", "cpu")
+        ranks = ranks_per_node(self.cfg) * self.cluster_cfg.nodes
+        log.info("%s: DeepSpeed ZeRO-%d on %d rank(s)", desc, self.cfg.deepspeed.zero_stage, ranks)
+        run_child(
+            launch_command(self.cfg, self.cluster_cfg, spec, env=env),
+            tmp_dir / "launch.log",
+            what=f"DeepSpeed trainer ({desc})",
+            env=env,
+        )
 
 
 def select_checkpoint(model_dir: Path, last_step: int, scorer: Scorer) -> dict:

@@ -22,7 +22,10 @@ from omegaconf import OmegaConf
 from irpo.files import read_json, read_jsonl, write_json
 from irpo.models.loading import DTYPES, load_tokenizer, no_progress_bars
 from irpo.training import lora
+from irpo.training.batches import step_batches, total_steps
 from irpo.training.deepspeed_trainer import deepspeed_config, use_bf16
+from irpo.training.logps import PairData, encode_pairs, reference_logps
+from irpo.training.optim import make_optimizer, prepare_model
 from irpo.training.resume import (
     ResumeError,
     due,
@@ -32,106 +35,102 @@ from irpo.training.resume import (
     set_rng_state,
     write_state,
 )
-from irpo.training.step import (
-    PairData,
-    encode_pairs,
-    make_optimizer,
-    prepare_model,
-    reference_logps,
-    run_steps,
-    step_batches,
-    total_steps,
-    train_summary,
-)
+from irpo.training.step import StepSettings, common_summary, run_steps
 from irpo.training.workdir import TRAIN_LOG
 
 
 def main(spec_path: str) -> None:
-    import deepspeed
-    from transformers import AutoModelForCausalLM
-    from transformers.integrations import HfDeepSpeedConfig
-
     spec = read_json(Path(spec_path))
     cfg, loss_cfg = OmegaConf.create(spec["trainer"]), OmegaConf.create(spec["loss"])
-    on_gpu = torch.cuda.is_available()
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if on_gpu:
-        torch.cuda.set_device(local_rank)
-    deepspeed.init_distributed(dist_backend="nccl" if on_gpu else "gloo")
+    device, bf16 = start_rank(cfg)
     rank, world = dist.get_rank(), dist.get_world_size()
-    device = torch.device("cuda", local_rank) if on_gpu else torch.device("cpu")
-    bf16 = use_bf16(cfg.deepspeed.bf16, on_gpu)
     ds_config = deepspeed_config(cfg, world, bf16)
     seed = spec["seed"]
     torch.manual_seed(seed)
-
-    # Under ZeRO-3 this makes from_pretrained load each parameter straight into its shard.
-    keep_alive = HfDeepSpeedConfig(ds_config) if cfg.deepspeed.zero_stage == 3 else None  # noqa: F841
     tokenizer = load_tokenizer(spec["init_model_dir"])
-    with no_progress_bars():
-        model = AutoModelForCausalLM.from_pretrained(spec["init_model_dir"], dtype=DTYPES[spec["model"]["dtype"]])
-    model = prepare_model(model, cfg, seed)  # the same seeded LoRA adapters as the torch trainer's, on every rank
-    parameters = lora.count_parameters(model)
     pairs = read_jsonl(Path(spec["pairs"]))
     data = encode_pairs(tokenizer, pairs, loss_cfg.name, cfg.packing)
     steps = total_steps(cfg, len(pairs), spec["max_steps"])
-    _, optimizer, schedule = make_optimizer(model, cfg, steps)
-    engine, optimizer, _, schedule = deepspeed.initialize(
-        model=model, optimizer=optimizer, lr_scheduler=schedule, config=ds_config
-    )
-    pad_id = tokenizer.pad_token_id
+    # Under ZeRO-3, HfDeepSpeedConfig (kept alive here) makes from_pretrained load each parameter into its shard.
+    engine, schedule, parameters, keep_alive = start_engine(spec, cfg, ds_config, steps)  # noqa: RUF059
 
     output_dir = Path(spec["output_dir"])
-    resume = resume_dir(output_dir)
     state = read_state(output_dir, spec["identity"])
-    start_step, elapsed_before = 0, 0.0
     if state is not None:  # continue from the last checkpoint: weights, optimizer and lr schedule from DeepSpeed
-        if state["world_size"] != world:
-            raise ResumeError(
-                f"{resume} was saved by {state['world_size']} ranks and this run has {world}; resume "
-                f"with as many ranks (trainer.deepspeed.num_processes x cluster.nodes), or delete {resume} to "
-                "restart this training stage from step 0"
-            )
-        engine.load_checkpoint(str(resume / "deepspeed"), tag=state["tag"])
-        set_rng_state(torch.load(resume / f"rng_rank{rank}.pt", weights_only=True))
-        start_step, elapsed_before = state["step"], state["seconds"]
-        if rank == 0:
-            print(f"{spec['desc']}: resuming from the checkpoint at step {start_step} of {steps}", flush=True)
-
+        resume_engine(engine, output_dir, state, spec["desc"], steps)
     if data.uses_rejected:  # the reference is the initial model: score every pair once, before any update
         if state is not None:
-            data.reference = torch.load(resume / "reference.pt", weights_only=True)
+            data.reference = torch.load(resume_dir(output_dir) / "reference.pt", weights_only=True)
         else:
             engine.eval()
+            pad_id = tokenizer.pad_token_id
             data.reference = _sharded_reference(engine, data, pad_id, device, cfg.micro_batch_size * 2, rank, world)
             engine.train()
 
     steps_run = DeepSpeedSteps(engine, schedule, tokenizer, cfg, spec, output_dir, data.reference, steps, device)
-    steps_run.elapsed_before = elapsed_before
-    batches = step_batches(len(pairs), cfg.batch_size, steps, seed)
-    run_steps(
-        engine,
-        data,
-        loss_cfg,
-        pad_id,
-        device,
-        batches,
-        start_step,
-        cfg.micro_batch_size,
-        steps_run,
-        output_dir / TRAIN_LOG,
-        spec["desc"],
+    start_step = state["step"] if state is not None else 0
+    steps_run.elapsed_before = state["seconds"] if state is not None else 0.0
+    settings = StepSettings(
+        loss_cfg, tokenizer.pad_token_id, device, cfg.micro_batch_size, output_dir / TRAIN_LOG, spec["desc"]
     )
+    run_steps(engine, data, step_batches(len(pairs), cfg.batch_size, steps, seed), start_step, steps_run, settings)
 
     save(engine, tokenizer, output_dir, cfg, rank)
     if rank == 0:
-        summary = train_summary(cfg, loss_cfg, steps, len(pairs), steps_run.seconds(), spec["init_model_dir"])
+        summary = common_summary(cfg, loss_cfg, steps, len(pairs), steps_run.seconds(), spec["init_model_dir"])
         summary.update(
             world_size=world, zero_stage=cfg.deepspeed.zero_stage, bf16=bf16, resumed_from_step=start_step, **parameters
         )
         write_json(output_dir / "train_summary.json", summary)
     dist.barrier()
     dist.destroy_process_group()
+
+
+def start_rank(cfg) -> tuple[torch.device, bool]:
+    """Joins the process group (nccl on GPUs, gloo on CPUs); this rank's device, and whether it trains in bf16."""
+    import deepspeed
+
+    on_gpu = torch.cuda.is_available()
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if on_gpu:
+        torch.cuda.set_device(local_rank)
+    deepspeed.init_distributed(dist_backend="nccl" if on_gpu else "gloo")
+    device = torch.device("cuda", local_rank) if on_gpu else torch.device("cpu")
+    return device, use_bf16(cfg.deepspeed.bf16, on_gpu)
+
+
+def start_engine(spec: dict, cfg, ds_config: dict, steps: int):
+    """(engine, lr schedule, parameter counts, the HfDeepSpeedConfig to keep alive): M_{t-1} loaded, prepared
+    as the torch trainer prepares it (the same seeded LoRA adapters, on every rank), under a ZeRO engine."""
+    import deepspeed
+    from transformers import AutoModelForCausalLM
+    from transformers.integrations import HfDeepSpeedConfig
+
+    keep_alive = HfDeepSpeedConfig(ds_config) if cfg.deepspeed.zero_stage == 3 else None
+    with no_progress_bars():
+        model = AutoModelForCausalLM.from_pretrained(spec["init_model_dir"], dtype=DTYPES[spec["model"]["dtype"]])
+    model = prepare_model(model, cfg, spec["seed"])
+    parameters = lora.count_parameters(model)
+    _, optimizer, schedule = make_optimizer(model, cfg, steps)
+    engine, optimizer, _, schedule = deepspeed.initialize(
+        model=model, optimizer=optimizer, lr_scheduler=schedule, config=ds_config
+    )
+    return engine, schedule, parameters, keep_alive
+
+
+def resume_engine(engine, output_dir: Path, state: dict, desc: str, steps: int) -> None:
+    """The engine's weights, optimizer and schedule, and this rank's RNG, from the checkpoint `state` names."""
+    resume, rank, world = resume_dir(output_dir), dist.get_rank(), dist.get_world_size()
+    if state["world_size"] != world:
+        raise ResumeError(
+            f"{resume} was saved by {state['world_size']} ranks and this run has {world}; resume "
+            f"with as many ranks (trainer.deepspeed.num_processes x cluster.nodes), or delete {resume} to "
+            "restart this training stage from step 0"
+        )
+    engine.load_checkpoint(str(resume / "deepspeed"), tag=state["tag"])
+    set_rng_state(torch.load(resume / f"rng_rank{rank}.pt", weights_only=True))
+    if rank == 0:
+        print(f"{desc}: resuming from the checkpoint at step {state['step']} of {steps}", flush=True)
 
 
 @dataclass
@@ -186,7 +185,8 @@ class DeepSpeedSteps:
         """Checkpoints are scored after the ranks exit (irpo.training.deepspeed_trainer.select_checkpoint)."""
 
     def save(self, step: int) -> None:
-        if self.spec["save_every"] and step % self.spec["save_every"] == 0 and step < self.steps:
+        every = self.spec["selection_checkpoint_every"]
+        if every and step % every == 0 and step < self.steps:  # a model dir for checkpoint selection to score
             save(self.engine, self.tokenizer, self.output_dir / "checkpoints" / f"step_{step}", self.cfg, self.rank)
         if due(step, self.cfg.save_every, self.steps):
             checkpoint(
@@ -255,13 +255,7 @@ def _sharded_reference(engine, data: PairData, pad_id, device, chunk, rank, worl
     for r in range(rounds):
         index = r * world + rank
         pairs = chunks[min(index, len(chunks) - 1)]
-        part = PairData(
-            [data.chosen[i] for i in pairs],
-            [data.rejected[i] for i in pairs] if data.rejected is not None else None,
-            data.uses_rejected,
-            packing=data.packing,
-        )
-        scored = reference_logps(engine, part, pad_id, device, chunk)
+        scored = reference_logps(engine, data.subset(pairs), pad_id, device, chunk)
         if index < len(chunks):  # past the end: a repeat forward that keeps the ranks in step, discarded
             mine[index] = scored
     gathered: list = [None] * world

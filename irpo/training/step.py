@@ -1,140 +1,37 @@
-"""The training steps every trainer takes: data order, lr schedule, micro-batch loss, the step loop, logs.
+"""The optimizer steps every trainer takes: the micro-batch loss, the step loop and its log, the summary.
 
 The torch and DeepSpeed trainers differ only in what a `StepBackend` does (who computes which pairs,
 who calls `backward` and `step`, how the logged sums are gathered, what is saved after a step); the pairs
-each step sees, the loss of each pair and the statistics logged come from here, so their runs can be compared.
+each step sees (irpo/training/batches.py), the loss of each pair and the statistics logged come from here,
+so their runs can be compared.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from tqdm.auto import tqdm
 
 from irpo.files import append_jsonl
-from irpo.loss import LOSSES, compute_loss
+from irpo.loss import compute_loss
 from irpo.models.precision import autocast
-from irpo.models.tokens import EncodedSequence, encode
+from irpo.protocols import Scorer
 from irpo.training import lora
-from irpo.training.data import collate, sequence_logps
-from irpo.training.packing import check_packing, pair_groups, response_logps, single_groups
+from irpo.training.logps import PairData, policy_logps
 from irpo.training.resume import cut_log
 
 
-@dataclass
-class PairData:
-    """Encoded pairs and, for preference losses, the reference model's log-probs of both sides."""
-
-    chosen: list[EncodedSequence]
-    rejected: list[EncodedSequence] | None
-    uses_rejected: bool  # the loss needs rejected sequences (else they are only scored for the logs)
-    reference: dict[str, torch.Tensor] | None = None
-    packing: str = "padded"  # trainer.packing: how forward passes lay the sequences out (irpo/training/packing.py)
-
-
-def encode_pairs(tokenizer, pairs: list[dict], loss_name: str, packing: str = "padded") -> PairData:
-    check_packing(packing)
-    objective = LOSSES.get(loss_name)
-    chosen = [encode(tokenizer, p["prompt"], p["chosen"]) for p in pairs]
-    rejected = [encode(tokenizer, p["prompt"], p["rejected"]) for p in pairs] if "rejected" in pairs[0] else None
-    if objective.uses_rejected and rejected is None:
-        raise ValueError(f"loss '{objective.name}' needs (chosen, rejected) pairs; pairs.builder made none")
-    return PairData(chosen, rejected, objective.uses_rejected, packing=packing)
-
-
-@torch.no_grad()
-def score_sequences(
-    model, sequences: list[EncodedSequence], pad_id: int, device, chunk: int, packing: str = "padded"
-) -> torch.Tensor:
-    """Summed response log-probs of each sequence, `chunk` sequences per forward pass, on the CPU."""
-    values = [
-        separate_logps(model, sequences[i : i + chunk], packing, pad_id, device).cpu()
-        for i in range(0, len(sequences), chunk)
-    ]
-    return torch.cat(values) if values else torch.zeros(0)
-
-
-@torch.no_grad()
-def reference_logps(model, data: PairData, pad_id: int, device, chunk: int) -> dict[str, torch.Tensor]:
-    """Summed response log-probs of both sides of every pair (on the CPU), `chunk` sequences per forward;
-    with shared-prompt packing each pair's prompt is computed once."""
-    if data.rejected is None:
-        raise ValueError("reference log-probs are for preference pairs, and these pairs have no rejected side")
-    if data.packing == "padded":
-        return {
-            "chosen": score_sequences(model, data.chosen, pad_id, device, chunk),
-            "rejected": score_sequences(model, data.rejected, pad_id, device, chunk),
-        }
-    per_forward = max(1, chunk // 2)
-    values = [
-        response_logps(
-            model, pair_groups(data.chosen[i : i + per_forward], data.rejected[i : i + per_forward]), pad_id, device
-        ).cpu()
-        for i in range(0, len(data.chosen), per_forward)
-    ]
-    both = torch.cat(values)  # chosen and rejected of each pair, alternating
-    return {"chosen": both[0::2], "rejected": both[1::2]}
-
-
-def step_batches(num_pairs: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
-    """Pair indices for each step: seeded shuffles of all pairs, one epoch after another."""
-    rng = random.Random(seed)
-    order: list[int] = []
-    while len(order) < steps * batch_size:
-        epoch = list(range(num_pairs))
-        rng.shuffle(epoch)
-        order.extend(epoch)
-    return [order[i * batch_size : (i + 1) * batch_size] for i in range(steps)]
-
-
-def total_steps(trainer_cfg, num_pairs: int, max_steps: int | None) -> int:
-    """`max_steps` when given (a retrain for the selected steps), else the step budget `trainer.max_steps`,
-    cut to `trainer.epochs` passes over the pairs when an epoch cap is set."""
-    if max_steps:
-        return max_steps
-    if trainer_cfg.epochs is None:
-        return trainer_cfg.max_steps
-    return min(trainer_cfg.max_steps, max(1, math.ceil(trainer_cfg.epochs * num_pairs / trainer_cfg.batch_size)))
-
-
-def lr_multiplier(cfg, total_steps: int):
-    """Linear warmup over `warmup_steps`, then constant or cosine decay to 0 at `total_steps`."""
-    if cfg.lr_schedule not in ("constant", "cosine"):
-        raise ValueError(f"unknown trainer.lr_schedule '{cfg.lr_schedule}'; valid schedules: constant, cosine")
-
-    def multiplier(step: int) -> float:
-        if cfg.warmup_steps and step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        if cfg.lr_schedule == "cosine":
-            progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-        return 1.0
-
-    return multiplier
-
-
-def prepare_model(model, cfg, seed: int):
-    """The model as trained: gradient checkpointing, and LoRA adapters (starting as the model itself, B = 0,
-    so the reference log-probs are M_{t-1}'s) when trainer.lora is on."""
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    if lora.enabled(cfg.lora):
-        model = lora.wrap(model, cfg.lora, seed, cfg.gradient_checkpointing)
-    return model
-
-
-def make_optimizer(model, cfg, steps: int):
-    """(trained parameters, AdamW, lr schedule): the trained parameters are the adapters only, under LoRA."""
-    trained = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return trained, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg, steps))
+def check_trainable(pairs: list[dict], scorer: Scorer | None, cfg, desc: str) -> None:
+    """Training needs pairs; a scorer (checkpoint selection) needs an interval to score at."""
+    if not pairs:
+        raise ValueError(f"{desc}: no training pairs; nothing to train on (see pairs_stats.json)")
+    if scorer is not None and cfg.eval_every <= 0:
+        raise ValueError(f"{desc}: checkpoint selection (a scorer) needs trainer.eval_every > 0")
 
 
 def micro_batch_loss(model, idx: list[int], data: PairData, loss_cfg, pad_id: int, device):
@@ -166,34 +63,6 @@ def micro_batch_loss(model, idx: list[int], data: PairData, loss_cfg, pad_id: in
     if data.uses_rejected and data.rejected is not None:
         sequences += [data.rejected[i] for i in idx]
     return terms.loss, sums, sum(len(s.input_ids) for s in sequences)
-
-
-def policy_logps(model, idx: list[int], data: PairData, pad_id: int, device):
-    """Summed response log-probs of the chosen and rejected sides of pairs `idx`, each (len(idx),): with
-    grad where the loss reads them; rejected without grad (monitored only, as in the paper's SFT curves)
-    when the loss does not, and None when there are no rejected responses."""
-    chosen = [data.chosen[i] for i in idx]
-    rejected = [data.rejected[i] for i in idx] if data.rejected is not None else None
-    if data.uses_rejected and rejected is None:
-        raise ValueError("the loss compares chosen with rejected responses, and these pairs have none")
-    if data.uses_rejected and rejected is not None and data.packing == "shared_prompt":
-        both = response_logps(model, pair_groups(chosen, rejected), pad_id, device)
-        return both[0::2], both[1::2]
-    if data.uses_rejected and rejected is not None:
-        both = separate_logps(model, chosen + rejected, data.packing, pad_id, device)
-        return both[: len(idx)], both[len(idx) :]
-    chosen_logps = separate_logps(model, chosen, data.packing, pad_id, device)
-    if rejected is None:
-        return chosen_logps, None
-    with torch.no_grad():
-        return chosen_logps, separate_logps(model, rejected, data.packing, pad_id, device)
-
-
-def separate_logps(model, sequences: list[EncodedSequence], packing: str, pad_id: int, device) -> torch.Tensor:
-    """Summed response log-probs of each sequence scored alone: a right-padded batch, or packed rows."""
-    if packing == "padded":
-        return sequence_logps(model, to_device(collate(sequences, pad_id), device))
-    return response_logps(model, single_groups(sequences), pad_id, device)
 
 
 class StepBackend(Protocol):
@@ -231,30 +100,31 @@ class StepBackend(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class StepSettings:
+    """How every step of one training run is computed and logged."""
+
+    loss: Any  # the loss section: name, alpha, beta
+    pad_id: int
+    device: torch.device
+    micro_batch_size: int  # pairs per forward pass; gradients accumulate over the step's batch
+    log_path: Path  # train_log.jsonl: one row per step
+    desc: str  # the progress bar's label
+    autocast_to: torch.dtype | None = None  # forward passes under torch.autocast to this dtype (backward follows)
+
+
 def run_steps(
-    model,
-    data: PairData,
-    loss_cfg,
-    pad_id: int,
-    device,
-    batches: list[list[int]],
-    start_step: int,
-    micro_batch_size: int,
-    backend: StepBackend,
-    log_path: Path,
-    desc: str,
-    autocast_to: torch.dtype | None = None,
+    model, data: PairData, batches: list[list[int]], start_step: int, backend: StepBackend, settings: StepSettings
 ) -> None:
     """Steps start_step + 1 .. len(batches), each over the pairs `batches[step - 1]` in micro-batches, one
-    optimizer step per batch; each step is one row of `log_path` (train_log.jsonl, first cut back to
-    `start_step`): the batch means of the micro-batch statistics, lr, gradient norm, tokens per second.
-    autocast_to: the forward passes run under torch.autocast to this dtype (backward follows the forward's)."""
+    optimizer step per batch; each step is one row of the log (first cut back to `start_step`): the batch
+    means of the micro-batch statistics, lr, gradient norm, tokens per second."""
     if backend.is_main:
-        cut_log(log_path, start_step)
-    with log_path.open("a") if backend.is_main else contextlib.nullcontext() as log_file:
+        cut_log(settings.log_path, start_step)
+    with settings.log_path.open("a") if backend.is_main else contextlib.nullcontext() as log_file:
         progress = tqdm(
             batches[start_step:],
-            desc=desc,
+            desc=settings.desc,
             unit="step",
             leave=False,
             initial=start_step,
@@ -262,35 +132,47 @@ def run_steps(
             disable=not backend.is_main,
         )
         for step, batch in enumerate(progress, start=start_step + 1):
-            step_start = time.perf_counter()
-            mine = backend.share(batch)
-            sums: dict[str, float] = {}
-            tokens = 0
-            for start in range(0, len(mine), micro_batch_size):
-                with autocast(autocast_to, torch.device(device)):
-                    losses, micro_sums, micro_tokens = micro_batch_loss(
-                        model, mine[start : start + micro_batch_size], data, loss_cfg, pad_id, device
-                    )
-                backend.backward(losses, len(batch))
-                tokens += micro_tokens
-                for key, value in micro_sums.items():
-                    sums[key] = sums.get(key, 0.0) + value
-            grad_norm = backend.step()
-            totals, all_tokens = backend.gather(sums, tokens)
-            stats: dict[str, float | None] = {key: value / len(batch) for key, value in totals.items()}
-            stats.update(
-                step=step,
-                lr=backend.lr(),
-                grad_norm=grad_norm,
-                tokens_per_s=all_tokens / (time.perf_counter() - step_start),
-            )
+            stats = one_step(model, data, step, batch, backend, settings)
             backend.evaluate(step, stats)
             if log_file is not None:
                 append_jsonl(log_file, stats)  # flushed: dashboards tail this file while training runs
             backend.save(step)
 
 
-def train_summary(cfg, loss_cfg, steps: int, num_pairs: int, seconds: float, init_model_dir) -> dict:
+def one_step(model, data: PairData, step: int, batch: list[int], backend: StepBackend, settings: StepSettings) -> dict:
+    """Optimizer step `step`, over the pairs `batch` in micro-batches; returns its log row."""
+    started = time.perf_counter()
+    mine = backend.share(batch)
+    sums: dict[str, float] = {}
+    tokens = 0
+    for start in range(0, len(mine), settings.micro_batch_size):
+        with autocast(settings.autocast_to, torch.device(settings.device)):
+            losses, micro_sums, micro_tokens = micro_batch_loss(
+                model,
+                mine[start : start + settings.micro_batch_size],
+                data,
+                settings.loss,
+                settings.pad_id,
+                settings.device,
+            )
+        backend.backward(losses, len(batch))
+        tokens += micro_tokens
+        for key, value in micro_sums.items():
+            sums[key] = sums.get(key, 0.0) + value
+    grad_norm = backend.step()
+    totals, all_tokens = backend.gather(sums, tokens)
+    stats: dict[str, float | None] = {key: value / len(batch) for key, value in totals.items()}
+    stats.update(
+        step=step,
+        lr=backend.lr(),
+        grad_norm=grad_norm,
+        tokens_per_s=all_tokens / (time.perf_counter() - started),
+    )
+    return stats
+
+
+def common_summary(cfg, loss_cfg, steps: int, num_pairs: int, seconds: float, init_model_dir) -> dict:
+    """The fields of train_summary.json that every trainer writes (each adds its own)."""
     return {
         "steps": steps,
         "pairs": num_pairs,
@@ -306,7 +188,3 @@ def train_summary(cfg, loss_cfg, steps: int, num_pairs: int, seconds: float, ini
         "held_out_accuracy": None,
         "lora": lora.summary(cfg.lora),
     }
-
-
-def to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device) for k, v in batch.items()}

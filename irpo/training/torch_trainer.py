@@ -19,6 +19,9 @@ from irpo.models.precision import autocast, autocast_dtype, check_mixed_precisio
 from irpo.models.tokens import EncodedSequence
 from irpo.protocols import Checkpoint, Scorer
 from irpo.training import lora
+from irpo.training.batches import step_batches, total_steps
+from irpo.training.logps import encode_pairs, reference_logps
+from irpo.training.optim import make_optimizer, prepare_model
 from irpo.training.resume import (
     due,
     job_identity,
@@ -29,17 +32,7 @@ from irpo.training.resume import (
     save_torch_checkpoint,
     set_rng_state,
 )
-from irpo.training.step import (
-    PairData,
-    encode_pairs,
-    make_optimizer,
-    prepare_model,
-    reference_logps,
-    run_steps,
-    step_batches,
-    total_steps,
-    train_summary,
-)
+from irpo.training.step import StepSettings, check_trainable, common_summary, run_steps
 from irpo.training.workdir import TRAIN_LOG, work_dir
 
 log = logging.getLogger(__name__)
@@ -81,83 +74,45 @@ class TorchTrainer:
         pairs: rows with "prompt", "chosen" and (for preference losses) "rejected"; rejected responses
         are scored and logged under any loss, so SFT runs show them too (the paper's Figure 2).
         The reference model is the initial model: its log-probs are computed once, before any update.
-        scorer: with trainer.eval_every > 0, scores the model in memory every eval_every steps (and the last);
-        the weights of the best-scoring evaluation are the ones saved, and the step is recorded.
+        scorer: scores the model in memory every trainer.eval_every steps (and the last); the weights of
+        the best-scoring evaluation are the ones saved, and the step is recorded.
         """
         cfg = self.cfg
-        if not pairs:
-            raise ValueError(f"{desc}: no training pairs; nothing to train on (see pairs_stats.json)")
+        check_trainable(pairs, scorer, cfg, desc)
         device = pick_device(cfg.torch.device)
         mixed = autocast_dtype(cfg.torch.mixed_precision, device, self.model_cfg.dtype)
         torch.manual_seed(seed)
         tokenizer = load_tokenizer(init_model_dir)
-        model = load_model(init_model_dir, self.model_cfg.dtype, str(device))
-        model = prepare_model(model, cfg, seed)
-
+        model = prepare_model(load_model(init_model_dir, self.model_cfg.dtype, str(device)), cfg, seed)
         data = encode_pairs(tokenizer, pairs, loss_cfg.name, cfg.packing)
         steps = total_steps(cfg, len(pairs), max_steps)
         tmp_dir = work_dir(output_dir)
         identity = job_identity(init_model_dir, len(pairs), steps, seed, desc)
         resumed = load_torch_checkpoint(tmp_dir, identity) if prepare_tmp_dir(tmp_dir) else None
-        if data.uses_rejected:
-            if resumed and resumed.get("reference") is not None:
-                data.reference = resumed["reference"]
-            else:
-                model.eval()
-                pad_id = tokenizer.pad_token_id
-                data.reference = self.reference(model, data, pad_id, device, mixed, init_model_dir, desc)
+        if data.uses_rejected:  # the reference log-probs: from the checkpoint, or computed once, before any update
+            saved = resumed.get("reference") if resumed else None
+            pad_id = tokenizer.pad_token_id
+            data.reference = (
+                saved if saved is not None else self.reference(model, data, pad_id, device, mixed, init_model_dir, desc)
+            )
 
         trained, optimizer, schedule = make_optimizer(model, cfg, steps)
         steps_run = TorchSteps(
-            cfg,
-            model,
-            tokenizer,
-            trained,
-            optimizer,
-            schedule,
-            steps,
-            tmp_dir,
-            identity,
-            data.reference,
-            scorer=scorer if cfg.eval_every > 0 else None,
+            cfg, model, tokenizer, trained, optimizer, schedule, steps, tmp_dir, identity, data.reference, scorer
         )
         start_step = steps_run.resume(resumed, desc) if resumed else 0
         model.train()
-        batches = step_batches(len(pairs), cfg.batch_size, steps, seed)
-        run_steps(
-            model,
-            data,
-            loss_cfg,
-            tokenizer.pad_token_id,
-            device,
-            batches,
-            start_step,
-            cfg.micro_batch_size,
-            steps_run,
-            tmp_dir / TRAIN_LOG,
-            desc,
-            autocast_to=mixed,
+        settings = StepSettings(
+            loss_cfg, tokenizer.pad_token_id, device, cfg.micro_batch_size, tmp_dir / TRAIN_LOG, desc, mixed
         )
-        selecting, best, scores = steps_run.scorer is not None, steps_run.best, steps_run.scores
+        run_steps(model, data, step_batches(len(pairs), cfg.batch_size, steps, seed), start_step, steps_run, settings)
 
-        if selecting:
-            lora.restore_trainable_state(model, best["state"])
-
-        parameters = lora.count_parameters(model)
-        if lora.enabled(cfg.lora):
-            lora.save_merged(model, tmp_dir, cfg.lora)
-        else:
-            model.save_pretrained(tmp_dir, safe_serialization=True)
-        tokenizer.save_pretrained(tmp_dir)
-        summary = train_summary(cfg, loss_cfg, steps, len(pairs), steps_run.seconds(), init_model_dir)
+        saved = steps_run.save_model()
+        summary = common_summary(cfg, loss_cfg, steps, len(pairs), steps_run.seconds(), init_model_dir)
         summary.update(
-            selected_step=best["step"] if selecting else steps,
-            held_out_accuracy=scores or None,
             resumed_from_step=start_step,
             mixed_precision=str(mixed).removeprefix("torch.") if mixed else "none",
-            checkpoint_seconds=round(steps_run.checkpoint_seconds, 3),
-            checkpoint_bytes=steps_run.checkpoint_bytes,
-            **parameters,
+            **saved,
         )
         write_json(tmp_dir / "train_summary.json", summary)
         publish_dir(tmp_dir, output_dir)
@@ -168,6 +123,7 @@ class TorchTrainer:
         """The reference model's log-probs of both sides of every pair. Pairs this trainer already scored with
         the same reference (the selection run's, when the retrain adds the held-out pairs to them) are
         reused, not recomputed: the retrain's forward passes over the reference shrink to the held-out pairs."""
+        model.eval()
         key = (str(Path(init_model_dir).resolve()), data.packing, mixed)
         if self.reference_memo[0] != key:
             self.reference_memo = (key, {})
@@ -175,12 +131,7 @@ class TorchTrainer:
         pairs = [pair_key(c, r) for c, r in zip(data.chosen, data.rejected or [], strict=True)]
         missing = [i for i, k in enumerate(pairs) if k not in memo]
         if missing:
-            todo = PairData(
-                [data.chosen[i] for i in missing],
-                [data.rejected[i] for i in missing] if data.rejected else None,
-                data.uses_rejected,
-                packing=data.packing,
-            )
+            todo = data.subset(missing)
             with autocast(mixed, device):  # as the policy's forwards run, so they start equal
                 scored = reference_logps(model, todo, pad_id, device, chunk=self.cfg.micro_batch_size * 2)
             for j, i in enumerate(missing):
@@ -262,6 +213,25 @@ class TorchSteps:
             self.scores[step] = stats["held_out_accuracy"] = self.scorer.score(checkpoint)
             if self.scores[step] > self.best["score"]:  # ties keep the earlier, less-trained step
                 self.best = {"score": self.scores[step], "step": step, "state": lora.trainable_state(self.model)}
+
+    def save_model(self) -> dict:
+        """Writes M_t (the selected step's weights, with checkpoint selection; LoRA merged) and its tokenizer into
+        the work dir; returns what train_summary.json records about it."""
+        if self.scorer is not None:
+            lora.restore_trainable_state(self.model, self.best["state"])
+        parameters = lora.count_parameters(self.model)
+        if lora.enabled(self.cfg.lora):
+            lora.save_merged(self.model, self.tmp_dir, self.cfg.lora)
+        else:
+            self.model.save_pretrained(self.tmp_dir, safe_serialization=True)
+        self.tokenizer.save_pretrained(self.tmp_dir)
+        return {
+            "selected_step": self.best["step"] if self.scorer is not None else self.steps,
+            "held_out_accuracy": self.scores or None,
+            "checkpoint_seconds": round(self.checkpoint_seconds, 3),
+            "checkpoint_bytes": self.checkpoint_bytes,
+            **parameters,
+        }
 
     def save(self, step: int) -> None:
         if not due(step, self.cfg.save_every, self.steps):
