@@ -1,4 +1,4 @@
-"""`python -m irpo [overrides]`: compose conf/, check it, run the loop."""
+"""`python -m irpo [overrides]`: compose conf/ and run the loop (which checks the config first)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from irpo.config import register_configs
+from irpo.config import ConfigError, register_configs
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def run_job(cfg: DictConfig) -> None:
-    from irpo.config import validate
     from irpo.loop import run
 
     logging.getLogger().setLevel(cfg.log_level)
@@ -26,10 +25,9 @@ def run_job(cfg: DictConfig) -> None:
         )
         return
     try:
-        validate(cfg)  # bad names, sizes and paths fail here with one line, before any work
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        sys.exit(f"irpo: config error: {e.args[0] if e.args else e}")
-    run(cfg)
+        run(cfg)
+    except ConfigError as e:  # bad names, sizes and paths, found before any work: one line, no traceback
+        sys.exit(f"irpo: config error: {e}")
 
 
 def main() -> None:

@@ -5,16 +5,14 @@ from __future__ import annotations
 import logging
 
 from irpo.files import read_json, write_json
-from irpo.protocols import Checkpoint, Sampler, SamplingRequest
+from irpo.protocols import Checkpoint, SamplingRequest
 from irpo.rundir import IterationDir
 from irpo.sampling import sample_all
+from irpo.seeds import eval_seed, selection_seed
 from irpo.shards import ShardedFile
+from irpo.stage_context import StageContext
 
 log = logging.getLogger(__name__)
-
-
-def greedy_request(generation_cfg, seed: int, desc: str = "greedy") -> SamplingRequest:
-    return SamplingRequest(1, 0.0, 1.0, generation_cfg.max_new_tokens, seed, stop=tuple(generation_cfg.stop), desc=desc)
 
 
 def judge_greedy(task, example, completion: str) -> dict:
@@ -23,70 +21,25 @@ def judge_greedy(task, example, completion: str) -> dict:
     return {"greedy": completion, "greedy_answer": answer, "greedy_correct": task.is_correct(example, answer)}
 
 
-def evaluate(
-    it: IterationDir,
-    model_dir,
-    examples: list,
-    prompts: dict[str, str],
-    sampler: Sampler,
-    task,
-    eval_cfg,
-    generation_cfg,
-    seed: int,
-    shard_prompts: int,
-) -> dict:
+def evaluate(it: IterationDir, model_dir, examples: list, ctx: StageContext, eval_cfg) -> dict:
     """Writes eval.jsonl (per question) and eval.json (accuracies) for the model in `model_dir`; the questions
-    are drawn in shards of `shard_prompts` (irpo.shards), so a killed evaluation resumes at its first missing one."""
+    are drawn in shards (irpo.shards), so a killed evaluation resumes at its first missing one."""
     if it.eval_metrics.exists():
         return read_json(it.eval_metrics)
     by_id = {e.id: e for e in examples}
-    requests = [greedy_request(generation_cfg, seed, desc=f"iter {it.t} eval greedy")]
-    if eval_cfg.majority_k > 0:
-        requests.append(
-            SamplingRequest(
-                eval_cfg.majority_k,
-                eval_cfg.temperature,
-                generation_cfg.top_p,
-                generation_cfg.max_new_tokens,
-                seed,
-                stop=tuple(generation_cfg.stop),
-                desc=f"iter {it.t} eval majority@{eval_cfg.majority_k}",
-            )
-        )
 
     def make_rows(shard, results) -> list[dict]:
         greedy, *voted = (r.completions for r in results)
         votes = voted[0] if voted else [[] for _ in shard.ids]
-        rows = []
-        for example_id, greedy_out, samples in zip(shard.ids, greedy, votes, strict=True):
-            example = by_id[example_id]
-            majority = task.majority_vote(example, [task.finish(s.text) for s in samples]) if samples else None
-            rows.append(
-                {
-                    "id": example.id,
-                    "gold": example.gold_answer,
-                    **judge_greedy(task, example, greedy_out[0].text),
-                    "greedy_truncated": greedy_out[0].truncated,
-                    "majority_answer": majority,
-                    "majority_correct": task.is_correct(example, majority),
-                }
-            )
-        return rows
+        return [
+            judge_row(ctx.task, by_id[example_id], greedy_out[0], samples)
+            for example_id, greedy_out, samples in zip(shard.ids, greedy, votes, strict=True)
+        ]
 
-    stage = ShardedFile(it.eval_predictions, [e.id for e in examples], shard_prompts)
-    rows = stage.draw(prompts, sampler, model_dir, requests, make_rows, what=f"iter {it.t} eval")
-    n = max(len(rows), 1)
-    metrics = {
-        "split": eval_cfg.split,
-        "examples": len(rows),
-        "greedy_accuracy": round(sum(r["greedy_correct"] for r in rows) / n, 4),
-        "majority_accuracy": round(sum(r["majority_correct"] for r in rows) / n, 4)
-        if eval_cfg.majority_k > 0
-        else None,
-        "majority_k": eval_cfg.majority_k,
-        "greedy_no_answer": sum(r["greedy_answer"] is None for r in rows),
-        "greedy_truncated": sum(r["greedy_truncated"] for r in rows),
-    }
+    stage = ShardedFile(it.eval_predictions, [e.id for e in examples], ctx.shard_prompts)
+    requests = eval_requests(ctx, eval_cfg, it.t)
+    rows = stage.draw(ctx.prompts, ctx.sampler, model_dir, requests, make_rows, what=f"iter {it.t} eval")
+    metrics = accuracies(rows, eval_cfg)
     log.info(
         "iter %d: greedy accuracy %.3f, majority@%d %s on %d %s examples",
         it.t,
@@ -100,15 +53,53 @@ def evaluate(
     return metrics
 
 
-class HeldOutScorer:
-    """`irpo.protocols.Scorer`: greedy accuracy on held-out examples, for checkpoint selection. A model in
-    the trainer's memory (trainer=torch) is decoded with transformers' generate; a saved checkpoint
-    (trainer=deepspeed) by the configured sampler (e.g. vLLM)."""
+def eval_requests(ctx: StageContext, eval_cfg, t: int) -> list[SamplingRequest]:
+    """The greedy answer of each question, and its eval.majority_k samples for the vote (when k > 0)."""
+    seed = eval_seed(ctx.seed, t)
+    requests = [ctx.greedy_request(seed, desc=f"iter {t} eval greedy")]
+    if eval_cfg.majority_k > 0:
+        desc = f"iter {t} eval majority@{eval_cfg.majority_k}"
+        requests.append(ctx.request(eval_cfg.majority_k, eval_cfg.temperature, seed, desc))
+    return requests
 
-    def __init__(self, examples: list, prompts: dict[str, str], sampler: Sampler, task, generation_cfg, seed: int):
-        self.examples, self.sampler, self.task = examples, sampler, task
-        self.batch = [prompts[e.id] for e in examples]
-        self.request = greedy_request(generation_cfg, seed, desc="select")
+
+def judge_row(task, example, greedy, samples: list) -> dict:
+    """eval.jsonl's row of one question: its greedy answer and the majority vote of its samples, judged."""
+    majority = task.majority_vote(example, [task.finish(s.text) for s in samples]) if samples else None
+    return {
+        "id": example.id,
+        "gold": example.gold_answer,
+        **judge_greedy(task, example, greedy.text),
+        "greedy_truncated": greedy.truncated,
+        "majority_answer": majority,
+        "majority_correct": task.is_correct(example, majority),
+    }
+
+
+def accuracies(rows: list[dict], eval_cfg) -> dict:
+    """eval.json: the accuracies over eval.jsonl's rows, and how many greedy answers were missing or cut off."""
+    n = max(len(rows), 1)
+    majority = round(sum(r["majority_correct"] for r in rows) / n, 4) if eval_cfg.majority_k > 0 else None
+    return {
+        "split": eval_cfg.split,
+        "examples": len(rows),
+        "greedy_accuracy": round(sum(r["greedy_correct"] for r in rows) / n, 4),
+        "majority_accuracy": majority,
+        "majority_k": eval_cfg.majority_k,
+        "greedy_no_answer": sum(r["greedy_answer"] is None for r in rows),
+        "greedy_truncated": sum(r["greedy_truncated"] for r in rows),
+    }
+
+
+class HeldOutScorer:
+    """`irpo.protocols.Scorer`: greedy accuracy on held-out examples, for checkpoint selection, decoded by the
+    configured sampler: a model in the trainer's memory (trainer=torch) by its `sample_loaded`, a saved
+    checkpoint (trainer=deepspeed) by its `sample` (e.g. vLLM's engine)."""
+
+    def __init__(self, examples: list, ctx: StageContext):
+        self.examples, self.sampler, self.task = examples, ctx.sampler, ctx.task
+        self.batch = [ctx.prompts[e.id] for e in examples]
+        self.request = ctx.greedy_request(selection_seed(ctx.seed), desc="select")
 
     def score(self, checkpoint: Checkpoint) -> float:
         if checkpoint.model is not None:

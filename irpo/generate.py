@@ -3,35 +3,29 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from functools import reduce
 from operator import add
 
 from irpo.files import write_json
-from irpo.protocols import Sampler, SamplingRequest, SamplingStats
+from irpo.protocols import SamplingStats
 from irpo.rundir import IterationDir
 from irpo.shards import ShardedFile
+from irpo.stage_context import StageContext
 
 log = logging.getLogger(__name__)
 
 
-def generate(
-    it: IterationDir,
-    model_dir,
-    prompts: dict[str, str],
-    sampler: Sampler,
-    request: SamplingRequest,
-    task,
-    shard_prompts: int,
-) -> list[dict]:
-    """Writes generations.jsonl: one row per prompt with its `num_samples` completions, drawn in shards of
-    `shard_prompts` prompts (irpo.shards), so a killed stage resumes at its first missing shard."""
-    stage = ShardedFile(it.generations, list(prompts), shard_prompts)
+def generate(it: IterationDir, model_dir, ids: list[str], ctx: StageContext) -> list[dict]:
+    """Writes generations.jsonl: one row per prompt of `ids` with its N completions, drawn in shards of
+    `ctx.shard_prompts` prompts (irpo.shards), so a killed stage resumes at its first missing shard."""
+    what = f"iter {it.t} generate"
+    request = ctx.sampling_request(it.t, desc=what)
+    stage = ShardedFile(it.generations, ids, ctx.shard_prompts)
     if not it.generations.exists():
         log.info(
             "iter %d: sampling %d x %d at temperature %.2f from %s in %d shards",
             it.t,
-            len(prompts),
+            len(ids),
             request.num_samples,
             request.temperature,
             model_dir,
@@ -44,16 +38,15 @@ def generate(
         return [
             {
                 "id": i,
-                "prompt": prompts[i],
+                "prompt": ctx.prompts[i],
                 "temperature": request.temperature,
-                "samples": [task.finish(c.text) for c in samples],
+                "samples": [ctx.task.finish(c.text) for c in samples],
                 "truncated": [c.truncated for c in samples],
             }
             for i, samples in zip(shard.ids, results[0].completions, strict=True)
         ]
 
-    what = f"iter {it.t} generate"
-    rows = stage.draw(prompts, sampler, model_dir, [replace(request, desc=what)], make_rows, what=what)
+    rows = stage.draw(ctx.prompts, ctx.sampler, model_dir, [request], make_rows, what=what)
     if shard_stats:
         total = reduce(add, shard_stats)
         log.info(

@@ -16,8 +16,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
-from irpo.tasks.base import FINAL_ANSWER
-
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
@@ -37,6 +35,33 @@ class ChecksConfig(Protocol):
 # --- Sampler -------------------------------------------------------------------------------------------
 
 
+class StopRule(Protocol):
+    """Where a sample ends, as its task says (`irpo.tasks.answer_line.AnswerLine`: the end of the line that holds
+    the answer after the task's marker). Samplers stop there, or cut there what ran on."""
+
+    @property
+    def marker(self) -> str:
+        """The text after which the sample's answer comes."""
+        ...
+
+    @property
+    def end_chars(self) -> tuple[str, ...]:
+        """A sample can end only after a token that holds one of these."""
+        ...
+
+    def finished(self, text: str) -> bool:
+        """Whether `text` has reached the end the rule sets."""
+        ...
+
+    def answered(self, after_marker: str) -> bool:
+        """Whether the text after the marker has reached that end."""
+        ...
+
+    def cut(self, text: str) -> str:
+        """`text` up to that end (all of it when it never reaches it)."""
+        ...
+
+
 @dataclass(frozen=True)
 class SamplingRequest:
     """What to draw; the same fields whichever backend draws it."""
@@ -46,8 +71,7 @@ class SamplingRequest:
     top_p: float
     max_new_tokens: int
     seed: int
-    # Every backend ends a sample at the end of the line holding this text (irpo/sampling/answer_line.py).
-    stop_after: str | None = FINAL_ANSWER
+    stop_rule: StopRule | None = None  # the task's (`Task.stop_rule`): every backend ends a sample there
     stop: tuple[str, ...] = ()  # stop at any of these strings (kept in the output), every backend
     desc: str = "sample"  # the progress bar's label
 

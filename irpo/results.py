@@ -79,9 +79,9 @@ def paired_fields(name: str, tests: dict[str, PairedTest | None]) -> dict:
 
 
 def finished_iteration(run_root: Path, t: int) -> IterationDir | None:
-    """iter_t of a run if it has metrics.json; looks without creating (IterationDir makes its folder)."""
-    path = Path(run_root) / f"iter_{t}"
-    return IterationDir(path, t) if (path / "metrics.json").exists() else None
+    """iter_t of a run if it has metrics.json."""
+    it = RunDir(run_root).iteration(t)
+    return it if it.metrics.exists() else None
 
 
 def add_paired_vs_m0(run_dir: RunDir, rows: list[dict]) -> list[dict]:

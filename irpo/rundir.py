@@ -16,6 +16,9 @@ Layout::
 
 Every file is written whole or not at all (irpo.files), so a file that exists is complete and a killed
 run resumes at the first missing artifact (a sampling stage: at its first missing shard).
+
+`RunDir` and `IterationDir` only name paths: reading a run (the report, `pairs.from_run`, `init_from`) leaves
+it as it was. The loop, which writes, makes the folders (`create`).
 """
 
 from __future__ import annotations
@@ -50,7 +53,11 @@ def budget_train_log(iteration_path: Path) -> Path:
 class RunDir:
     def __init__(self, root: str | Path):
         self.root = Path(root)
+
+    def create(self) -> RunDir:
+        """Makes the run's folder, for a run about to write into it."""
         self.root.mkdir(parents=True, exist_ok=True)
+        return self
 
     def iteration(self, t: int) -> IterationDir:
         return IterationDir(self.root / f"iter_{t}", t)
@@ -66,9 +73,13 @@ class RunDir:
 
 class IterationDir:
     def __init__(self, path: Path, t: int):
-        self.path = path
+        self.path = Path(path)
         self.t = t
-        path.mkdir(parents=True, exist_ok=True)
+
+    def create(self) -> IterationDir:
+        """Makes iter_t's folder, for an iteration about to write into it."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self
 
     @property
     def generations(self) -> Path:

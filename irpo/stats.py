@@ -10,9 +10,8 @@ check a claim like "A beats B" before a README makes it.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from irpo.files import read_json, read_jsonl
 from irpo.rundir import IterationDir
@@ -88,9 +87,6 @@ class PairedTest:
                 "reference)"
             )
         return text
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "points": self.points}
 
 
 def paired_test(correct_a: dict[str, bool], correct_b: dict[str, bool]) -> PairedTest:

@@ -1,7 +1,7 @@
 """Step 4 of Figure 1: train M_t from M_{t-1} on the iteration's pairs (M_{t-1} is the reference).
 
-With checkpoint selection (trainer.eval_every > 0) the held-out score picks the step; with
-trainer.retrain_with_heldout the iteration then retrains from M_{t-1} on the train and held-out
+With checkpoint selection (a scorer, given when trainer.eval_every > 0) the held-out score picks the step;
+with trainer.retrain_with_heldout the iteration then retrains from M_{t-1} on the train and held-out
 pairs together for the selected number of steps (paper, Section 3.1).
 """
 
@@ -72,7 +72,8 @@ def watched_train_log(it: IterationDir) -> Path:
     return live_train_log(it.model)
 
 
-def train_summary(it: IterationDir) -> dict:
+def iteration_train_summary(it: IterationDir) -> dict:
+    """metrics.json's "train": the summary of the run that made M_t, with the selection run's choice."""
     if (it.path / "train_skipped.json").exists():
         return {"steps": 0, **read_json(it.path / "train_skipped.json")}
     summary = read_json(it.model / "train_summary.json") if (it.model / "train_summary.json").exists() else {}

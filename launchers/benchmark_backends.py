@@ -42,7 +42,7 @@ def compose(*overrides: str):
 
 def prepare(work: Path, num_pairs: int, num_prompts: int) -> None:
     """M0 of the embedded default (cached), pairs (gold CoT vs. the same CoT with a wrong answer), prompts."""
-    from irpo.seed import prepare_seed_model
+    from irpo.seed_model import prepare_seed_model
     from irpo.tasks import build_task
 
     cfg = compose()

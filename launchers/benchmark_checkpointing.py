@@ -26,7 +26,7 @@ def default_seed_model() -> str:
     from hydra import compose, initialize_config_dir
 
     from irpo.config import register_configs
-    from irpo.seed import prepare_seed_model
+    from irpo.seed_model import prepare_seed_model
     from irpo.tasks import build_task
 
     register_configs()

@@ -22,7 +22,8 @@ from irpo.config import register_configs, temperature_for, validate
 from irpo.loop import render_prompt
 from irpo.models.loading import load_tokenizer
 from irpo.sampling import SamplingRequest, build_sampler, sample_all
-from irpo.seed import prepare_seed_model
+from irpo.seed_model import prepare_seed_model
+from irpo.seeds import sampling_seed
 from irpo.tasks import build_task
 
 CONF_DIR = Path(irpo.__file__).resolve().parents[1] / "conf"
@@ -51,10 +52,11 @@ def main() -> None:
             started = time.perf_counter()
             request = SamplingRequest(
                 cfg.generation.num_samples,
-                temperature_for(cfg, 1),
+                temperature_for(cfg.generation, 1),
                 cfg.generation.top_p,
                 cfg.generation.max_new_tokens,
-                seed=seed + 1000,  # the loop's iteration-1 seed for `seed=S`
+                seed=sampling_seed(seed, 1),  # the loop's iteration-1 seed for `seed=S`
+                stop_rule=task.stop_rule(),
                 stop=tuple(cfg.generation.stop),
             )
             (drawn,) = sample_all(sampler, model_dir, prompts, [request])

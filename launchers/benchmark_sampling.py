@@ -55,7 +55,7 @@ def model_and_prompts(model: str, num_prompts: int, shared: Path) -> tuple[objec
     """(config, M0's directory, prompts rendered as the loop renders them)."""
     from irpo.loop import render_prompt
     from irpo.models.loading import load_tokenizer
-    from irpo.seed import prepare_seed_model
+    from irpo.seed_model import prepare_seed_model
     from irpo.tasks import build_task
 
     task_overrides = [] if model == "tiny" else ["task=gsm8k", f"task.data_dir={shared}/datasets/gsm8k"]
@@ -108,7 +108,7 @@ def sampler_arm(cfg, backend: str, args, model_dir: str, *overrides: str):
     sampler = build_sampler(
         compose(*MODELS[args.model_name], f"sampler={backend}", *extra, *overrides).sampler, cfg.model
     )
-    request = SamplingRequest(args.samples, 0.8, 1.0, args.max_new_tokens, seed=0, stop_after=None, desc=backend)
+    request = SamplingRequest(args.samples, 0.8, 1.0, args.max_new_tokens, seed=0, desc=backend)
 
     def draw(prompts: list[str]) -> tuple[int, float, float]:
         (drawn,) = sample_all(sampler, model_dir, prompts, [request])

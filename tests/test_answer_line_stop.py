@@ -6,6 +6,7 @@ import torch
 
 from irpo.models.tiny import build_char_tokenizer
 from irpo.sampling.hf import AnswerLineDone
+from irpo.tasks.answer_line import AnswerLine
 
 
 def done_after_each_token(texts: list[str], window: int = 48) -> list[list[bool]]:
@@ -15,7 +16,7 @@ def done_after_each_token(texts: list[str], window: int = 48) -> list[list[bool]
     rows = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     length = max(map(len, rows))
     rows = [r + [tokenizer.pad_token_id] * (length - len(r)) for r in rows]
-    criterion = AnswerLineDone(tokenizer, len(prompt), "Final answer:", window=window)
+    criterion = AnswerLineDone(tokenizer, len(prompt), AnswerLine("Final answer:"), window=window)
     flags = []
     for step in range(1, length + 1):
         ids = torch.tensor([prompt + r[:step] for r in rows])

@@ -65,5 +65,12 @@ def test_bad_knobs_fail_with_a_clear_message():
         ArithmeticTaskConfig(operations=["pow"])
     with pytest.raises(ValueError, match="cannot make"):
         ArithmeticTask(
-            ArithmeticTaskConfig(min_steps=1, max_steps=1, max_start=1, max_operand=1, operations=["add"], num_test=500)
+            ArithmeticTaskConfig(
+                min_reasoning_steps=1,
+                max_reasoning_steps=1,
+                max_start=1,
+                max_operand=1,
+                operations=["add"],
+                num_test=500,
+            )
         ).load_splits()

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from irpo.config import validate
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-GROUPS = ("loss", "model", "sampler", "trainer", "cluster", "logger", "task", "method", "experiment")  # defaults order
+GROUPS = ("model", "loss", "sampler", "trainer", "cluster", "logger", "task", "method", "experiment")  # defaults order
 
 
 def option_values(group: str, option: str) -> dict[str, object]:
@@ -68,9 +68,30 @@ def test_typo_in_a_field_fails_at_compose_time(make_config):
 def test_typo_in_a_task_field_fails_at_compose_time(make_config):
     with pytest.raises(ConfigCompositionException, match="num_trian"):
         make_config("task.num_trian=3")
-    with pytest.raises(ConfigCompositionException, match="max_steps"):
-        make_config("task=gsm8k", "task.max_steps=3")  # an arithmetic knob is not a GSM8K field
-    assert make_config("task.max_steps=3").task.max_steps == 3
+    with pytest.raises(ConfigCompositionException, match="max_reasoning_steps"):
+        make_config("task=gsm8k", "task.max_reasoning_steps=3")  # an arithmetic knob is not a GSM8K field
+    assert make_config("task.max_reasoning_steps=3").task.max_reasoning_steps == 3
+
+
+@pytest.mark.parametrize("old, new", [("min_steps", "min_reasoning_steps"), ("max_steps", "max_reasoning_steps")])
+def test_a_renamed_task_key_fails_naming_the_new_one(make_config, tmp_path, old, new):
+    with pytest.raises(ValueError, match=rf"task.{old} is now task.{new}: set task.{new}=3 instead$"):
+        validate(make_config(f"task.{old}=3"))
+    preset = tmp_path / "conf" / "experiment"
+    preset.mkdir(parents=True)
+    (preset / "old.yaml").write_text(f"# @package _global_\ntask:\n  {old}: 3\n")
+    with pytest.raises(ValueError, match=rf"task.{new}=3"):  # in a YAML file too
+        validate(make_config(f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "experiment=old"))
+
+
+def test_a_renamed_key_on_the_command_line_is_one_line(tmp_path):
+    command = [sys.executable, "-m", "irpo", f"hydra.run.dir={tmp_path / 'run'}", "task.max_steps=3"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "irpo: config error: invalid config for task 'arithmetic': task.max_steps is now task.max_reasoning_steps: "
+        "set task.max_reasoning_steps=3 instead"
+    )
 
 
 def test_unknown_registered_name_lists_valid_names(make_config):

@@ -9,6 +9,7 @@ from irpo.evaluate import evaluate
 from irpo.files import read_json, read_jsonl
 from irpo.rundir import RunDir
 from irpo.sampling import build_sampler
+from irpo.stage_context import StageContext
 from irpo.tasks.arithmetic import ArithmeticTask, ArithmeticTaskConfig
 from irpo.tasks.base import Example
 
@@ -33,11 +34,12 @@ def test_greedy_and_majority_answers_are_judged_per_question_and_summed(make_con
     questions = task.load_splits().test
     prompts = {e.id: task.prompt(e) for e in questions}
     sampler, run = build_sampler(cfg.sampler, cfg.model), RunDir(tmp_path / "run")
+    ctx = StageContext(task, prompts, sampler, cfg.generation, shard_prompts=4, seed=0, fits=lambda p, r: True)
 
     def evaluate_with(golds: list[str], t: int) -> tuple[dict, list[dict]]:
         examples = [dataclasses.replace(e, gold_answer=g) for e, g in zip(questions, golds, strict=True)]
-        it = run.iteration(t)
-        metrics = evaluate(it, untrained_tiny, examples, prompts, sampler, task, cfg.eval, cfg.generation, 0, 4)
+        it = run.iteration(t).create()
+        metrics = evaluate(it, untrained_tiny, examples, ctx, cfg.eval)
         return metrics, read_jsonl(it.eval_predictions)
 
     _, first = evaluate_with(["\n"] * 6, t=1)  # no answer is a newline: all wrong
@@ -58,4 +60,5 @@ def test_greedy_and_majority_answers_are_judged_per_question_and_summed(make_con
     assert metrics["greedy_accuracy"] == metrics["majority_accuracy"] == round(sum(expected) / 6, 4) > 0
     assert metrics["greedy_no_answer"] == answers.count(None)
     # A finished evaluation is read back, not drawn again (no sampler needed).
-    assert evaluate(run.iteration(2), untrained_tiny, [], {}, None, task, cfg.eval, cfg.generation, 0, 4) == metrics
+    unused = StageContext(task, {}, None, cfg.generation, shard_prompts=4, seed=0, fits=lambda p, r: True)  # type: ignore[arg-type]
+    assert evaluate(run.iteration(2), untrained_tiny, [], unused, cfg.eval) == metrics

@@ -40,7 +40,13 @@ def test_default_pipeline_writes_every_artifact(make_config, tmp_path):
             log[0]
         )
         metrics = read_json(it.metrics)
-        assert 0.0 <= metrics["eval"]["greedy_accuracy"] <= 1.0 and metrics["pairs"]["pairs_kept"] == len(pairs)
+        assert metrics["pairs"]["pairs_kept"] == len(pairs)
+        # The accuracies are those of the per-question verdicts in eval.jsonl, one row per test question.
+        predictions = read_jsonl(it.eval_predictions)
+        assert len(predictions) == cfg.task.num_test == metrics["eval"]["examples"]
+        for measure in ("greedy", "majority"):
+            right = sum(p[f"{measure}_correct"] for p in predictions)
+            assert metrics["eval"][f"{measure}_accuracy"] == round(right / len(predictions), 4), measure
     # M_t is trained from M_{t-1}: the weights moved.
     assert not torch.equal(
         weights(root / "iter_1/model")["model.norm.weight"], weights(root / "iter_2/model")["model.norm.weight"]

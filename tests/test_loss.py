@@ -77,3 +77,24 @@ def test_registry_dispatch_and_unknown_name():
     assert_close(terms.loss, torch.tensor([2.0]))
     with pytest.raises(KeyError, match="unknown loss .ipo.; valid choices: dpo_nll, sft"):
         LOSSES.get("ipo")
+
+
+def test_compute_loss_hands_dpo_nll_each_argument_in_its_place():
+    """compute_loss calls the registered dpo_nll positionally: every tensor distinct, so a swap of any two
+    (policy and reference, chosen and rejected, lengths) changes a number below. Worked by hand:
+    chosen reward = 0.5 * (-1 - -4) = 1.5, rejected reward = 0.5 * (-3 - -2) = -0.5,
+    DPO = -log sigmoid(2) = log(1 + e^-2), NLL = 1 / 4; loss = DPO + 2 * NLL."""
+    terms = compute_loss(
+        "dpo_nll",
+        beta=0.5,
+        alpha=2.0,
+        policy_chosen_logps=torch.tensor([-1.0]),
+        chosen_lengths=torch.tensor([4.0]),
+        policy_rejected_logps=torch.tensor([-3.0]),
+        reference_chosen_logps=torch.tensor([-4.0]),
+        reference_rejected_logps=torch.tensor([-2.0]),
+    )
+    assert_close(terms.chosen_reward, torch.tensor([1.5]))
+    assert_close(terms.rejected_reward, torch.tensor([-0.5]))
+    assert_close(terms.nll, torch.tensor([0.25]))
+    assert_close(terms.loss, torch.tensor([math.log(1 + math.exp(-2)) + 0.5]))

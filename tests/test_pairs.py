@@ -184,7 +184,7 @@ def test_same_seed_same_pairs_file_and_another_seed_another_subsample(tmp_path):
     settings = dict(pairs_per_prompt=2, include_gold=True, distinct_pairs=True, max_pairs=25)
 
     def pairs_file(name: str, seed: int) -> bytes:
-        it = RunDir(tmp_path / name).iteration(1)
+        it = RunDir(tmp_path / name).iteration(1).create()
         build_pairs(it, builder, questions, pairs_cfg(seed=seed, **settings), fits_all)
         return it.pairs.read_bytes()
 

@@ -25,6 +25,7 @@ from irpo.models.loading import load_model, load_tokenizer
 from irpo.protocols import Checkpoint
 from irpo.sampling import SamplingRequest, sample_all
 from irpo.sampling.hf import HFSampler, ended_by_model
+from irpo.tasks.answer_line import AnswerLine
 from irpo.training import build_trainer
 from irpo.training.batches import step_batches, total_steps
 
@@ -76,7 +77,7 @@ def test_trainer_runs_the_whole_budget_over_few_pairs(untrained_tiny, tmp_path):
     ],
 )
 def test_what_counts_as_ended_by_the_model(text, ids, expected):
-    assert ended_by_model(text, ids, end_ids={0}, stop_after="Final answer:", stop=("END",)) == expected
+    assert ended_by_model(text, ids, end_ids={0}, rule=AnswerLine("Final answer:"), stop=("END",)) == expected
 
 
 def test_hf_sampler_flags_samples_cut_off_by_the_token_budget(untrained_tiny):
@@ -86,7 +87,12 @@ def test_hf_sampler_flags_samples_cut_off_by_the_token_budget(untrained_tiny):
     )
     prompts = ["Question: Mia has 3 apples. She buys 2 more.\nSolution:", "Question: 1 + 1?\nSolution:"]
     cut, roomy = (
-        sample_all(sampler, untrained_tiny, prompts, [SamplingRequest(4, 1.0, 1.0, max_new_tokens=budget, seed=0)])[0]
+        sample_all(
+            sampler,
+            untrained_tiny,
+            prompts,
+            [SamplingRequest(4, 1.0, 1.0, max_new_tokens=budget, seed=0, stop_rule=AnswerLine("Final answer:"))],
+        )[0]
         for budget in (3, 40)
     )
     stats = roomy.stats
@@ -170,7 +176,7 @@ def test_shared_prefill_draws_what_the_reference_path_draws(untrained_tiny):
     """Each prompt run once and its cache copied to its N samples: the same positions under left padding, the
     same random stream, so the same samples as running every copy of the prompt (here, to the character)."""
     prompts = ["Question: Mia has 3 apples. She buys 2 more.\nSolution:", "Question: 1 + 1?\nSolution:"]
-    request = SamplingRequest(4, 1.0, 1.0, max_new_tokens=12, seed=5, stop_after=None)
+    request = SamplingRequest(4, 1.0, 1.0, max_new_tokens=12, seed=5)
     drawn = []
     for shared in (False, True):
         sampler = HFSampler(

@@ -24,10 +24,11 @@ from irpo.loop import REDO_REWARDS
 from irpo.rundir import check_rows_match
 from irpo.sampling import Completion, PromptShard, SamplingRequest, build_sampler, sample_all
 from irpo.shards import ShardedFile, plan_shards
+from irpo.tasks.answer_line import AnswerLine
 
 PROMPTS = [f"Question: What is {a} + {a + 3}?\nSolution:" for a in range(10)]
 IDS = [f"q{i}" for i in range(len(PROMPTS))]
-REQUEST = SamplingRequest(2, 1.0, 1.0, max_new_tokens=6, seed=3)
+REQUEST = SamplingRequest(2, 1.0, 1.0, max_new_tokens=6, seed=3, stop_rule=AnswerLine("Final answer:"))
 
 
 def hf_sampler(batch_size: int = 8):

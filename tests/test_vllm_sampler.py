@@ -10,9 +10,12 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from irpo.config import ModelConfig, SamplerConfig, VLLMSamplerConfig
+from irpo.config import GenerationConfig, ModelConfig, SamplerConfig, VLLMSamplerConfig
 from irpo.sampling import Completion, SamplingRequest, build_sampler, sample_all
 from irpo.sampling.vllm_sampler import completions_from_worker, engine_args, sampling_args
+from irpo.tasks.answer_line import AnswerLine
+
+FINAL = AnswerLine("Final answer:")  # the tasks' stop rule
 
 
 def configs(**sampler):
@@ -79,9 +82,9 @@ def test_vllm_samples_the_tiny_model_repeatably(untrained_tiny):
         f"{i} " * 150 for i in range(40)
     ]
     requests = [
-        SamplingRequest(4, 1.0, 1.0, 24, seed=5),
-        SamplingRequest(4, 1.0, 1.0, 24, seed=6),
-        SamplingRequest(1, 0.0, 1.0, 24, seed=5),
+        SamplingRequest(4, 1.0, 1.0, 24, seed=5, stop_rule=FINAL),
+        SamplingRequest(4, 1.0, 1.0, 24, seed=6, stop_rule=FINAL),
+        SamplingRequest(1, 0.0, 1.0, 24, seed=5, stop_rule=FINAL),
     ]
     with sampler:
         first = sample_all(sampler, untrained_tiny, prompts, requests)
@@ -140,7 +143,7 @@ def test_worker_output_becomes_completions_with_hf_truncation_rule():
         "completions": [[["2 + 3 = 5\nFinal answer: 5\nQuestion: next one", "2 + 3 = 5\n3 +", "5\nFinal answer: 5"]]],
         "truncated": [[[True, True, False]]],
     }
-    request = SamplingRequest(3, 1.0, 1.0, 16, seed=0)
+    request = SamplingRequest(3, 1.0, 1.0, 16, seed=0, stop_rule=FINAL)
     ((kept, too_long),) = completions_from_worker(result, [request], fits=[True, False])
     assert [c.truncated for c in kept] == [False, True, False]
     assert [c.text for c in kept] == ["2 + 3 = 5\nFinal answer: 5\n", "2 + 3 = 5\n3 +", "5\nFinal answer: 5"]
@@ -149,7 +152,6 @@ def test_worker_output_becomes_completions_with_hf_truncation_rule():
 
 def test_both_backends_end_a_sample_at_the_same_point():
     """The first point where the answer line is finished: what hf's stopping rule sees, token by token."""
-    from irpo.sampling.answer_line import answer_line_finished, end_at_answer_line
 
     cases = {
         "2 + 3 = 5\nFinal answer: 5\nQuestion: next": "2 + 3 = 5\nFinal answer: 5\n",
@@ -161,10 +163,9 @@ def test_both_backends_end_a_sample_at_the_same_point():
         "Final answer: 5": "Final answer: 5",  # not finished: kept whole
     }
     for text, expected in cases.items():
-        assert end_at_answer_line(text, "Final answer:") == expected, text
-        first = next((i for i in range(len(text) + 1) if answer_line_finished(text[:i], "Final answer:")), None)
+        assert FINAL.cut(text) == expected, text
+        first = next((i for i in range(len(text) + 1) if FINAL.finished(text[:i])), None)
         assert (first is None and expected == text) or text[:first] == expected, text
-    assert end_at_answer_line("Final answer: 5\nmore", None) == "Final answer: 5\nmore"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed in this interpreter")
@@ -172,6 +173,7 @@ def test_sampler_auto_falls_back_to_hf_and_records_it(untrained_tiny, tmp_path, 
     from irpo.files import read_json
     from irpo.generate import generate
     from irpo.rundir import IterationDir
+    from irpo.stage_context import StageContext
     from irpo.tasks.arithmetic import ArithmeticTask, ArithmeticTaskConfig
 
     sampler = build_sampler(
@@ -179,10 +181,10 @@ def test_sampler_auto_falls_back_to_hf_and_records_it(untrained_tiny, tmp_path, 
     )
     task = ArithmeticTask(ArithmeticTaskConfig(num_train=4, num_valid=1, num_test=1, num_seed_sft=4))
     prompts = {e.id: task.prompt(e) for e in task.load_splits().train}
+    generation = OmegaConf.structured(GenerationConfig(num_samples=2, temperatures=[1.0], max_new_tokens=8))
+    ctx = StageContext(task, prompts, sampler, generation, shard_prompts=2, seed=0, fits=lambda p, r: True)
     with caplog.at_level("INFO"):
-        rows = generate(
-            IterationDir(tmp_path, 1), untrained_tiny, prompts, sampler, SamplingRequest(2, 1.0, 1.0, 8, 0), task, 2
-        )
+        rows = generate(IterationDir(tmp_path, 1), untrained_tiny, list(prompts), ctx)
     assert len(rows) == 4 and sampler.name == "hf"
     assert "sampler=auto: using hf (vLLM is not installed)" in caplog.text
     stats = read_json(tmp_path / "generation_stats.json")
@@ -190,17 +192,11 @@ def test_sampler_auto_falls_back_to_hf_and_records_it(untrained_tiny, tmp_path, 
 
 
 @pytest.mark.skipif(torch_cuda_available(), reason="the rule below is the CPU's")
-def test_sampler_auto_keeps_the_sampling_loop_on_a_cpu(untrained_tiny, tmp_path):
+def test_sampler_auto_keeps_the_sampling_loop_on_a_cpu(monkeypatch):
     """On a CPU the sampling loop measured faster than vLLM's CPU build, on SmolLM2-135M (540 MB) as on the
-    tiny model: the size of the model does not change the pick."""
-    import shutil
+    tiny model: with vLLM installed, a CPU still gets hf."""
+    from irpo.sampling import auto
 
-    from irpo.sampling.auto import vllm_pays
-
-    big = tmp_path / "big"
-    shutil.copytree(untrained_tiny, big)
-    with open(big / "model.safetensors", "r+b") as f:
-        f.truncate(600 * 2**20)  # sparse
-    for model_dir in (untrained_tiny, big):
-        runs, why = vllm_pays(model_dir)
-        assert not runs and "on a CPU irpo's sampling loop measured faster" in why
+    monkeypatch.setattr(auto, "has_vllm", lambda vllm_cfg: True)
+    name, why = auto.pick_backend(OmegaConf.structured(SamplerConfig(name="auto")))
+    assert name == "hf" and "on a CPU irpo's sampling loop measured faster" in why

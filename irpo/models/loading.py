@@ -69,7 +69,7 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def load_tokenizer(name_or_path: str | Path, padding_side: str = "right") -> PreTrainedTokenizerBase:
+def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
     check_model_source(str(name_or_path))
     try:
         tokenizer = AutoTokenizer.from_pretrained(os.path.expanduser(str(name_or_path)))
@@ -80,7 +80,7 @@ def load_tokenizer(name_or_path: str | Path, padding_side: str = "right") -> Pre
         ) from None
     if tokenizer.pad_token_id is None:  # Llama tokenizers ship without one; padding is always masked
         tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = padding_side
+    tokenizer.padding_side = "right"  # batches of training sequences are right-padded (samplers pad by hand)
     return tokenizer
 
 

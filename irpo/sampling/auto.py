@@ -21,21 +21,22 @@ from irpo.sampling.vllm_sampler import VLLMSampler, has_vllm
 log = logging.getLogger(__name__)
 
 
-def vllm_pays(model_dir: str | Path) -> tuple[bool, str]:
-    """Whether vLLM is the faster sampler for this model on this machine, and why (not)."""
+def pick_backend(sampler_cfg) -> tuple[str, str]:
+    """(hf or vllm, why): vLLM where it is installed (here or at sampler.vllm.python) and a GPU is there."""
     import torch
 
+    if not has_vllm(sampler_cfg.vllm):
+        return "hf", "vLLM is not installed"
     if torch.cuda.is_available():
-        return True, "a GPU"
-    return False, "on a CPU irpo's sampling loop measured faster than vLLM's CPU build (README, \"Speed\")"
+        return "vllm", "a GPU"
+    return "hf", "on a CPU irpo's sampling loop measured faster than vLLM's CPU build (README, \"Speed\")"
 
 
 class AutoSampler:
-    """Picks hf or vllm at the first draw (it needs the model's config), then hands every call to it."""
+    """Picks hf or vllm at the first draw (`pick_backend`), then hands every call to it."""
 
     def __init__(self, sampler_cfg, model_cfg):
         self.sampler_cfg, self.model_cfg = sampler_cfg, model_cfg
-        self.vllm_installed = has_vllm(sampler_cfg.vllm)
         self.chosen: HFSampler | VLLMSampler | None = None
 
     @property
@@ -46,21 +47,20 @@ class AutoSampler:
     def check(cls, cfg: Any) -> None:
         HFSampler.check(cfg)  # the fallback is always possible; vLLM's section is checked when it is picked
 
-    def choose(self, model_dir: str | Path) -> HFSampler | VLLMSampler:
+    def choose(self) -> HFSampler | VLLMSampler:
         if self.chosen is None:
-            runs, why = vllm_pays(model_dir) if self.vllm_installed else (False, "vLLM is not installed")
-            backend = VLLMSampler if runs else HFSampler
-            log.info("sampler=auto: using %s (%s)", backend.name, why)
-            self.chosen = backend(self.sampler_cfg, self.model_cfg)
+            name, why = pick_backend(self.sampler_cfg)
+            log.info("sampler=auto: using %s (%s)", name, why)
+            self.chosen = (VLLMSampler if name == "vllm" else HFSampler)(self.sampler_cfg, self.model_cfg)
         return self.chosen
 
     def sample(
         self, model_dir: str | Path, shards: list[PromptShard], requests: list[SamplingRequest]
     ) -> Iterator[list[Samples]]:
-        return self.choose(model_dir).sample(model_dir, shards, requests)
+        return self.choose().sample(model_dir, shards, requests)
 
     def sample_loaded(self, model: Any, tokenizer: Any, prompts: list[str], request: SamplingRequest) -> Samples:
-        # A model in memory is drawn by generate whichever backend was picked (as sampler=vllm does).
+        # A model in memory is drawn by the hf sampler (sampler.hf.decoder) whichever backend was picked.
         return (self.chosen or HFSampler(self.sampler_cfg, self.model_cfg)).sample_loaded(
             model, tokenizer, prompts, request
         )

@@ -15,15 +15,14 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from irpo.models.loading import load_model, load_tokenizer, pick_device
 from irpo.models.precision import check_sampling_dtype, sampling_dtype
 from irpo.models.tokens import encode_prompt
-from irpo.protocols import Completion, PromptShard, Samples, SamplingRequest, SamplingStats
-from irpo.sampling.answer_line import ANSWER_THEN_NEWLINE, answer_line_finished, end_at_answer_line
+from irpo.protocols import Completion, PromptShard, Samples, SamplingRequest, SamplingStats, StopRule
 from irpo.sampling.decode import Draw, sample_token_ids
 
 log = logging.getLogger(__name__)
 
 
 class AnswerLineDone(StoppingCriteria):
-    """Per sequence: done once the text after the prompt holds `marker`, an answer and a newline after it.
+    """Per sequence: done once the text after the prompt holds the rule's marker and its finished answer line.
 
     Looks for the marker in the last `window` tokens only, so a long completion costs linear, not
     quadratic, decoding. Once a row's marker is found (it ends in the newest token then), the text after
@@ -31,10 +30,11 @@ class AnswerLineDone(StoppingCriteria):
     answer, so after that the next newline finishes it.
     """
 
-    def __init__(self, tokenizer, prompt_width: int, marker: str, window: int = 48, answer_tokens: int = 256):
+    def __init__(self, tokenizer, prompt_width: int, rule: StopRule, window: int = 48, answer_tokens: int = 256):
         self.tokenizer = tokenizer
         self.prompt_width = prompt_width
-        self.marker = marker
+        self.rule = rule
+        self.marker = rule.marker
         self.window = window
         self.answer_tokens = answer_tokens
         # Per row, once the marker is seen: (where the tokens after it start, the text after it in that token).
@@ -57,19 +57,21 @@ class AnswerLineDone(StoppingCriteria):
                 done.append("\n" in text)
                 continue
             after = head + self.tokenizer.decode(input_ids[row, begin:], skip_special_tokens=True)
-            done.append(ANSWER_THEN_NEWLINE.search(after) is not None)
+            done.append(self.rule.answered(after))
         return cast(torch.BoolTensor, torch.tensor(done, device=input_ids.device))
 
 
-def ended_by_model(text: str, token_ids: list[int], end_ids: set[int], stop_after, stop: tuple[str, ...]) -> bool:
+def ended_by_model(
+    text: str, token_ids: list[int], end_ids: set[int], rule: StopRule | None, stop: tuple[str, ...]
+) -> bool:
     """Whether a generated row ended before the token budget: an EOS or padding token (generate pads a row
-    once a stopping rule finished it), a finished answer line, or a stop string."""
-    return bool(end_ids.intersection(token_ids)) or text_finished(text, stop_after, stop)
+    once a stopping rule finished it), the task's stop rule, or a stop string."""
+    return bool(end_ids.intersection(token_ids)) or text_finished(text, rule, stop)
 
 
-def text_finished(text: str, stop_after, stop: tuple[str, ...]) -> bool:
-    """Whether `text` holds a finished answer line (after `stop_after`) or one of the stop strings."""
-    return bool(stop_after and answer_line_finished(text, stop_after)) or any(s in text for s in stop)
+def text_finished(text: str, rule: StopRule | None, stop: tuple[str, ...]) -> bool:
+    """Whether `text` has reached the end the task's stop rule sets, or holds one of the stop strings."""
+    return bool(rule and rule.finished(text)) or any(s in text for s in stop)
 
 
 def shared_prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, n: int) -> dict:
@@ -146,11 +148,11 @@ class HFSampler:
     ) -> list[list[int]]:
         """irpo/sampling/decode.py's loop; each prompt's samples are seeded by (request.seed, its index in the
         stage), so they are the same whichever batches, shards or calls ran before it."""
-        ends = (["\n"] if request.stop_after else []) + [s[-1] for s in request.stop if s]
-        stop_after, stop = request.stop_after, tuple(request.stop)
+        rule, stop = request.stop_rule, tuple(request.stop)
+        ends = (list(rule.end_chars) if rule else []) + [s[-1] for s in stop if s]
 
         def is_done(ids: list[int]) -> bool:
-            return text_finished(tokenizer.decode(ids, skip_special_tokens=True), stop_after, stop)
+            return text_finished(tokenizer.decode(ids, skip_special_tokens=True), rule, stop)
 
         return sample_token_ids(
             model,
@@ -184,9 +186,8 @@ class HFSampler:
         input_ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=device)
         attention_mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=device)
         torch.manual_seed(request.seed * 1_000_003 + batch_index)
-        stopping = (
-            StoppingCriteriaList([AnswerLineDone(tokenizer, width, request.stop_after)]) if request.stop_after else None
-        )
+        rule = request.stop_rule
+        stopping = StoppingCriteriaList([AnswerLineDone(tokenizer, width, rule)]) if rule else None
         shared = self.cfg.shared_prefill and n > 1 and width > 1
         output = model.generate(
             **(shared_prefill(model, input_ids, attention_mask, n) if shared else {}),
@@ -239,8 +240,8 @@ class HFSampler:
             texts = tokenizer.batch_decode(drawn, skip_special_tokens=True)
             rows = [
                 Completion(
-                    end_at_answer_line(text, request.stop_after),
-                    not ended_by_model(text, ids, end_ids, request.stop_after, request.stop),
+                    request.stop_rule.cut(text) if request.stop_rule else text,
+                    not ended_by_model(text, ids, end_ids, request.stop_rule, request.stop),
                 )
                 for text, ids in zip(texts, drawn, strict=True)
             ]

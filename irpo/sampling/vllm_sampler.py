@@ -26,7 +26,6 @@ from irpo.models.loading import load_tokenizer
 from irpo.models.precision import sampling_dtype
 from irpo.models.tokens import encode_prompt
 from irpo.protocols import Completion, PromptShard, Samples, SamplingRequest, SamplingStats
-from irpo.sampling.answer_line import answer_line_finished, end_at_answer_line
 from irpo.sampling.hf import HFSampler
 
 log = logging.getLogger(__name__)
@@ -101,9 +100,9 @@ def completions_from_worker(
 ) -> list[list[list[Completion]]]:
     """The worker's shard file as completions per request and prompt; prompts that did not fit get empty ones.
 
-    vLLM has no answer-line stop: its samples are cut at the end of the answer line here, where the hf
-    sampler stops, and one that finished its answer line and then ran on to max_tokens is not cut off;
-    only one without a finished answer line (vLLM's finish_reason "length") counts as cut off.
+    vLLM has no answer-line stop: its samples are cut here where the task's stop rule ends them, as the hf
+    sampler stops, and one that reached that end and then ran on to max_tokens is not cut off; only one
+    that did not (vLLM's finish_reason "length") counts as cut off.
     """
     results = []
     for request, texts, cut in zip(requests, result["completions"], result["truncated"], strict=True):
@@ -111,8 +110,8 @@ def completions_from_worker(
             [
                 [
                     Completion(
-                        end_at_answer_line(t, request.stop_after),
-                        c and not (request.stop_after and answer_line_finished(t, request.stop_after)),
+                        request.stop_rule.cut(t) if request.stop_rule else t,
+                        c and not (request.stop_rule and request.stop_rule.finished(t)),
                     )
                     for t, c in zip(row_texts, row_cut, strict=True)
                 ]
@@ -195,8 +194,8 @@ class VLLMSampler:
             raise
 
     def sample_loaded(self, model, tokenizer, prompts: list[str], request: SamplingRequest) -> Samples:
-        """Scoring a model still in the trainer's memory (checkpoint selection) uses transformers' generate,
-        with the sampler.hf section."""
+        """Scoring a model still in the trainer's memory (checkpoint selection): the hf sampler draws from it,
+        with the sampler.hf section (its decoder: sampler.hf.decoder)."""
         return HFSampler(self.sampler_cfg, self.model_cfg).sample_loaded(model, tokenizer, prompts, request)
 
     def close(self) -> None:

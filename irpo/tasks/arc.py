@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from irpo.setting import setting
 from irpo.tasks.base import Example, Splits, Task, extract_after_final_answer
 from irpo.tasks.data import load_hub_split, read_rows, require_fields
 
@@ -29,12 +30,14 @@ LETTERS = string.ascii_uppercase
 
 @dataclass
 class ARCTaskConfig:
-    name: str = "arc_challenge"
-    data_dir: str | None = None  # holds ARC-Challenge/ and ARC-Easy/ with *-{Train,Dev,Test}.jsonl
-    hub_id: str = "allenai/ai2_arc"
-    instruction: str = INSTRUCTION
-    train_on_easy: bool = True  # the paper trains on Easy + Challenge train
-    max_train: int | None = None
+    name: str = setting("arc_challenge", help="The task: ARC-Challenge multiple-choice science questions.")
+    data_dir: str | None = setting(
+        None, help="A dir holding ARC-Challenge/ and ARC-Easy/ with *-{Train,Dev,Test}.jsonl; null uses the hub."
+    )
+    hub_id: str = setting("allenai/ai2_arc", help="The hub dataset read when data_dir is null.")
+    instruction: str = setting(INSTRUCTION, help="Prepended to every question (the paper's).")
+    train_on_easy: bool = setting(True, help="Train on ARC-Easy's training questions too (the paper does).")
+    max_train: int | None = setting(None, help="Train on the first n training questions; null = all.")
 
 
 def letter_key(choices: list[dict[str, Any]], answer_key: str) -> str | None:

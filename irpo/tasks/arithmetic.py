@@ -8,8 +8,9 @@ Difficulty knobs: the number of steps, operand sizes and which operations appear
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from irpo.setting import check_renamed, renamed, setting
 from irpo.tasks.base import FINAL_ANSWER, Example, Splits, Task, extract_after_final_answer
 from irpo.tasks.numbers import NumericAnswers
 
@@ -22,26 +23,36 @@ class ArithmeticTaskConfig:
     """Defaults are the embedded default's: sized so M0 solves about a fifth of the test problems
     and the whole default loop runs in minutes on 2 CPU cores (numbers in README)."""
 
-    name: str = "arithmetic"
-    instruction: str = ""  # prepended to every prompt; empty keeps prompts short for the tiny model
-    seed: int = 1234
-    num_train: int = 256
-    num_valid: int = 64
-    num_test: int = 200
-    num_seed_sft: int = 2000  # gold solutions for making the tiny seed model M0, disjoint from the splits
-    min_steps: int = 2
-    max_steps: int = 2
-    max_start: int = 9
-    max_operand: int = 9
-    max_value: int = 40
-    operations: list[str] = field(default_factory=lambda: ["add", "sub"])
+    name: str = setting("arithmetic", help="The task: seeded word problems in GSM8K's answer format, made here.")
+    instruction: str = setting("", help="Prepended to every prompt; empty keeps prompts short for the tiny model.")
+    seed: int = setting(1234, help="Seeds the problems: the same seed makes the same splits.")
+    num_train: int = setting(256, help="Training questions.")
+    num_valid: int = setting(64, help="Held-out questions (checkpoint selection).")
+    num_test: int = setting(200, help="Test questions.")
+    num_seed_sft: int = setting(
+        2000, help="Gold solutions for making the tiny seed model M0, disjoint from the splits."
+    )
+    min_reasoning_steps: int = setting(2, help="Fewest arithmetic steps in a problem's story.")
+    max_reasoning_steps: int = setting(
+        2, help="Most arithmetic steps in a problem's story (not trainer.max_steps, the optimizer's steps)."
+    )
+    max_start: int = setting(9, help="Largest starting quantity.")
+    max_operand: int = setting(9, help="Largest number added or taken away in a step.")
+    max_value: int = setting(40, help="No intermediate quantity exceeds this.")
+    operations: list[str] = setting(factory=lambda: ["add", "sub"], help="The steps used: a subset of add, sub, mul.")
+    min_steps: int | None = renamed("min_reasoning_steps")
+    max_steps: int | None = renamed("max_reasoning_steps")
 
     def __post_init__(self) -> None:
+        check_renamed(self, "task.")
         unknown = set(self.operations) - {"add", "sub", "mul"}
         if unknown or not self.operations:
             raise ValueError(f"task.operations must be a non-empty subset of add, sub, mul; got {self.operations}")
-        if not 1 <= self.min_steps <= self.max_steps:
-            raise ValueError(f"need 1 <= task.min_steps <= task.max_steps, got {self.min_steps}, {self.max_steps}")
+        if not 1 <= self.min_reasoning_steps <= self.max_reasoning_steps:
+            raise ValueError(
+                "need 1 <= task.min_reasoning_steps <= task.max_reasoning_steps, got "
+                f"{self.min_reasoning_steps}, {self.max_reasoning_steps}"
+            )
 
 
 def make_problem(rng: random.Random, cfg: ArithmeticTaskConfig) -> tuple[str, list[str], int]:
@@ -51,7 +62,7 @@ def make_problem(rng: random.Random, cfg: ArithmeticTaskConfig) -> tuple[str, li
     value = rng.randint(1, cfg.max_start)
     sentences = [f"{name} has {value} {obj}."]
     lines = []
-    for _ in range(rng.randint(cfg.min_steps, cfg.max_steps)):
+    for _ in range(rng.randint(cfg.min_reasoning_steps, cfg.max_reasoning_steps)):
         ops = [op for op in cfg.operations if not (op == "sub" and value == 0)]
         ops = [op for op in ops if not (op == "mul" and value * 2 > cfg.max_value)]
         ops = [op for op in ops if not (op == "add" and value + 1 > cfg.max_value)] or ["sub"]
@@ -111,7 +122,7 @@ class ArithmeticTask(NumericAnswers, Task):
                 if attempts > 50 * size + 1000:
                     raise ValueError(
                         f"task.arithmetic: cannot make {size} distinct {split} problems with these "
-                        "knobs; raise max_operand/max_steps or ask for fewer problems"
+                        "knobs; raise max_operand/max_reasoning_steps or ask for fewer problems"
                     )
                 question, lines, answer = make_problem(rng, cfg)
                 if question in seen:

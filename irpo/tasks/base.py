@@ -8,6 +8,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from irpo.tasks.answer_line import AnswerLine
+
 FINAL_ANSWER = "Final answer:"
 _FINAL_ANSWER_RE = re.compile(r"final answer\s*:", re.IGNORECASE)
 
@@ -88,10 +90,13 @@ def cut_after_answer_line(completion: str) -> str:
 class Task:
     """A task turns examples into prompts and judges completions.
 
-    Subclasses implement `load_splits`, `prompt_body`, `extract_answer` and `is_correct`.
+    Subclasses implement `load_splits`, `prompt_body`, `extract_answer` and `is_correct`. A task whose answers
+    follow another marker sets `answer_marker` (None: samples end only at EOS, a stop string or the budget),
+    or returns its own rule from `stop_rule`.
     """
 
     name: str = "task"
+    answer_marker: str | None = FINAL_ANSWER  # a sample ends with the line that holds the answer after it
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
@@ -99,6 +104,10 @@ class Task:
 
     def load_splits(self) -> Splits:
         raise NotImplementedError
+
+    def stop_rule(self) -> AnswerLine | None:
+        """Where a sample ends, which every sampler asks the request for: the end of the answer line."""
+        return AnswerLine(self.answer_marker) if self.answer_marker else None
 
     def seed_examples(self) -> list[Example]:
         """Gold solutions the embedded tiny model is SFT'd on to become M0 (by default the train split's)."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from irpo.setting import setting
 from irpo.tasks.base import FINAL_ANSWER, Example, Splits, Task, extract_after_final_answer, hold_out
 from irpo.tasks.data import load_hub_split, read_rows, require_fields
 from irpo.tasks.numbers import NumericAnswers, format_number, last_number, stated_number
@@ -23,14 +24,20 @@ INSTRUCTION = (
 
 @dataclass
 class GSM8KTaskConfig:
-    name: str = "gsm8k"
-    data_dir: str | None = None  # holds train.jsonl and test.jsonl; null loads `hub_id` through `datasets`
-    hub_id: str = "openai/gsm8k"
-    instruction: str = INSTRUCTION
-    num_valid: int = 1000  # held out of train (seeded) for checkpoint selection
-    valid_seed: int = 0
-    answer_fallback_last_number: bool = False  # use a sample's last number when it has no "Final answer:"
-    max_train: int | None = None  # first n training questions (after the held-out split); null = all
+    name: str = setting("gsm8k", help="The task: grade-school math word problems, answers checked as numbers.")
+    data_dir: str | None = setting(
+        None, help="A dir holding train.jsonl and test.jsonl; null loads `hub_id` through `datasets`."
+    )
+    hub_id: str = setting("openai/gsm8k", help="The hub dataset read when data_dir is null.")
+    instruction: str = setting(INSTRUCTION, help="Prepended to every question (the paper's zero-shot prompt).")
+    num_valid: int = setting(1000, help="Questions held out of train (seeded) for checkpoint selection.")
+    valid_seed: int = setting(0, help="Seeds which training questions are held out.")
+    answer_fallback_last_number: bool = setting(
+        False, help='Read a sample\'s last number as its answer when it has no "Final answer:".'
+    )
+    max_train: int | None = setting(
+        None, help="Train on the first n training questions (after the held-out split); null = all."
+    )
 
 
 _CALCULATOR = re.compile(r"<<[^>]*>>")

@@ -13,10 +13,11 @@ import hashlib
 import logging
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from irpo.setting import setting
 from irpo.tasks.base import FINAL_ANSWER, Example, Splits, Task, extract_after_final_answer, hold_out
 from irpo.tasks.data import load_hub_split, read_rows, require_fields
 
@@ -50,25 +51,33 @@ FEWSHOT_FINGERPRINTS = {
 
 @dataclass
 class MATHTaskConfig:
-    name: str = "math"
-    data_dir: str | None = None  # holds train.jsonl, test.jsonl (and math500_test.jsonl); null uses the hub
-    hub_id: str = "EleutherAI/hendrycks_math"  # one config per subject (HUB_SUBJECTS), splits train and test
-    math500_hub_id: str = "HuggingFaceH4/MATH-500"  # test_set=math500 without data_dir
-    instruction: str = INSTRUCTION
-    test_set: str = "test"  # test (5000) | math500
-    # Four training problems shown before every question (and kept out of training).
-    fewshot_ids: list[str] = field(
-        default_factory=lambda: [
+    name: str = setting("math", help="The task: competition mathematics, answers checked with math-verify.")
+    data_dir: str | None = setting(
+        None, help="A dir holding train.jsonl, test.jsonl (and math500_test.jsonl); null uses the hub."
+    )
+    hub_id: str = setting(
+        "EleutherAI/hendrycks_math", help="The hub dataset: one config per subject, splits train and test."
+    )
+    math500_hub_id: str = setting(
+        "HuggingFaceH4/MATH-500", help="The hub dataset for test_set=math500 when data_dir is null."
+    )
+    instruction: str = setting(INSTRUCTION, help="Prepended to every prompt (the paper's).")
+    test_set: str = setting("test", help="test (5000 problems) | math500 (the 500-problem subset).")
+    fewshot_ids: list[str] = setting(
+        factory=lambda: [
             "train/algebra/2781.json",
             "train/number_theory/436.json",
             "train/precalculus/376.json",
             "train/intermediate_algebra/764.json",
-        ]
+        ],
+        help="Training problems shown before every question (and kept out of training).",
     )
-    num_valid: int = 1000
-    valid_seed: int = 0
-    max_train: int | None = None
-    verify_timeout_s: int = 5  # per equivalence check, so a pathological expression cannot hang a run
+    num_valid: int = setting(1000, help="Questions held out of train (seeded) for checkpoint selection.")
+    valid_seed: int = setting(0, help="Seeds which training questions are held out.")
+    max_train: int | None = setting(None, help="Train on the first n training questions; null = all.")
+    verify_timeout_s: int = setting(
+        5, help="Seconds per equivalence check, so a pathological expression cannot hang a run."
+    )
 
     def __post_init__(self) -> None:
         if self.test_set not in ("test", "math500"):

@@ -40,12 +40,10 @@ def encode_pairs(tokenizer, pairs: list[dict], loss_name: str, packing: str = "p
 
 
 @torch.no_grad()
-def score_sequences(
-    model, sequences: list[EncodedSequence], pad_id: int, device, chunk: int, packing: str = "padded"
-) -> torch.Tensor:
-    """Summed response log-probs of each sequence, `chunk` sequences per forward pass, on the CPU."""
+def score_sequences(model, sequences: list[EncodedSequence], pad_id: int, device, chunk: int) -> torch.Tensor:
+    """Summed response log-probs of each sequence, `chunk` sequences per right-padded forward pass, on the CPU."""
     values = [
-        separate_logps(model, sequences[i : i + chunk], packing, pad_id, device).cpu()
+        separate_logps(model, sequences[i : i + chunk], "padded", pad_id, device).cpu()
         for i in range(0, len(sequences), chunk)
     ]
     return torch.cat(values) if values else torch.zeros(0)
