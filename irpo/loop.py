@@ -25,6 +25,8 @@ from irpo.config import (
     ConfigError,
     changed_keys,
     paper_departures,
+    record_resolved,
+    resolve_auto,
     resumable,
     selects_checkpoints,
     temperature_for,
@@ -62,6 +64,7 @@ def run(cfg: DictConfig) -> list[dict]:
     sampler = build_sampler(cfg.sampler, cfg.model)
     trainer = build_trainer(cfg.trainer, cfg.model, cfg.cluster)
     model_dir = resolve_init_model(cfg, task, run_dir)  # M0, or the model a baseline starts from
+    record_resolved(run_dir, resolve_auto(cfg, model_dir))  # what `auto` is on this machine
     tokenizer = load_tokenizer(model_dir)
     prompts = {e.id: render_prompt(task, e, tokenizer, cfg.model.use_chat_template) for e in questions.all()}
 

@@ -23,6 +23,7 @@ def test_default_pipeline_writes_every_artifact(make_config, tmp_path):
     rows = run(cfg)
     root = tmp_path / "run"
     assert (root / "config.yaml").exists() and (root / "results.md").exists()
+    assert read_json(root / "resolved.json")["sampler.name"] == "hf"  # sampler=auto, as this machine resolved it
     assert [r["iteration"] for r in rows] == [0, 1, 2]
     assert [r["iteration"] for r in read_json(root / "results.json")["rows"]] == [0, 1, 2]
     for t in (1, 2):

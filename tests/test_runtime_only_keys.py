@@ -107,3 +107,30 @@ def test_a_runtime_only_override_names_no_sweep_dir_and_a_resumed_sweep_accepts_
     assert evaluated.stat().st_mtime_ns == stamp
     config = OmegaConf.load(sweep / "eval.majority_k=0,iterations=0,loss.alpha=2" / "config.yaml")
     assert config.sampler.vllm.gpu_memory_utilization == 0.7 and config.loss.alpha == 2
+
+
+def test_auto_settings_are_recorded_as_resolved_and_a_resume_elsewhere_is_refused(
+    make_config, tmp_path, untrained_tiny
+):
+    """resolved.json holds what `auto` became on this machine; a resumed run may move to another device (as
+    config.yaml's device keys may change) but not to a machine that trains or samples in another precision."""
+    from irpo.config import ConfigError, record_resolved, resolve_auto
+    from irpo.files import read_json
+    from irpo.models.precision import cpu_has_native_bf16
+
+    run_dir = RunDir(tmp_path / "run").create()
+    resolved = resolve_auto(make_config(), str(untrained_tiny))
+    autocast = "bf16" if cpu_has_native_bf16() else "none"
+    assert resolved == {
+        "sampler.name": "hf",  # no GPU here: the sampling loop
+        "sampler.hf.device": "cpu",
+        "sampler.hf.dtype": "float32",  # a 1M-parameter model gains nothing from bfloat16
+        "trainer.torch.device": "cpu",
+        "trainer.torch.mixed_precision": autocast,
+    }
+    record_resolved(run_dir, resolved)
+    assert read_json(run_dir.root / "resolved.json") == resolved
+    record_resolved(run_dir, {**resolved, "trainer.torch.device": "cuda:0"})  # where, not what: accepted
+    other = "none" if autocast == "bf16" else "bf16"
+    with pytest.raises(ConfigError, match=rf"trainer.torch.mixed_precision: '{autocast}' there, '{other}' here"):
+        record_resolved(run_dir, {**resolved, "trainer.torch.mixed_precision": other})

@@ -11,7 +11,7 @@ from matplotlib.container import ErrorbarContainer
 from omegaconf import OmegaConf
 
 from irpo.config import experiment_key
-from irpo.files import read_json
+from irpo.files import read_json, write_json
 from irpo.report import build_report, find_runs
 from irpo.report.figures import accuracy_figure, alpha_beta_figure
 from irpo.results import write_results
@@ -263,6 +263,27 @@ def test_runs_that_differ_only_in_their_seeds_repeat_one_experiment(make_config)
     assert key("loss.beta=0.5") != key() and key("seed=3", "loss.beta=0.5") == key("loss.beta=0.5")
     assert key("trainer.lr=1e-3") != key()
     assert key("model.tiny.cache_dir=/elsewhere") == key()  # where this machine caches M0, not the experiment
+
+
+def test_an_auto_setting_counts_as_what_the_runs_machine_resolved_it_to(make_config):
+    """trainer.torch.mixed_precision=auto ran in bf16 on one machine and in float32 on another: two experiments;
+    auto resolved to bf16 and an explicit bf16 computed the same: one (resolved.json holds what auto became)."""
+
+    def key(resolved: dict, *overrides):
+        return experiment_key(OmegaConf.to_container(make_config(*overrides), resolve=True), resolved)
+
+    bf16, none = {"trainer.torch.mixed_precision": "bf16"}, {"trainer.torch.mixed_precision": "none"}
+    assert key(bf16) != key(none) and key(bf16) == key(bf16, "trainer.torch.mixed_precision=bf16")
+    assert key({"trainer.torch.device": "cuda"}) == key({"trainer.torch.device": "cpu"})  # where, not what
+
+
+def test_the_report_groups_seeds_by_what_auto_resolved_to(tmp_path):
+    sweep = tmp_path / "sweep"
+    for seed, autocast in ((0, "bf16"), (1, "bf16"), (2, "none")):
+        write_run(sweep / f"seed={seed}", "irpo", {0: M0, 1: M1}, seed=seed)
+        write_json(sweep / f"seed={seed}" / "resolved.json", {"trainer.torch.mixed_precision": autocast})
+    (group,) = [row for row in build_report(sweep, quiet=True)["across_seeds"] if row["iteration"] == 1]
+    assert (group["runs"], group["seeds"]) == (2, "0 1")  # seed 2 computed in float32: not a repeat of these
 
 
 # 9 of the 20 questions right (45%): between M0's 25% and M1's 65%.

@@ -4,6 +4,7 @@ schema.py    the dataclasses under conf/: `Config` and its sections (each task's
 keys.py      each key's help and tags as data (`config_keys`); resume checks, sweep dir names, grouping
 derived.py   facts the loop derives from the config (checkpoint selection, temperatures, paper departures)
 validate.py  the checks that need more than types, made once before any work
+resolved.py  the `auto` values as this machine resolves them (resolved.json), checked on resume
 store.py     registering the schema with Hydra (by `python -m irpo`, never at import)
 """
 
@@ -21,6 +22,7 @@ from irpo.config.keys import (
     tagged_keys,
     task_config_keys,
 )
+from irpo.config.resolved import read_resolved, record_resolved, resolve_auto
 from irpo.config.schema import (
     ClusterConfig,
     Config,
@@ -72,7 +74,10 @@ __all__ = [
     "experiment_key",
     "flat_config",
     "paper_departures",
+    "read_resolved",
+    "record_resolved",
     "register_configs",
+    "resolve_auto",
     "resumable",
     "selects_checkpoints",
     "sweep_dir_exclude_keys",

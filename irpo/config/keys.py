@@ -83,18 +83,19 @@ def changed_keys(before: Any, after: Any) -> list[str]:
     return sorted(key for key in a.keys() | b.keys() if a.get(key) != b.get(key))
 
 
-def experiment_identity(config: Any) -> dict[str, Any]:
-    """What runs of one experiment share, as {dotted key: value}: the resolved config less its seeds, the keys
-    a resumed run may change (where and how fast it runs, how many iterations) and unset keys (a key an older
-    run did not record is unset, as in `changed_keys`)."""
+def experiment_identity(config: Any, resolved: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What runs of one experiment share, as {dotted key: value}: the resolved config, each `auto` as the run's
+    machine resolved it (`resolved`, from its resolved.json: `auto` and an explicit value that it resolved to
+    compute the same), less its seeds, the keys a resumed run may change (where and how fast it runs, how many
+    iterations) and unset keys (a key an older run did not record is unset, as in `changed_keys`)."""
     left_out = set(tagged_keys(SEEDING)) | set(MACHINE_LOCAL_KEYS)
-    flat = flat_config(config).items()
+    flat = {**flat_config(config), **(resolved or {})}.items()
     return {key: value for key, value in flat if value is not None and key not in left_out and not resumable(key)}
 
 
-def experiment_key(config: Any) -> str:
+def experiment_key(config: Any, resolved: dict[str, Any] | None = None) -> str:
     """`experiment_identity` as one string: runs with equal keys repeat one experiment over seeds."""
-    return json.dumps(experiment_identity(config), sort_keys=True, default=str)
+    return json.dumps(experiment_identity(config, resolved), sort_keys=True, default=str)
 
 
 def _tagged_fields(tag: str, schema: type, prefix: str) -> list[tuple[str, dataclasses.Field]]:

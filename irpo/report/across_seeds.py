@@ -1,6 +1,6 @@
-"""Runs that repeat one experiment with other seeds (irpo.config.experiment_key): each accuracy's mean over the
-runs and its standard error across them, and the mean gain over each run's M0 (seeds.csv, a section of
-report.md, accuracy_across_seeds.png)."""
+"""Runs that repeat one experiment with other seeds (irpo.config.experiment_key: what they computed, each `auto`
+as their machine resolved it): each accuracy's mean over the runs and its standard error across them, and the
+mean gain over each run's M0 (seeds.csv, a section of report.md, accuracy_across_seeds.png)."""
 
 from __future__ import annotations
 
@@ -16,17 +16,18 @@ from irpo.stats import mean_and_se
 
 
 def repeat_groups(runs: list[Run]) -> list[list[Run]]:
-    """Runs that repeat one experiment with other seeds (irpo.config.experiment_key), two or more a group."""
+    """Runs that repeat one experiment with other seeds (irpo.config.experiment_key: what they computed, each `auto`
+    as their machine resolved it), two or more a group."""
     groups: dict[str, list[Run]] = {}
     for run in runs:
-        groups.setdefault(experiment_key(run.config), []).append(run)
+        groups.setdefault(experiment_key(run.config, run.resolved), []).append(run)
     return [group for group in groups.values() if len(group) > 1]
 
 
 def group_labels(groups: list[list[Run]]) -> list[str]:
     """Each group's method label, with the settings that tell it from the other groups of the same method
     (still alike, as for runs recorded before a key existed: numbered)."""
-    identities = [experiment_identity(group[0].config) for group in groups]
+    identities = [experiment_identity(group[0].config, group[0].resolved) for group in groups]
     labels = [group[0].config.get("label") or group[0].method for group in groups]
     named = []
     for i, (identity, label) in enumerate(zip(identities, labels, strict=True)):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from irpo.config import read_resolved
 from irpo.rundir import RunDir
 
 
@@ -16,6 +17,7 @@ class Run:
     name: str  # what distinguishes it in a sweep: the dir name
     method: str
     config: dict
+    resolved: dict  # its resolved.json: each `auto` as its machine resolved it ({} for older runs)
 
     @property
     def label(self) -> str:
@@ -39,7 +41,7 @@ def find_runs(root: Path) -> list[Run]:
         config = OmegaConf.to_container(OmegaConf.load(config_path))
         if not isinstance(config, dict):
             raise ValueError(f"{config_path}: a run's config.yaml holds a mapping, this one does not")
-        runs.append(Run(path, path.name, config.get("method", "irpo"), config))
+        runs.append(Run(path, path.name, config.get("method", "irpo"), config, read_resolved(path)))
     return sorted(runs, key=lambda r: (r.config.get("report_order", 0), r.name))
 
 
