@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from irpo.results import collect_rows, finished_iteration, row_cell
 from irpo.rundir import RunDir, budget_train_log
 
@@ -92,3 +94,25 @@ def test_rows_come_from_finished_iterations_only(tmp_path):
     ]
     assert finished_iteration(run.root, 2) is None and finished_iteration(run.root, 1).t == 1
     assert finished_iteration(run.root, 7) is None and not (run.root / "iter_7").exists()  # looking creates nothing
+
+
+def tree(root) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else b"" for p in sorted(root.rglob("*"))}
+
+
+def test_reading_another_run_for_its_pairs_or_a_report_leaves_it_as_it_was(tmp_path):
+    """pairs.from_run on a source run that has no iteration 1 yet fails naming it and creates nothing there; a
+    report over a run writes its own files and nothing inside the run's iterations."""
+    from irpo.pairs import copy_pairs
+    from irpo.report import build_report
+
+    source = RunDir(tmp_path / "irpo")
+    write_iteration(source, 0, {"eval": {"greedy_accuracy": 0.5, "majority_accuracy": None, "examples": 2}})
+    (source.root / "config.yaml").write_text("method: irpo\n")
+    before = tree(source.root)
+    with pytest.raises(FileNotFoundError, match="run that method first"):
+        copy_pairs(RunDir(tmp_path / "dpo").iteration(1).create(), source.iteration(1), "run:irpo")
+    assert tree(source.root) == before
+    build_report(source.root, quiet=True)
+    report_files = {"report.md", "report.csv", "accuracy.png", "pairs.txt"}
+    assert {k: v for k, v in tree(source.root).items() if k not in report_files} == before
