@@ -51,9 +51,8 @@ def prepare(work: Path, num_pairs: int, num_prompts: int) -> None:
     examples = task.load_splits().train
     pairs = []
     for example in examples[:num_pairs]:
-        wrong = re.sub(
-            r"Final answer: (-?\d+)", lambda m: f"Final answer: {int(m.group(1)) + 1}", example.gold_solution
-        )
+        solution = example.gold_solution or ""  # the arithmetic task has one for every question
+        wrong = re.sub(r"Final answer: (-?\d+)", lambda m: f"Final answer: {int(m.group(1)) + 1}", solution)
         pairs.append({"prompt": task.prompt(example), "chosen": example.gold_solution, "rejected": wrong})
     (work / "pairs.json").write_text(json.dumps(pairs))
     (work / "prompts.json").write_text(json.dumps([task.prompt(e) for e in examples[:num_prompts]]))
@@ -66,6 +65,8 @@ def stage(name: str, work: Path, args) -> dict:
 
     from irpo.config import LossConfig
     from irpo.sampling import PromptShard, SamplingRequest, build_sampler
+    from irpo.tasks.answer_line import AnswerLine
+    from irpo.tasks.base import FINAL_ANSWER
     from irpo.training import build_trainer
 
     model_dir = (work / "model_dir").read_text()
@@ -95,7 +96,8 @@ def stage(name: str, work: Path, args) -> dict:
     cfg = compose(*overrides)
     prompts = json.loads((work / "prompts.json").read_text())
     sampler = build_sampler(cfg.sampler, cfg.model)
-    request = SamplingRequest(args.samples, 0.8, 1.0, cfg.generation.max_new_tokens, seed=0, desc=name)
+    rule = AnswerLine(FINAL_ANSWER)  # the arithmetic task's stop rule, as the loop's stages send it
+    request = SamplingRequest(args.samples, 0.8, 1.0, cfg.generation.max_new_tokens, 0, stop_rule=rule, desc=name)
     with closing(sampler):
         ((drawn,),) = sampler.sample(model_dir, [PromptShard(0, prompts)], [request])
     return drawn.stats.as_dict()
@@ -125,6 +127,7 @@ def measure(name: str, work: Path, args) -> dict:
         except psutil.Error:
             pass
         time.sleep(0.05)
+    assert process.stdout is not None  # stdout=PIPE
     output = process.stdout.read()
     if process.returncode != 0:
         raise SystemExit(f"{name} failed (exit {process.returncode}); rerun: {' '.join(command)}")

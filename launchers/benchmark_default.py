@@ -8,6 +8,7 @@ memory of the run, and test accuracy of M0 and of the last iteration.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -18,7 +19,9 @@ import time
 from pathlib import Path
 
 
-def main(overrides: list[str]) -> None:
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], usage="%(prog)s [-h] [overrides ...]")
+    _, overrides = parser.parse_known_args(argv)  # the rest go to `python -m irpo`
     run_dir = Path(tempfile.mkdtemp(prefix="irpo-bench-")) / "run"
     env = {**os.environ, "IRPO_CACHE": tempfile.mkdtemp(prefix="irpo-cache-")}
     started = time.perf_counter()

@@ -263,7 +263,7 @@ def main() -> None:
         tables = (
             f"Zero-shot ({MODEL}, {args.threads} thread(s)):\n\n{zero_shot_table(out, timings)}\n\n"
             f"Training on arithmetic (the first {sizes['eval_questions']} test questions, greedy):\n\n"
-            f"{training_table(out, timings, sizes['batch'])}\n\nWall times (s): {json.dumps(timings)}\n"
+            f"{training_table(out, timings, int(sizes['batch']))}\n\nWall times (s): {json.dumps(timings)}\n"
         )
     except FileNotFoundError as missing:
         print(f"tables not written yet: {missing.filename} is missing (run the other --parts)")

@@ -129,15 +129,19 @@ def engine_starts_per_iteration(cfg, args, model_dir: str, prompts: list[str]) -
     """Engine starts for one iteration's sampling stages on M_t (evaluate it: greedy + majority; sample
     iteration t+1's prompts; then training, before which the loop stops the engine), stopping the engine
     after every stage (as before) and as the loop does now."""
-    from irpo.sampling import SamplingRequest, build_sampler, sample_all
+    from irpo.sampling import SamplingRequest, sample_all
+    from irpo.sampling.vllm_sampler import VLLMSampler
+    from irpo.tasks.answer_line import AnswerLine
+    from irpo.tasks.base import FINAL_ANSWER
 
     sampler_cfg = compose(*MODELS[args.model_name], "sampler=vllm", *vllm_overrides(args)).sampler
-    greedy = SamplingRequest(1, 0.0, 1.0, 16, seed=0, desc="eval greedy")
-    voting = SamplingRequest(args.samples, 0.8, 1.0, 16, seed=0, desc="eval majority")
-    sampling = SamplingRequest(args.samples, 0.8, 1.0, 16, seed=1, desc="generate")
+    rule = AnswerLine(FINAL_ANSWER)  # the GSM8K task's stop rule, as the loop's stages send it
+    greedy = SamplingRequest(1, 0.0, 1.0, 16, seed=0, stop_rule=rule, desc="eval greedy")
+    voting = SamplingRequest(args.samples, 0.8, 1.0, 16, seed=0, stop_rule=rule, desc="eval majority")
+    sampling = SamplingRequest(args.samples, 0.8, 1.0, 16, seed=1, stop_rule=rule, desc="generate")
     counts = {}
     for mode in ("before: one engine per stage", "now: one engine per model"):
-        sampler = build_sampler(sampler_cfg, cfg.model)
+        sampler = VLLMSampler(sampler_cfg, cfg.model)
         started = time.perf_counter()
         sample_all(sampler, model_dir, prompts, [greedy, voting])  # evaluate M_t
         if mode.startswith("before"):

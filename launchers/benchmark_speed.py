@@ -33,6 +33,7 @@ as rejected, among the solutions of 100-200 tokens (~150).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -40,6 +41,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 
@@ -260,7 +262,7 @@ def trl_installed(python: str | None) -> bool:
     return subprocess.run([python, "-c", "import trl"], capture_output=True).returncode == 0
 
 
-def benchmark_model(name: str, args) -> dict[str, list[float]]:
+def benchmark_model(name: str, args) -> dict[str, dict[str, list[float]]]:
     pairs_count = args.batch_size * args.steps
     model_dir, pairs = (tiny_model_and_pairs if name == "tiny" else smollm2_model_and_pairs)(pairs_count)
     work = Path(tempfile.mkdtemp(prefix="irpo-bench-speed-"))
@@ -274,15 +276,15 @@ def benchmark_model(name: str, args) -> dict[str, list[float]]:
         f"tokens per pair (both sequences) mean {statistics.mean(tokens):.0f}, min {min(tokens)}, max {max(tokens)}",
         flush=True,
     )
-    contestants = {
+    contestants: dict[str, Callable[[], tuple[int, float, float]]] = {
         "irpo shared_prompt": lambda: run_ours("shared_prompt", model_dir, pairs, *shape),
         "irpo padded": lambda: run_ours("padded", model_dir, pairs, *shape),
         "bare padded": lambda: run_bare(model_dir, pairs, *shape),
     }
     if args.trl:
         for reference in ("precomputed", "live"):
-            contestants[f"TRL {reference}"] = lambda r=reference: run_trl(
-                r, model_dir, pairs_file, *shape, args.trl_python
+            contestants[f"TRL {reference}"] = functools.partial(
+                run_trl, reference, model_dir, pairs_file, *shape, args.trl_python
             )
     rates: dict[str, dict[str, list[float]]] = {clock: {k: [] for k in contestants} for clock in ("cpu", "wall")}
     names = list(contestants)

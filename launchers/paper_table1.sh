@@ -7,6 +7,10 @@
 # each row needs: the rows that sample (wave 1); the rows that train on their pairs (star, dpo: irpo's
 # iteration-1 pairs D0; star_2x: irpo_2x's); the rows that also start from star's model (wave 3).
 set -euo pipefail
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then  # usage: the comment above, less the shebang
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+    exit 0
+fi
 sweep="outputs/sweeps/paper_gsm8k-\${task.name}-$(date +%Y%m%d-%H%M%S)"
 python -m irpo experiment=paper_gsm8k "hydra.sweep.dir=$sweep" method=zero_shot,sft_gold,irpo,irpo_2x "$@"
 python -m irpo experiment=paper_gsm8k "hydra.sweep.dir=$sweep" method=star,star_2x,dpo "$@"
