@@ -152,7 +152,7 @@ def test_every_registered_tracker_logs_a_finished_iteration_once(name, make_conf
     run_dir = RunDir(tmp_path / "run").create()
     it = run_dir.iteration(1).create()
     write_json(it.metrics, {"iteration": 1, "eval": {"greedy_accuracy": 0.5}})
-    with build_tracker(make_config(f"logger={name}", "logger.mode=offline"), run_dir) as tracker:
+    with build_tracker(make_config(f"logger={name}", "logger.mode=disabled"), run_dir) as tracker:
         with tracker.watch_training(it, it.path / TRAIN_LOG):
             pass
         tracker.log_iteration(it)
