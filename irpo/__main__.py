@@ -1,18 +1,24 @@
-"""`python -m irpo [overrides]`: compose conf/, check it, run the loop."""
+"""`python -m irpo [overrides]` (or `irpo [overrides]`): compose conf/, check it, run the loop."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from irpo.config import register_configs
+from irpo.training.resume import ResumeError
+
+# conf/ beside the package (an editable install): a path, so the `irpo` console script, which imports this
+# module rather than running it, finds it too.
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def run_job(cfg: DictConfig) -> None:
     from irpo.config import validate
     from irpo.loop import run
@@ -27,9 +33,32 @@ def run_job(cfg: DictConfig) -> None:
         return
     try:
         validate(cfg)  # bad names, sizes and paths fail here with one line, before any work
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        sys.exit(f"irpo: config error: {e.args[0] if e.args else e}")
-    run(cfg)
+    except USER_ERRORS as e:
+        stop("config error", e)
+    try:
+        run(cfg)
+    except USER_ERRORS as e:
+        stop("error", e)
+    except KeyboardInterrupt:
+        if debugging():
+            raise
+        sys.exit(f"irpo: interrupted. To resume, run the same command with hydra.run.dir={cfg.run_dir}")
+
+
+# Errors whose message says what is wrong and what to do (bad config, a missing file or package, an
+# unreachable hub, a damaged run directory): the message alone, its traceback only under IRPO_DEBUG=1.
+USER_ERRORS = (ValueError, KeyError, OSError, ImportError, ResumeError)
+
+
+def debugging() -> bool:
+    return os.environ.get("IRPO_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def stop(kind: str, error: BaseException) -> None:
+    if debugging():
+        raise error
+    message = error.args[0] if len(error.args) == 1 and isinstance(error.args[0], str) else str(error)
+    sys.exit(f"irpo: {kind}: {message}\n(IRPO_DEBUG=1 shows the traceback)")
 
 
 def main() -> None:
