@@ -107,11 +107,15 @@ def test_a_bad_model_path_or_an_unreachable_hub_model_says_what_to_give(tmp_path
     assert time.perf_counter() - started < 60
 
 
+# pip puts console scripts beside the interpreter, which is not always on PATH (pyenv's shims need a rehash).
+CONSOLE_SCRIPT = shutil.which("irpo", path=str(Path(sys.executable).parent)) or shutil.which("irpo")
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("irpo") is None, reason="the irpo console script is not installed")
+@pytest.mark.skipif(CONSOLE_SCRIPT is None, reason="the irpo console script is not installed (pip install -e .)")
 def test_the_console_script_is_the_cli(tmp_path):
     done = subprocess.run(
-        ["irpo", "task=gsm8k", "task.data_dir=/nonexistent", f"hydra.run.dir={tmp_path / 'run'}"],
+        [str(CONSOLE_SCRIPT), "task=gsm8k", "task.data_dir=/nonexistent", f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert one_line_error(done).endswith("data file /nonexistent/train.jsonl does not exist (check task.data_dir)")

@@ -265,7 +265,7 @@ def test_one_deepspeed_step_on_two_ranks_matches_the_torch_trainer(smollm2_dir, 
 @pytest.mark.skipif(
     vllm_python() is None,
     reason="vLLM is not installed here; set IRPO_VLLM_PYTHON to an "
-    "interpreter that has it (README, 'Scaling out') to run this test",
+    "interpreter that has it (docs/scaling.md) to run this test",
 )
 def test_vllm_samples_the_imported_directory(smollm2_dir):
     sampler_cfg = OmegaConf.structured(

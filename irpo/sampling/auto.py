@@ -27,7 +27,7 @@ def vllm_pays(model_dir: str | Path) -> tuple[bool, str]:
 
     if torch.cuda.is_available():
         return True, "a GPU"
-    return False, "on a CPU irpo's sampling loop measured faster than vLLM's CPU build (README, \"Speed\")"
+    return False, "on a CPU irpo's sampling loop measured faster than vLLM's CPU build (docs/performance.md)"
 
 
 class AutoSampler:

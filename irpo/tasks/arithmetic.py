@@ -20,7 +20,7 @@ OBJECTS = ["apples", "books", "coins", "cards", "pens", "shells", "stamps", "mar
 @dataclass
 class ArithmeticTaskConfig:
     """Defaults are the embedded default's: sized so M0 solves about a fifth of the test problems
-    and the whole default loop runs in minutes on 2 CPU cores (numbers in README)."""
+    and the whole default loop runs in minutes on 2 CPU cores (docs/results.md)."""
 
     name: str = "arithmetic"
     instruction: str = ""  # prepended to every prompt; empty keeps prompts short for the tiny model
