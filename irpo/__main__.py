@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from irpo.config import register_configs
@@ -54,10 +57,17 @@ def debugging() -> bool:
     return os.environ.get("IRPO_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+class JobError(CompactHydraException):
+    """A sweep job's user error: Hydra prints its message without a traceback (HYDRA_FULL_ERROR=1 shows it)
+    once the other jobs of the batch have run, naming the job's overrides."""
+
+
 def stop(kind: str, error: BaseException) -> None:
     if debugging():
         raise error
     message = error.args[0] if len(error.args) == 1 and isinstance(error.args[0], str) else str(error)
+    if HydraConfig.get().mode == RunMode.MULTIRUN:  # leave the sweep's other jobs to run, as Hydra does
+        raise JobError(f"irpo: {kind}: {message}") from error
     sys.exit(f"irpo: {kind}: {message}\n(IRPO_DEBUG=1 shows the traceback)")
 
 
