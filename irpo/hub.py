@@ -9,6 +9,7 @@ and fail at once where it lacks the files.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 ANSWERED: set[tuple[str, str]] = set()  # (repo type, repo id) the hub answered for, in this process
 
@@ -25,8 +26,8 @@ def require_hub(repo_id: str, repo_type: str, instead: str) -> None:
     """Returns if the hub answers for `repo_id` (or offline mode is set); else raises ConnectionError, whose
     message says `instead` (what to pass instead of a download). An answer that is an error (no such repo, a
     gated one) is the loader's to report, in its own words."""
-    if offline() or (repo_type, repo_id) in ANSWERED:
-        return
+    if offline() or (repo_type, repo_id) in ANSWERED or Path(repo_id).expanduser().exists():
+        return  # a local folder in the hub's layout is read by the same loaders, without the hub
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
