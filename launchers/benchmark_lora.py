@@ -12,7 +12,7 @@ any other plain model directory (e.g. SmolLM2-135M-Instruct). "state" is what th
 weights + gradients + AdamW's two moments in float32 (full: 16 bytes a parameter; LoRA: 4 bytes a frozen
 parameter + 16 an adapter parameter); the rest of the peak is the runtime and the activations.
 
-Computed: bf16 weights and mixed-precision AdamW as DeepSpeed runs it (README, "LoRA on one GPU").
+Computed: bf16 weights and mixed-precision AdamW as DeepSpeed runs it (docs/lora.md).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ the embedded arithmetic task, GSM8K and ARC-Challenge, then IRPO against SFT on 
     IRPO_SHARED_DIR=/path/to/shared python launchers/benchmark_real_model.py [--out DIR] [--threads 1]
 
 Sized to what fitted on this project's 2-core CPU while other jobs held the cores (about 55 minutes
-wall, the parts side by side; README has the numbers); every size is a constant below, with why. Each
+wall, the parts side by side; docs/performance.md); every size is a constant below, with why. Each
 part is a normal run directory under --out (rerunning resumes it); the tables go to --out/tables.md and
 timings to --out/timings.json. The training part needs only the zero-shot arithmetic run, so
 `--parts zero_shot` and `--parts training` (or `--methods irpo` and `--methods sft_gold`) can run as

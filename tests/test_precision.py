@@ -39,7 +39,7 @@ def test_auto_follows_the_device_and_explicit_values_win():
 
 
 def test_sampling_dtype_auto_leaves_a_small_model_in_its_own_dtype(untrained_tiny):
-    """The 1M-parameter model decodes slower in bfloat16 (README, "Speed"): auto keeps model.dtype for it."""
+    """The 1M-parameter model decodes slower in bfloat16 (docs/performance.md): auto keeps model.dtype for it."""
     dtype, why = sampling_dtype("auto", "float32", CPU, untrained_tiny)
     assert dtype == "float32" and ("too small" in why or "no native" in why)
     assert sampling_dtype("bfloat16", "float32", CPU, untrained_tiny)[0] == "bfloat16"

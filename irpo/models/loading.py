@@ -11,6 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
+from irpo.hub import require_hub
 from irpo.models.gguf import check_gguf_source
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -69,8 +70,16 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
+def require_local_or_hub(name_or_path: str | Path) -> None:
+    """A model that is not a local directory comes from the hub: fail at once, saying what to do, if the hub
+    cannot be reached (the loaders would retry for half a minute first)."""
     check_model_source(str(name_or_path))
+    if not Path(os.path.expanduser(str(name_or_path))).exists():
+        require_hub(str(name_or_path), "model", instead="give model.name_or_path=<a local model directory>")
+
+
+def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
+    require_local_or_hub(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(os.path.expanduser(str(name_or_path)))
     except OSError as e:
@@ -85,7 +94,7 @@ def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
 
 
 def load_model(name_or_path: str | Path, dtype: str = "float32", device: str = "cpu"):
-    check_model_source(str(name_or_path))
+    require_local_or_hub(name_or_path)
     if dtype not in DTYPES:
         raise ValueError(f"unknown model.dtype '{dtype}'; valid dtypes: {', '.join(DTYPES)}")
     try:

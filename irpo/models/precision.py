@@ -1,7 +1,7 @@
 """Which floating-point format the matrix math runs in: float32, or bfloat16 where the device does it natively.
 
 On this project's 2-core CPU (AVX-512 with avx512_bf16) a bfloat16 matmul of the shapes these models use
-runs 2.3-3.5x float32's FLOP/s (README, "Speed"); a CPU without bf16 instructions emulates it, slower than
+runs 2.3-3.5x float32's FLOP/s (docs/performance.md); a CPU without bf16 instructions emulates it, slower than
 float32, so `auto` picks bfloat16 only where the device has them.
 """
 

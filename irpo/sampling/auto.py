@@ -29,7 +29,7 @@ def pick_backend(sampler_cfg) -> tuple[str, str]:
         return "hf", "vLLM is not installed"
     if torch.cuda.is_available():
         return "vllm", "a GPU"
-    return "hf", "on a CPU irpo's sampling loop measured faster than vLLM's CPU build (README, \"Speed\")"
+    return "hf", "on a CPU irpo's sampling loop measured faster than vLLM's CPU build (docs/performance.md)"
 
 
 class AutoSampler:

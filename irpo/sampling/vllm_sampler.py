@@ -143,7 +143,7 @@ class VLLMSampler:
         elif not has_vllm(vllm_cfg):
             raise ValueError(
                 "sampler=vllm needs vLLM: pip install -e '.[vllm]', or point sampler.vllm.python at an "
-                "interpreter that has it (README, 'Scaling out')"
+                "interpreter that has it (docs/scaling.md)"
             )
         if not 0 < vllm_cfg.gpu_memory_utilization <= 1:
             raise ValueError(

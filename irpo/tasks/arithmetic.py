@@ -21,7 +21,7 @@ OBJECTS = ["apples", "books", "coins", "cards", "pens", "shells", "stamps", "mar
 @dataclass
 class ArithmeticTaskConfig:
     """Defaults are the embedded default's: sized so M0 solves about a fifth of the test problems
-    and the whole default loop runs in minutes on 2 CPU cores (numbers in README)."""
+    and the whole default loop runs in minutes on 2 CPU cores (docs/results.md)."""
 
     name: str = setting("arithmetic", help="The task: seeded word problems in GSM8K's answer format, made here.")
     instruction: str = setting("", help="Prepended to every prompt; empty keeps prompts short for the tiny model.")
