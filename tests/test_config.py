@@ -88,10 +88,11 @@ def test_a_renamed_key_on_the_command_line_is_one_line(tmp_path):
     command = [sys.executable, "-m", "irpo", f"hydra.run.dir={tmp_path / 'run'}", "task.max_steps=3"]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert result.stderr.strip().splitlines()[-2:] == [
         "irpo: config error: invalid config for task 'arithmetic': task.max_steps is now task.max_reasoning_steps: "
-        "set task.max_reasoning_steps=3 instead"
-    )
+        "set task.max_reasoning_steps=3 instead",
+        "(IRPO_DEBUG=1 shows the traceback)",
+    ]
 
 
 def test_unknown_registered_name_lists_valid_names(make_config):
