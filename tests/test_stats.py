@@ -343,3 +343,26 @@ def test_reruns_of_one_seed_are_flagged_and_groups_alike_in_every_shown_setting_
         ("Iterative RPO [model.name=tiny] (group 1)", "0 1"),
         ("Iterative RPO [model.name=tiny] (group 2)", "0 1"),
     ]
+
+
+def test_orderings_are_summed_up_over_the_sweeps_of_several_seeds(tmp_path):
+    """One sweep a seed (irpo and star, as experiment=smollm2_arithmetic seed=S writes them): each comparison is
+    tested per seed, then its differences averaged and its discordant questions pooled over the seeds."""
+    root = tmp_path / "preset"
+    # STaR against IRPO: 25% against 65% at seed 0 (b=2, c=10), 65% against 45% at seed 1 (b=6, c=2)
+    for seed, irpo_last, star_last in ((0, M1, M0), (1, MID, M1)):
+        write_run(root / f"seed{seed}" / "irpo", "irpo", {0: M0, 1: irpo_last}, seed=seed)
+        write_run(root / f"seed{seed}" / "star", "star", {0: M0, 1: star_last}, seed=seed)
+    report = build_report(root, quiet=True)
+    rows = {(row["row"], row["against"]): row for row in report["orderings_across_seeds"]}
+    star = rows[("STaR (SFT on chosen of D0, 1 iteration), iteration 1", "Iterative RPO, iteration 1")]
+    # STaR minus IRPO: -40 points at seed 0, +20 at seed 1; pooled b = 2 + 6, c = 10 + 2
+    assert (star["greedy_points"], star["greedy_se"], star["greedy_holds"], star["greedy_seeds"]) == (-10.0, 30.0, 1, 2)
+    assert (star["greedy_b"], star["greedy_c"]) == (8, 12)
+    assert star["greedy_p"] == pytest.approx(mcnemar_exact(8, 12), abs=1e-6)
+    assert star["greedy"].startswith("-10.0 ± 30.0 pts, holds in 1 of 2; pooled p=")
+    markdown = (root / "report.md").read_text()
+    assert "## Orderings across seeds" in markdown and (root / "orderings_across_seeds.csv").exists()
+    # One sweep alone has nothing to sum up, and leaves no stale CSV behind.
+    assert build_report(root / "seed0", quiet=True)["orderings_across_seeds"] == []
+    assert not (root / "seed0" / "orderings_across_seeds.csv").exists()

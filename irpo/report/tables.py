@@ -11,7 +11,7 @@ from pathlib import Path
 from irpo.files import read_json, write_text
 from irpo.report.discover import Run, evaluates_only, finished, reference_run
 from irpo.results import PAIRED_LEGEND, collect_rows, finished_iteration, markdown_table, paired_fields
-from irpo.rundir import RunDir
+from irpo.rundir import IterationDir, RunDir
 from irpo.stats import compare_iterations
 
 
@@ -56,8 +56,16 @@ def vs_reference(run: Run, row: dict, reference: Run | None) -> dict:
 
 
 def paired_tests(runs: list[Run], reference: Run | None) -> list[dict]:
-    """The comparisons behind the paper's orderings: every other run's last iteration against IRPO's last,
-    each IRPO iteration against the one before, and IRPO's last against its M0."""
+    """The comparisons behind the paper's orderings (`orderings`), each as its exact McNemar test."""
+    return [
+        {"row": label, "against": against, **paired_fields("paired", compare_iterations(it, ref))}
+        for label, it, against, ref in orderings(runs, reference)
+    ]
+
+
+def orderings(runs: list[Run], reference: Run | None) -> list[tuple[str, IterationDir, str, IterationDir]]:
+    """(row, its iteration, against, the other's iteration): every other run's last iteration against IRPO's
+    last, each IRPO iteration against the one before, and IRPO's last against its M0."""
     irpo_its = finished(reference) if reference else []
     if reference is None or not irpo_its:
         return []
@@ -72,10 +80,7 @@ def paired_tests(runs: list[Run], reference: Run | None) -> list[dict]:
     pairs += [(f"{name}, iteration {b.t}", b, f"{name}, iteration {a.t}", a) for a, b in pairwise(irpo_its)]
     if last.t > 1:
         pairs.append((f"{name}, iteration {last.t}", last, f"{name}, iteration 0 (M0)", irpo_its[0]))
-    return [
-        {"row": label, "against": against, **paired_fields("paired", compare_iterations(it, ref))}
-        for label, it, against, ref in pairs
-    ]
+    return pairs
 
 
 TABLE = [
