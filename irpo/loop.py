@@ -36,7 +36,7 @@ from irpo.evaluate import HeldOutScorer, evaluate
 from irpo.files import read_json, write_json, write_text
 from irpo.generate import generate
 from irpo.models.loading import load_tokenizer
-from irpo.models.tokens import encode
+from irpo.models.tokens import encode, render_prompt
 from irpo.pairs import PAIR_BUILDERS, ScoredQuestion, build_pairs, copy_pairs
 from irpo.protocols import Tracker, Trainer
 from irpo.results import write_results
@@ -243,17 +243,6 @@ def check_same_data(cfg: DictConfig, source: Path) -> None:
 def resolve_run_path(spec: str, run_root: Path) -> Path:
     """run:<name> is the run directory <name> beside the run at `run_root` (a sweep's sibling job); else a path."""
     return run_root.parent / spec[len("run:") :] if spec.startswith("run:") else Path(spec).expanduser()
-
-
-def render_prompt(task, example, tokenizer, use_chat_template: bool) -> str:
-    text = task.prompt(example)
-    if not use_chat_template:
-        return text
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("model.use_chat_template=true but the tokenizer has no chat template")
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-    )
 
 
 def record_config(run_dir: RunDir, cfg: DictConfig) -> None:

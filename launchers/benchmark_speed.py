@@ -75,7 +75,7 @@ def tiny_model_and_pairs(count: int) -> tuple[str, list[dict]]:
 
 
 def smollm2_model_and_pairs(count: int) -> tuple[str, list[dict]]:
-    from irpo.loop import render_prompt
+    from irpo.models.tokens import render_prompt
     from irpo.models.gguf import import_gguf
     from irpo.models.loading import load_tokenizer
     from irpo.tasks.gsm8k import GSM8KTask, GSM8KTaskConfig

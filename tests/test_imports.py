@@ -43,7 +43,8 @@ def test_importing_every_module_changes_no_global_setting():
 # The package's layers, bottom first: a module may import its own layer and those below, never one above.
 # A module belongs to the layer of the longest prefix listed (irpo.sampling covers irpo.sampling.hf).
 LAYERS = [
-    ["irpo", "irpo.registry", "irpo.files", "irpo.rundir", "irpo.child", "irpo.setting", "irpo.seeds", "irpo.hub"],  # no ML
+    # no ML: files, names, settings
+    ["irpo", "irpo.registry", "irpo.files", "irpo.rundir", "irpo.child", "irpo.setting", "irpo.seeds", "irpo.hub"],
     ["irpo.tasks", "irpo.models", "irpo.loss", "irpo.stats", "irpo.protocols"],  # the parts and their types
     ["irpo.sampling", "irpo.training", "irpo.tracking", "irpo.pairs", "irpo.shards"],  # backends, by name
     ["irpo.config"],  # the schema, and `validate`, which asks every registered part

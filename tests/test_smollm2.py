@@ -34,7 +34,8 @@ from irpo.config import (
     VLLMSamplerConfig,
 )
 from irpo.files import read_json, read_jsonl
-from irpo.loop import render_prompt, run
+from irpo.loop import run
+from irpo.models.tokens import render_prompt
 from irpo.models.gguf import check_gguf_source, file_sha256, import_gguf, resolve_gguf_file
 from irpo.models.loading import check_seed_source, load_model, load_tokenizer
 from irpo.models.packaged_file import FETCHABLE

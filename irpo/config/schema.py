@@ -43,6 +43,19 @@ class TinyModelConfig:
 
 
 @dataclass
+class SeedSFTConfig:
+    """model.seed_sft: M0 made from a pretrained model by a short SFT on the task's gold solutions, as the tiny
+    model's M0 is made (the paper starts from a model that already answers in the task's format; a small one may
+    not). The gold solutions are `task.seed_examples()`: the arithmetic task's own pool, disjoint from its
+    splits. Cached, like the tiny model's M0, by everything that makes it."""
+
+    steps: int = setting(0, help="Optimizer steps of the seed SFT; 0 = M0 is the pretrained model as given.")
+    lr: float = setting(1e-5, help="Learning rate of the seed SFT (constant after a linear warmup).")
+    batch_size: int = setting(16, help="Gold solutions per optimizer step of the seed SFT.")
+    warmup_steps: int = setting(2, help="Linear warmup steps of the seed SFT's learning rate.")
+
+
+@dataclass
 class ModelConfig:
     name: str = setting(MISSING, help="The model option's name (conf/model/<name>.yaml), shown in logs and reports.")
     name_or_path: Optional[str] = setting(
@@ -55,6 +68,10 @@ class ModelConfig:
     )
     tiny: Optional[TinyModelConfig] = setting(
         None, help="The embedded tiny model's settings (model=tiny); null for a pretrained model."
+    )
+    seed_sft: SeedSFTConfig = setting(
+        help="A pretrained model's seed SFT (off at steps 0); the tiny model's own is model.tiny.seed_sft_*.",
+        factory=SeedSFTConfig,
     )
     dtype: str = setting("float32", help="The weights' dtype: float32 | bfloat16 | float16.")
     max_length: int = setting(

@@ -33,6 +33,7 @@ def validate(cfg: DictConfig) -> None:
     ):
         registry.check(name, cfg)
     check_seed_source(cfg.model)
+    _check_seed_sft(cfg.model)
     _check_trainer(cfg)
     if cfg.pairs.data_multiplier < 1 or cfg.pairs.pairs_per_prompt < 1:
         raise ValueError("pairs.pairs_per_prompt and pairs.data_multiplier must be >= 1")
@@ -42,6 +43,19 @@ def validate(cfg: DictConfig) -> None:
         raise ValueError("iterations must be >= 0")
     if cfg.sampler.shard_prompts < 1:
         raise ValueError(f"sampler.shard_prompts must be >= 1, not {cfg.sampler.shard_prompts}")
+
+
+def _check_seed_sft(model) -> None:
+    sft = model.seed_sft
+    if sft.steps < 0 or sft.batch_size < 1 or sft.lr <= 0 or sft.warmup_steps < 0:
+        raise ValueError(
+            "model.seed_sft needs steps >= 0, batch_size >= 1, lr > 0 and warmup_steps >= 0, not "
+            f"steps={sft.steps}, batch_size={sft.batch_size}, lr={sft.lr}, warmup_steps={sft.warmup_steps}"
+        )
+    if sft.steps and model.gguf_file is None and model.name_or_path is None:
+        raise ValueError(
+            "model.seed_sft is a pretrained model's seed SFT; the tiny model's own is model.tiny.seed_sft_steps"
+        )
 
 
 def _check_trainer(cfg: DictConfig) -> None:

@@ -5,6 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def render_prompt(task, example, tokenizer, use_chat_template: bool) -> str:
+    """The task's prompt for `example` as the model reads it: wrapped as a user turn in the tokenizer's chat
+    template (ending where the assistant's answer begins) when `use_chat_template`, else as it is."""
+    text = task.prompt(example)
+    if not use_chat_template:
+        return text
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("model.use_chat_template=true but the tokenizer has no chat template")
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+    )
+
+
 def encode_prompt(tokenizer, prompt: str) -> list[int]:
     # A chat-template prompt already starts with BOS; adding another would shift every position.
     add_special = not (tokenizer.bos_token and prompt.startswith(tokenizer.bos_token))
