@@ -4,6 +4,8 @@ stories260K cannot do math, so accuracies are near zero; the point is the plumbi
 model with its own tokenizer: prompts, sampling, rewards, pairs (the gold CoT is the winner), training.
 """
 
+from pathlib import Path
+
 import pytest
 
 from irpo.files import read_json, read_jsonl
@@ -59,3 +61,41 @@ def test_tiny_model_needs_a_task_with_gold_solutions(shared_dir, make_config):
     )
     with pytest.raises(ValueError, match="task 'arc_challenge' has none"):
         run(cfg)
+
+
+def test_a_pretrained_model_becomes_m0_by_a_cached_seed_sft(shared_dir, make_config, tmp_path):
+    """model.seed_sft: stories260K SFT'd on the arithmetic task's seed pool (disjoint from its splits); cached by
+    its recipe, so a second run reuses it and a changed lr makes another M0."""
+    from irpo.seed_model import prepare_seed_model
+    from irpo.tasks import build_task
+
+    overrides = [
+        "model=stories260k",
+        f"model.name_or_path={shared_dir}/models/stories260K",
+        "model.seed_sft.steps=2",
+        "model.seed_sft.batch_size=4",
+        "task.num_seed_sft=8",
+    ]
+    cfg = make_config(*overrides)
+    task = build_task(cfg.task)
+    m0 = Path(prepare_seed_model(cfg, task))
+    summary = read_json(m0 / "train_summary.json")
+    assert (summary["steps"], summary["pairs"], summary["loss"]) == (2, 8, "sft")
+    recipe = read_json(m0 / "recipe.json")
+    assert recipe["pretrained"] == f"{shared_dir}/models/stories260K" and recipe["seed_sft"]["steps"] == 2
+    before = (m0 / "model.safetensors").stat().st_mtime_ns
+    assert Path(prepare_seed_model(make_config(*overrides), task)) == m0  # reused, not rebuilt
+    assert (m0 / "model.safetensors").stat().st_mtime_ns == before
+    other = Path(prepare_seed_model(make_config(*overrides, "model.seed_sft.lr=1e-3"), task))
+    assert other != m0 and other.parent == m0.parent
+    # Off (steps 0): M0 is the pretrained model as given.
+    assert prepare_seed_model(make_config(*overrides[:2]), task) == f"{shared_dir}/models/stories260K"
+
+
+def test_the_seed_sft_is_for_pretrained_models(make_config):
+    from irpo.config import validate
+
+    with pytest.raises(ValueError, match="model.tiny.seed_sft_steps"):
+        validate(make_config("model.seed_sft.steps=2"))
+    with pytest.raises(ValueError, match="model.seed_sft needs steps >= 0"):
+        validate(make_config("model=stories260k", "model.seed_sft.batch_size=0"))
