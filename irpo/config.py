@@ -73,6 +73,9 @@ class LossConfig:
     name: str = "dpo_nll"  # dpo_nll | sft
     alpha: float = 1.0  # weight of the length-normalised NLL term; 0 = standard DPO
     beta: float = 0.1  # DPO temperature
+    # The NLL term's divisor: sequence = each winner's own length (the paper's -log pi(w|x)/|w|, averaged over pairs);
+    # token = all winner tokens of the optimizer step (TRL's and Liger's). Either is independent of micro-batching.
+    nll_normalization: str = "sequence"
 
 
 @dataclass
@@ -215,6 +218,10 @@ class TrainerConfig:
     # padding; padded = each sequence in its own right-padded row. Same loss and gradients (tested); speed:
     # README, "Speed".
     packing: str = "shared_prompt"
+    # Response log-probs from the output layer this many positions at a time, logits recomputed in backward, so the
+    # [tokens x vocabulary] logits never exist whole (irpo/training/logprobs.py; same numbers to float rounding);
+    # 0 = full logits, the path before it.
+    logprob_chunk_size: int = field(default=512, metadata=RESUME_MAY_CHANGE)
     # Mid-training checkpoint (weights, optimizer, lr schedule, data position, RNG) every save_every steps, so
     # a killed or requeued stage continues from it; 0 = off. Cost per checkpoint: README, "Run directories".
     save_every: int = field(default=250, metadata=RUNTIME_ONLY)
@@ -448,6 +455,9 @@ def validate(cfg: DictConfig) -> None:
     from irpo.training.packing import check_packing
 
     check_packing(cfg.trainer.packing)
+    from irpo.training.logprobs import check_chunking
+
+    check_chunking(cfg.trainer)
     if not cfg.generation.temperatures:
         raise ValueError("generation.temperatures needs at least one value")
     if cfg.iterations < 0:

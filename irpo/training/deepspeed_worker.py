@@ -73,7 +73,7 @@ def main(spec_path: str) -> None:
     model = prepare_model(model, cfg, seed)  # the same seeded LoRA adapters as the torch trainer's, on every rank
     parameters = lora.count_parameters(model)
     pairs = read_jsonl(Path(spec["pairs"]))
-    data = encode_pairs(tokenizer, pairs, loss_cfg.name, cfg.packing)
+    data = encode_pairs(tokenizer, pairs, loss_cfg.name, cfg.packing, cfg.logprob_chunk_size)
     steps = total_steps(cfg, len(pairs), spec["max_steps"])
     _, optimizer, schedule = make_optimizer(model, cfg, steps)
     engine, optimizer, _, schedule = deepspeed.initialize(
@@ -260,6 +260,7 @@ def _sharded_reference(engine, data: PairData, pad_id, device, chunk, rank, worl
             [data.rejected[i] for i in pairs] if data.rejected is not None else None,
             data.uses_rejected,
             packing=data.packing,
+            logprob_chunk_size=data.logprob_chunk_size,
         )
         scored = reference_logps(engine, part, pad_id, device, chunk)
         if index < len(chunks):  # past the end: a repeat forward that keeps the ranks in step, discarded

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from irpo.files import append_jsonl
-from irpo.loss import LOSSES, compute_loss
+from irpo.loss import LOSSES, compute_loss, nll_lengths
 from irpo.models.precision import autocast
 from irpo.models.tokens import EncodedSequence, encode
 from irpo.training import lora
@@ -37,25 +37,34 @@ class PairData:
     uses_rejected: bool  # the loss needs rejected sequences (else they are only scored for the logs)
     reference: dict[str, torch.Tensor] | None = None
     packing: str = "padded"  # trainer.packing: how forward passes lay the sequences out (irpo/training/packing.py)
+    logprob_chunk_size: int = 0  # trainer.logprob_chunk_size: 0 = full logits (irpo/training/logprobs.py)
 
 
-def encode_pairs(tokenizer, pairs: list[dict], loss_name: str, packing: str = "padded") -> PairData:
+def encode_pairs(
+    tokenizer, pairs: list[dict], loss_name: str, packing: str = "padded", logprob_chunk_size: int = 0
+) -> PairData:
     check_packing(packing)
     objective = LOSSES.get(loss_name)
     chosen = [encode(tokenizer, p["prompt"], p["chosen"]) for p in pairs]
     rejected = [encode(tokenizer, p["prompt"], p["rejected"]) for p in pairs] if "rejected" in pairs[0] else None
     if objective.uses_rejected and rejected is None:
         raise ValueError(f"loss '{objective.name}' needs (chosen, rejected) pairs; pairs.builder made none")
-    return PairData(chosen, rejected, objective.uses_rejected, packing=packing)
+    return PairData(chosen, rejected, objective.uses_rejected, packing=packing, logprob_chunk_size=logprob_chunk_size)
 
 
 @torch.no_grad()
 def score_sequences(
-    model, sequences: list[EncodedSequence], pad_id: int, device, chunk: int, packing: str = "padded"
+    model,
+    sequences: list[EncodedSequence],
+    pad_id: int,
+    device,
+    chunk: int,
+    packing: str = "padded",
+    logprob_chunk_size: int = 0,
 ) -> torch.Tensor:
     """Summed response log-probs of each sequence, `chunk` sequences per forward pass, on the CPU."""
     values = [
-        separate_logps(model, sequences[i : i + chunk], packing, pad_id, device).cpu()
+        separate_logps(model, sequences[i : i + chunk], packing, pad_id, device, logprob_chunk_size).cpu()
         for i in range(0, len(sequences), chunk)
     ]
     return torch.cat(values) if values else torch.zeros(0)
@@ -69,13 +78,17 @@ def reference_logps(model, data: PairData, pad_id: int, device, chunk: int) -> d
         raise ValueError("reference log-probs are for preference pairs, and these pairs have no rejected side")
     if data.packing == "padded":
         return {
-            "chosen": score_sequences(model, data.chosen, pad_id, device, chunk),
-            "rejected": score_sequences(model, data.rejected, pad_id, device, chunk),
+            side: score_sequences(model, sequences, pad_id, device, chunk, logprob_chunk_size=data.logprob_chunk_size)
+            for side, sequences in (("chosen", data.chosen), ("rejected", data.rejected))
         }
     per_forward = max(1, chunk // 2)
     values = [
         response_logps(
-            model, pair_groups(data.chosen[i : i + per_forward], data.rejected[i : i + per_forward]), pad_id, device
+            model,
+            pair_groups(data.chosen[i : i + per_forward], data.rejected[i : i + per_forward]),
+            pad_id,
+            device,
+            data.logprob_chunk_size,
         ).cpu()
         for i in range(0, len(data.chosen), per_forward)
     ]
@@ -137,11 +150,18 @@ def make_optimizer(model, cfg, steps: int):
     return trained, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg, steps))
 
 
-def micro_batch_loss(model, idx: list[int], data: PairData, loss_cfg, pad_id: int, device):
+def micro_batch_loss(
+    model, idx: list[int], data: PairData, loss_cfg, pad_id: int, device, step: list[int] | None = None
+):
     """Per-pair losses of the pairs `idx` (shape (len(idx),), with grad), their summed log stats, and tokens
-    (the tokens of the sequences the loss reads, prompts counted once per sequence whatever the packing)."""
+    (the tokens of the sequences the loss reads, prompts counted once per sequence whatever the packing).
+    step: every pair of the optimizer step `idx` is part of (None: idx alone), for loss.nll_normalization=token."""
     chosen_logps, rejected_logps = policy_logps(model, idx, data, pad_id, device)
-    lengths = torch.tensor([data.chosen[i].response_length for i in idx], dtype=torch.float32, device=device)
+    lengths = nll_lengths(
+        torch.tensor([data.chosen[i].response_length for i in idx], dtype=torch.float32, device=device),
+        [data.chosen[i].response_length for i in (idx if step is None else step)],
+        loss_cfg.nll_normalization,
+    )
     reference = data.reference if data.uses_rejected else None
     terms = compute_loss(
         loss_cfg.name,
@@ -177,23 +197,25 @@ def policy_logps(model, idx: list[int], data: PairData, pad_id: int, device):
     if data.uses_rejected and rejected is None:
         raise ValueError("the loss compares chosen with rejected responses, and these pairs have none")
     if data.uses_rejected and rejected is not None and data.packing == "shared_prompt":
-        both = response_logps(model, pair_groups(chosen, rejected), pad_id, device)
+        both = response_logps(model, pair_groups(chosen, rejected), pad_id, device, data.logprob_chunk_size)
         return both[0::2], both[1::2]
     if data.uses_rejected and rejected is not None:
-        both = separate_logps(model, chosen + rejected, data.packing, pad_id, device)
+        both = separate_logps(model, chosen + rejected, data.packing, pad_id, device, data.logprob_chunk_size)
         return both[: len(idx)], both[len(idx) :]
-    chosen_logps = separate_logps(model, chosen, data.packing, pad_id, device)
+    chosen_logps = separate_logps(model, chosen, data.packing, pad_id, device, data.logprob_chunk_size)
     if rejected is None:
         return chosen_logps, None
     with torch.no_grad():
-        return chosen_logps, separate_logps(model, rejected, data.packing, pad_id, device)
+        return chosen_logps, separate_logps(model, rejected, data.packing, pad_id, device, data.logprob_chunk_size)
 
 
-def separate_logps(model, sequences: list[EncodedSequence], packing: str, pad_id: int, device) -> torch.Tensor:
+def separate_logps(
+    model, sequences: list[EncodedSequence], packing: str, pad_id: int, device, logprob_chunk_size: int = 0
+) -> torch.Tensor:
     """Summed response log-probs of each sequence scored alone: a right-padded batch, or packed rows."""
     if packing == "padded":
-        return sequence_logps(model, to_device(collate(sequences, pad_id), device))
-    return response_logps(model, single_groups(sequences), pad_id, device)
+        return sequence_logps(model, to_device(collate(sequences, pad_id), device), logprob_chunk_size)
+    return response_logps(model, single_groups(sequences), pad_id, device, logprob_chunk_size)
 
 
 class StepBackend(Protocol):
@@ -269,7 +291,7 @@ def run_steps(
             for start in range(0, len(mine), micro_batch_size):
                 with autocast(autocast_to, torch.device(device)):
                     losses, micro_sums, micro_tokens = micro_batch_loss(
-                        model, mine[start : start + micro_batch_size], data, loss_cfg, pad_id, device
+                        model, mine[start : start + micro_batch_size], data, loss_cfg, pad_id, device, step=batch
                     )
                 backend.backward(losses, len(batch))
                 tokens += micro_tokens
@@ -297,8 +319,10 @@ def train_summary(cfg, loss_cfg, steps: int, num_pairs: int, seconds: float, ini
         "loss": loss_cfg.name,
         "alpha": loss_cfg.alpha,
         "beta": loss_cfg.beta,
+        "nll_normalization": loss_cfg.nll_normalization,
         "lr": cfg.lr,
         "batch_size": cfg.batch_size,
+        "logprob_chunk_size": cfg.logprob_chunk_size,
         "trainer": cfg.name,
         "seconds": round(seconds, 2),
         "init_model": str(init_model_dir),

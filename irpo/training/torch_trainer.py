@@ -94,7 +94,7 @@ class TorchTrainer:
         model = load_model(init_model_dir, self.model_cfg.dtype, str(device))
         model = prepare_model(model, cfg, seed)
 
-        data = encode_pairs(tokenizer, pairs, loss_cfg.name, cfg.packing)
+        data = encode_pairs(tokenizer, pairs, loss_cfg.name, cfg.packing, cfg.logprob_chunk_size)
         steps = total_steps(cfg, len(pairs), max_steps)
         tmp_dir = work_dir(output_dir)
         identity = job_identity(init_model_dir, len(pairs), steps, seed, desc)
@@ -180,6 +180,7 @@ class TorchTrainer:
                 [data.rejected[i] for i in missing] if data.rejected else None,
                 data.uses_rejected,
                 packing=data.packing,
+                logprob_chunk_size=data.logprob_chunk_size,
             )
             with autocast(mixed, device):  # as the policy's forwards run, so they start equal
                 scored = reference_logps(model, todo, pad_id, device, chunk=self.cfg.micro_batch_size * 2)
