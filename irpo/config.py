@@ -73,9 +73,7 @@ class LossConfig:
     name: str = "dpo_nll"  # dpo_nll | sft
     alpha: float = 1.0  # weight of the length-normalised NLL term; 0 = standard DPO
     beta: float = 0.1  # DPO temperature
-    # The NLL term's divisor: sequence = each winner's own length (the paper's -log pi(w|x)/|w|, averaged over pairs);
-    # token = all winner tokens of the optimizer step (TRL's and Liger's). Either is independent of micro-batching.
-    nll_normalization: str = "sequence"
+    nll_normalization: str = "sequence"  # NLL over each winner's length (paper) | token: over the step's (TRL)
 
 
 @dataclass
@@ -218,10 +216,8 @@ class TrainerConfig:
     # padding; padded = each sequence in its own right-padded row. Same loss and gradients (tested); speed:
     # README, "Speed".
     packing: str = "shared_prompt"
-    # Response log-probs from the output layer this many positions at a time, logits recomputed in backward, so the
-    # [tokens x vocabulary] logits never exist whole (irpo/training/logprobs.py; same numbers to float rounding);
-    # 0 = full logits, the path before it.
-    logprob_chunk_size: int = field(default=512, metadata=RESUME_MAY_CHANGE)
+    # Output-layer positions per chunk of the response log-probs, logits recomputed in backward (0 = full logits)
+    logprob_chunk_size: int = field(default=1024, metadata=RESUME_MAY_CHANGE)  # irpo/training/logprobs.py
     # Mid-training checkpoint (weights, optimizer, lr schedule, data position, RNG) every save_every steps, so
     # a killed or requeued stage continues from it; 0 = off. Cost per checkpoint: README, "Run directories".
     save_every: int = field(default=250, metadata=RUNTIME_ONLY)

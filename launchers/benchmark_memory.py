@@ -1,7 +1,7 @@
 """Training memory and speed of response log-probs: full logits (trainer.logprob_chunk_size=0) against chunked.
 
     python launchers/benchmark_memory.py [--models smollm2 vocab152k] [--micro-batches 4 8 16] [--repeats 2]
-        [--steps 1] [--chunk-size 512] [--threads 1] [--max-rss-gb 12] [--liger-path DIR] [--only REGEX]
+        [--steps 1] [--chunk-size 1024] [--threads 1] [--max-rss-gb 12] [--liger-path DIR] [--only REGEX]
 
 Every arm runs in a child process of its own, one at a time, each repeat in a rotating order:
 - train arms: DPO+NLL training steps of the trainer (irpo/training/step.py's micro_batch_loss, backward, gradient
@@ -364,7 +364,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=("smollm2", "vocab152k"), default=["smollm2", "vocab152k"])
     parser.add_argument("--micro-batches", nargs="+", type=int, default=[4, 8, 16], help="pairs, smollm2")
     parser.add_argument("--micro-batches-152k", nargs="+", type=int, default=[1, 2], help="pairs, vocab152k")
-    parser.add_argument("--chunk-size", type=int, default=512, help="trainer.logprob_chunk_size of the chunked arms")
+    parser.add_argument("--chunk-size", type=int, default=1024, help="trainer.logprob_chunk_size of the chunked arms")
     parser.add_argument("--steps", type=int, default=1, help="timed steps per train arm, after a warm-up step")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per arm (1: the cores are shared)")

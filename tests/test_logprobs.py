@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from irpo.config import LoraConfig, LossConfig, validate
 from irpo.models.loading import load_model, load_tokenizer
 from irpo.tasks import build_task
-from irpo.training import lora
+from irpo.training import logprobs, lora
 from irpo.training.logprobs import ChunkedTokenLogps, token_logps
 from irpo.training.step import encode_pairs, micro_batch_loss, reference_logps
 
@@ -42,8 +42,10 @@ def values_and_grads(function, hidden, weight, bias, targets):
     return out.detach(), grads
 
 
+@pytest.mark.parametrize("vocab_block", [7, 50, 8192])
 @pytest.mark.parametrize("chunk_size", [1, 4, 13, 100])
-def test_chunks_give_the_full_log_softmax_and_its_gradients(chunk_size):
+def test_chunks_give_the_full_log_softmax_and_its_gradients(chunk_size, vocab_block, monkeypatch):
+    monkeypatch.setattr(logprobs, "VOCAB_BLOCK", vocab_block)  # 50 entries: 8 blocks, 1, 1
     head = random_head()
     expected = values_and_grads(full_logps, *head)
     chunked = values_and_grads(lambda h, w, b, t: ChunkedTokenLogps.apply(h, w, b, t, chunk_size, torch.float32), *head)
@@ -52,8 +54,9 @@ def test_chunks_give_the_full_log_softmax_and_its_gradients(chunk_size):
         torch.testing.assert_close(got, want)
 
 
-def test_under_bf16_autocast_the_matmuls_run_in_bfloat16_and_the_log_softmax_in_float32():
+def test_under_bf16_autocast_the_matmuls_run_in_bfloat16_and_the_log_softmax_in_float32(monkeypatch):
     """As today's path: autocast's Linear in bfloat16, then log_softmax(logits.float())."""
+    monkeypatch.setattr(logprobs, "VOCAB_BLOCK", 16)
     head = random_head()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         autocast_full = values_and_grads(full_logps, *head)
@@ -116,7 +119,10 @@ def assert_same(full, chunked):
 
 @pytest.mark.parametrize("packing", ["shared_prompt", "padded"])
 @pytest.mark.parametrize("loss_name", ["dpo_nll", "sft"])
-def test_losses_reference_and_every_gradient_equal_the_full_logits(untrained_tiny, task_pairs, loss_name, packing):
+def test_losses_reference_and_every_gradient_equal_the_full_logits(
+    untrained_tiny, task_pairs, loss_name, packing, monkeypatch
+):
+    monkeypatch.setattr(logprobs, "VOCAB_BLOCK", 32)  # the character vocabulary in several blocks
     full, chunked = run_paths(untrained_tiny, task_pairs, loss_name, packing, chunk_size=7)
     assert_same(full, chunked)
     model = load_model(untrained_tiny)

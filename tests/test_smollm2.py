@@ -10,6 +10,7 @@ model generates ~10 tokens/s per sequence on a 2-core CPU.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import re
 from pathlib import Path
@@ -239,6 +240,61 @@ def test_one_deepspeed_step_on_two_ranks_matches_the_torch_trainer(smollm2_dir, 
     # The gathered ZeRO-3 weights are an ordinary directory that loads and moved from M0.
     moved = load_model(tmp_path / "deepspeed").model.layers[0].mlp.down_proj.weight
     assert not torch.equal(moved, load_model(smollm2_dir).model.layers[0].mlp.down_proj.weight)
+
+
+def gsm8k_shaped_pairs(model_dir: Path, shared_dir: Path, count: int) -> list[dict]:
+    """Real GSM8K questions in the chat template, the gold solution against another question's."""
+    task = GSM8KTask(GSM8KTaskConfig(data_dir=str(shared_dir / "datasets/gsm8k"), max_train=count + 1))
+    tokenizer = load_tokenizer(model_dir)
+    examples = task.load_splits().train
+    return [
+        {
+            "prompt": render_prompt(task, e, tokenizer, use_chat_template=True),
+            "chosen": e.gold_solution,
+            "rejected": other.gold_solution,
+        }
+        for e, other in itertools.pairwise(examples)
+    ]
+
+
+@needs_smol
+@pytest.mark.shared_data
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "loss_name, packing, lora_and_checkpointing",
+    [
+        ("dpo_nll", "shared_prompt", False),
+        ("dpo_nll", "padded", False),
+        ("sft", "shared_prompt", False),
+        ("sft", "padded", False),
+        ("dpo_nll", "shared_prompt", True),
+        ("dpo_nll", "padded", True),
+    ],
+)
+def test_chunked_log_probs_equal_the_full_logits_on_a_49k_vocabulary(
+    smollm2_dir, shared_dir, loss_name, packing, lora_and_checkpointing
+):
+    """trainer.logprob_chunk_size in float32 on GSM8K-shaped pairs: reference log-probs, losses, logged sums and
+    every gradient (the tied embedding's included) as from the full logits, within 1e-5."""
+    from test_logprobs import assert_same, run_paths
+
+    from irpo.config import LoraConfig
+    from irpo.training import lora
+
+    def prepare(model):
+        if not lora_and_checkpointing:
+            return model
+        model.gradient_checkpointing_enable()
+        model = lora.wrap(model, LoraConfig(rank=4, alpha=8.0), seed=0, gradient_checkpointing=True)
+        for name, p in model.named_parameters():  # B = 0 at the start; make the adapters do something
+            if "lora_B" in name:
+                torch.nn.init.normal_(p, std=0.01, generator=torch.Generator().manual_seed(1))
+        return model.train()
+
+    pairs = gsm8k_shaped_pairs(smollm2_dir, shared_dir, 2)
+    full, chunked = run_paths(smollm2_dir, pairs, loss_name, packing, 128, prepare)
+    assert_same(full, chunked)
+    assert len(chunked[3]) > 0
 
 
 @needs_smol

@@ -26,12 +26,17 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
+# Output-layer rows per block: a chunk's logits are made, used and dropped a block of the vocabulary at a time, so
+# what a chunk holds at once (chunk_size x VOCAB_BLOCK floats, 32 MB at 1024 positions) does not grow with V.
+VOCAB_BLOCK = 8192
+
 
 class ChunkedTokenLogps(torch.autograd.Function):
-    """log softmax(hidden @ weight.T + bias)[targets] row by row, `chunk_size` rows at a time.
+    """log softmax(hidden @ weight.T + bias)[targets] row by row: `chunk_size` rows at a time, each against the
+    vocabulary a block of VOCAB_BLOCK rows of `weight` at a time (the logsumexp accumulated across blocks).
 
     hidden: (N, H); weight: (V, H); bias: (V,) or None; targets: (N,) token ids. Returns float32 (N,).
-    compute_dtype: the matmuls' dtype (the autocast dtype, else the weight's).
+    compute_dtype: the matmuls' dtype (the autocast dtype, else the weight's); logits and their softmax in float32.
     """
 
     @staticmethod
@@ -39,12 +44,19 @@ class ChunkedTokenLogps(torch.autograd.Function):
         ctx.chunk_size, ctx.compute_dtype = chunk_size, compute_dtype
         logsumexp = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
         target_logits = torch.empty_like(logsumexp)
-        weight_c, bias_c = weight.to(compute_dtype), _cast(bias, compute_dtype)
         with _no_autocast(hidden.device):
             for rows in _chunks(hidden.shape[0], chunk_size):
-                logits = _logits(hidden[rows], weight_c, bias_c)
-                logsumexp[rows] = torch.logsumexp(logits, dim=-1)
-                target_logits[rows] = logits.gather(-1, targets[rows, None]).squeeze(-1)
+                h, t = hidden[rows].to(compute_dtype), targets[rows]
+                running_max = torch.full_like(logsumexp[rows], float("-inf"))
+                running_sum = torch.zeros_like(running_max)
+                for block in _chunks(weight.shape[0], VOCAB_BLOCK):
+                    logits = _logits(h, weight, bias, block, compute_dtype)
+                    inside = (t >= block.start) & (t < block.stop)
+                    target_logits[rows][inside] = logits[inside, t[inside] - block.start]
+                    new_max = torch.maximum(running_max, logits.amax(-1))
+                    running_sum.mul_((running_max - new_max).exp_()).add_(logits.sub_(new_max[:, None]).exp_().sum(-1))
+                    running_max = new_max
+                logsumexp[rows] = running_max + running_sum.log()
         ctx.save_for_backward(hidden, weight, bias, targets, logsumexp)
         return target_logits - logsumexp
 
@@ -52,25 +64,28 @@ class ChunkedTokenLogps(torch.autograd.Function):
     def backward(ctx, grad_output):
         hidden, weight, bias, targets, logsumexp = ctx.saved_tensors
         needs_hidden, needs_weight, needs_bias = ctx.needs_input_grad[:3]
+        dtype = ctx.compute_dtype
         grad_hidden = torch.empty_like(hidden) if needs_hidden else None
         grad_weight = torch.zeros_like(weight, dtype=torch.float32) if needs_weight else None
         grad_bias = torch.zeros_like(bias, dtype=torch.float32) if needs_bias else None
-        weight_c, bias_c = weight.to(ctx.compute_dtype), _cast(bias, ctx.compute_dtype)
         with _no_autocast(hidden.device):
             for rows in _chunks(hidden.shape[0], ctx.chunk_size):
-                # d(z[y] - logsumexp z)/dz = onehot(y) - softmax(z); times the incoming gradient g, in place
-                grad_logits = _logits(hidden[rows], weight_c, bias_c)
-                grad_logits.sub_(logsumexp[rows, None]).exp_()
-                grad_logits.scatter_add_(-1, targets[rows, None], grad_logits.new_full((len(grad_logits), 1), -1.0))
-                grad_logits.mul_(-grad_output[rows, None].float())
-                grad_c = grad_logits.to(ctx.compute_dtype)
-                del grad_logits
-                if needs_hidden:
-                    grad_hidden[rows] = grad_c @ weight_c
-                if needs_weight:
-                    grad_weight += grad_c.T @ hidden[rows].to(ctx.compute_dtype)
-                if needs_bias:
-                    grad_bias += grad_c.sum(0, dtype=torch.float32)
+                h, t, g = hidden[rows].to(dtype), targets[rows], grad_output[rows].float()
+                grad_h = torch.zeros(h.shape, dtype=torch.float32, device=h.device) if needs_hidden else None
+                for block in _chunks(weight.shape[0], VOCAB_BLOCK):
+                    # d(z[y] - logsumexp z)/dz = onehot(y) - softmax(z), times the incoming gradient g: in place
+                    grad_logits = _logits(h, weight, bias, block, dtype).sub_(logsumexp[rows, None]).exp_()
+                    inside = ((t >= block.start) & (t < block.stop)).nonzero().squeeze(-1)
+                    grad_logits[inside, t[inside] - block.start] -= 1.0
+                    grad_c = grad_logits.mul_(-g[:, None]).to(dtype)
+                    if grad_h is not None:
+                        grad_h += grad_c @ weight[block].to(dtype)
+                    if grad_weight is not None:
+                        grad_weight[block] += grad_c.T @ h
+                    if grad_bias is not None:
+                        grad_bias[block] += grad_c.sum(0, dtype=torch.float32)
+                if grad_hidden is not None and grad_h is not None:
+                    grad_hidden[rows] = grad_h.to(hidden.dtype)
         return (
             grad_hidden,
             grad_weight.to(weight.dtype) if grad_weight is not None else None,
@@ -85,13 +100,10 @@ def _chunks(n: int, size: int) -> list[slice]:
     return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
 
-def _cast(tensor: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    return tensor.to(dtype) if tensor is not None else None
-
-
-def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """One chunk's logits in float32, the matmul in the (already cast) weight's dtype."""
-    return F.linear(hidden.to(weight.dtype), weight, bias).float()
+def _logits(hidden: torch.Tensor, weight, bias, block: slice, dtype: torch.dtype) -> torch.Tensor:
+    """One chunk's logits over one block of the vocabulary, in float32; the matmul in `dtype`."""
+    bias = bias[block].to(dtype) if bias is not None else None
+    return F.linear(hidden, weight[block].to(dtype), bias).float()
 
 
 def _no_autocast(device: torch.device):
