@@ -324,7 +324,7 @@ def tables(results: dict[str, list[dict]], arms: list[dict]) -> str:
         for a in arms:
             if a["model"] != model or a["kind"] == "logprobs":
                 continue
-            full = results[key({**a, "path": "full", "kind": "train", "chunk_size": 0})]
+            full = results.get(key({**a, "path": "full", "kind": "train", "chunk_size": 0}), [])
             mine = results[key(a)]
             lines.append(
                 f"| {a['micro_batch']} | {'on' if a['gradient_checkpointing'] else 'off'} | {a['path']} | "
@@ -340,7 +340,7 @@ def tables(results: dict[str, list[dict]], arms: list[dict]) -> str:
         for a in arms:
             if a["model"] != model or a["kind"] != "logprobs" or a["path"] != "full":
                 continue
-            full, chunked = results[key(a)], results[key({**a, "path": "chunked", "chunk_size": arms_chunk(arms)})]
+            full, chunked = results[key(a)], results.get(key({**a, "path": "chunked"}), [])
             tokens = next((r["response_tokens"] for r in full + chunked if "response_tokens" in r), "-")
             lines.append(
                 f"| {a['micro_batch']} | {tokens} | {cell(full, 'logprob_peak_gib', 3)} | "
@@ -348,10 +348,6 @@ def tables(results: dict[str, list[dict]], arms: list[dict]) -> str:
                 f"{ratio(median(full, 'logprob_peak_gib'), median(chunked, 'logprob_peak_gib'))} |"
             )
     return "\n".join(lines)
-
-
-def arms_chunk(arms: list[dict]) -> int:
-    return next(a["chunk_size"] for a in arms if a["path"] == "chunked")
 
 
 def arm_key(a: dict) -> str:

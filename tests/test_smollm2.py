@@ -275,7 +275,10 @@ def test_chunked_log_probs_equal_the_full_logits_on_a_49k_vocabulary(
     smollm2_dir, shared_dir, loss_name, packing, lora_and_checkpointing
 ):
     """trainer.logprob_chunk_size in float32 on GSM8K-shaped pairs: reference log-probs, losses, logged sums and
-    every gradient (the tied embedding's included) as from the full logits, within 1e-5."""
+    every gradient (the tied embedding's included) as from the full logits, within 1e-5 relative to their size.
+    Each token's log-prob moves by ~1e-6 (the softmax's sum over 49k entries in another order), so a sequence's
+    (~-300 over ~150 tokens) by up to ~3e-4, and an entry of the output weight's gradient, a sum over ~600
+    positions, by up to ~3e-5 where the largest entry is ~3 (docs/performance_memory.md)."""
     from test_logprobs import assert_same, run_paths
 
     from irpo.config import LoraConfig
@@ -293,7 +296,7 @@ def test_chunked_log_probs_equal_the_full_logits_on_a_49k_vocabulary(
 
     pairs = gsm8k_shaped_pairs(smollm2_dir, shared_dir, 2)
     full, chunked = run_paths(smollm2_dir, pairs, loss_name, packing, 128, prepare)
-    assert_same(full, chunked)
+    assert_same(full, chunked, {"atol": 1e-5, "rtol": 1e-5})
     assert len(chunked[3]) > 0
 
 

@@ -4,11 +4,11 @@ A loss over sequence log-probs needs one number per response token, log πθ(y_i
 with z the output layer's logits at the position before y_i. Taking the full logits and their log-softmax keeps
 [N x V] floats (N response tokens, V the vocabulary: 4800 x 49k for a SmolLM2 micro-batch of 16 pairs, over
 900 MB in float32) for backward, and as many again for their gradient. Here the output layer runs `chunk_size`
-positions at a time and keeps only what backward cannot cheaply redo: the hidden states (N x H) and one
-logsumexp per position. Backward recomputes each chunk's logits, turns them into the gradient of the log-probs
-(softmax minus one-hot, scaled by the incoming gradient) in place, and multiplies it into the hidden states'
-and the output weight's gradients. At most one chunk's logits exist at a time; the price is one more output
-layer matmul per chunk.
+positions at a time, against the vocabulary VOCAB_BLOCK rows at a time (the logsumexp accumulated across blocks),
+and keeps only what backward cannot cheaply redo: the hidden states (N x H) and one logsumexp per position.
+Backward recomputes each block's logits, turns them into the gradient of the log-probs (softmax minus one-hot,
+scaled by the incoming gradient) in place, and multiplies it into the hidden states' and the output weight's
+gradients. At most one block of one chunk's logits exists at a time; the price is one more output-layer matmul.
 
 Where it runs: the output layer's own forward is swapped, for one forward pass of the model, for the chunked
 computation (`scoring_output_layer`). So it runs wherever the model's forward runs, inside the model's own
@@ -43,7 +43,7 @@ class ChunkedTokenLogps(torch.autograd.Function):
     def forward(ctx, hidden, weight, bias, targets, chunk_size: int, compute_dtype: torch.dtype):
         ctx.chunk_size, ctx.compute_dtype = chunk_size, compute_dtype
         logsumexp = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
-        target_logits = torch.empty_like(logsumexp)
+        target_logits, logps = torch.empty_like(logsumexp), torch.empty_like(logsumexp)
         with _no_autocast(hidden.device):
             for rows in _chunks(hidden.shape[0], chunk_size):
                 h, t = hidden[rows].to(compute_dtype), targets[rows]
@@ -56,9 +56,11 @@ class ChunkedTokenLogps(torch.autograd.Function):
                     new_max = torch.maximum(running_max, logits.amax(-1))
                     running_sum.mul_((running_max - new_max).exp_()).add_(logits.sub_(new_max[:, None]).exp_().sum(-1))
                     running_max = new_max
+                # (z[y] - max) - log Σ exp(z - max), in log_softmax's order: no large numbers cancel
+                logps[rows] = (target_logits[rows] - running_max) - running_sum.log()
                 logsumexp[rows] = running_max + running_sum.log()
         ctx.save_for_backward(hidden, weight, bias, targets, logsumexp)
-        return target_logits - logsumexp
+        return logps
 
     @staticmethod
     def backward(ctx, grad_output):
