@@ -16,7 +16,9 @@ Every arm runs in a child process of its own, one at a time, each repeat in a ro
   its decoder layers removed (embedding, final norm, output layer, log-probs, loss, backward), with gradient
   buffers allocated beforehand and glibc returning freed blocks at once (MALLOC_MMAP_THRESHOLD_), so the rise of
   the resident set over one step (VmHWM after it minus VmRSS before it; the second of two steps) is what that
-  computation holds at its peak: logits, their log-softmax and what backward keeps and makes of them.
+  computation holds at its peak. With the output weight frozen: the logits, their log-softmax and what backward
+  keeps and makes of them; with it trained, also its V x H gradient (tied to the embedding, it waits in autograd's
+  buffer for the embedding's), which both paths make.
 - liger: Liger Kernel's chunked DPO loss (LigerFusedLinearDPOLoss, NLL on, no reference model: it takes a live
   reference model's hidden states or none, not precomputed log-probs) on the same pairs, right-padded as it
   expects, when `liger_kernel` imports (pip install liger-kernel, or --liger-path DIR with it installed there).
@@ -186,7 +188,9 @@ def liger_arm(arm: dict, model, data, pad_id: int, mixed) -> dict:
 
 
 def logprob_arm(arm: dict) -> dict:
-    """The rise of the resident set over one DPO+NLL step of the decoder-less model (second of two steps)."""
+    """The rise of the resident set over one DPO+NLL step of the decoder-less model (the second of two): with the
+    output weight trained (its V x H gradient, which both paths make, included), then with it frozen (the logits
+    and what backward keeps and makes of them, the hidden states' gradients)."""
     import torch
     from omegaconf import OmegaConf
 
@@ -202,17 +206,19 @@ def logprob_arm(arm: dict) -> dict:
     loss_cfg = OmegaConf.structured(LossConfig(name="dpo_nll", alpha=ALPHA, beta=BETA))
     for p in model.parameters():
         p.grad = torch.zeros_like(p)
-    rises = []
-    for _ in range(2):
-        before = resident_kib("VmRSS")
-        Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
-        with autocast(mixed, cpu):
-            losses, _, _ = micro_batch_loss(model, idx, data, loss_cfg, pad_id, "cpu")
-        (losses.sum() / len(idx)).backward()
-        del losses
-        rises.append((resident_kib("VmHWM") - before) / 2**20)
+    rises = {}
+    for frozen in (False, True):
+        model.get_output_embeddings().weight.requires_grad_(not frozen)  # tied: the embedding's too
+        for _ in range(2):
+            before = resident_kib("VmRSS")
+            Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+            with autocast(mixed, cpu):
+                losses, _, _ = micro_batch_loss(model, idx, data, loss_cfg, pad_id, "cpu")
+            (losses.sum() / len(idx)).backward()
+            del losses
+            rises[frozen] = (resident_kib("VmHWM") - before) / 2**20
     positions = sum(data.chosen[i].response_length + data.rejected[i].response_length for i in idx)
-    return {"logprob_peak_gib": rises[-1], "first_step_gib": rises[0], "response_tokens": positions}
+    return {"logprob_peak_gib": rises[True], "with_weight_gradient_gib": rises[False], "response_tokens": positions}
 
 
 def resident_kib(field: str) -> int:
@@ -333,9 +339,11 @@ def tables(results: dict[str, list[dict]], arms: list[dict]) -> str:
                 f"{ratio(median(mine, 'tokens_per_s'), median(full, 'tokens_per_s'))} |"
             )
         lines += [
-            f"\n{model}: the log-prob computation's own peak (GiB; decoder layers removed, one step's rise)",
-            "| micro-batch | response tokens | full | chunked | full / chunked |",
-            "|---|---|---|---|---|",
+            f"\n{model}: the log-prob computation's own peak (GiB; decoder layers removed, one step's rise): the logits"
+            " and what backward keeps of them (output weight frozen); then with the output weight's gradient too",
+            "| micro-batch | response tokens | full | chunked | full / chunked | full, with weight gradient | chunked, "
+            "with weight gradient | full / chunked |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for a in arms:
             if a["model"] != model or a["kind"] != "logprobs" or a["path"] != "full":
@@ -345,7 +353,9 @@ def tables(results: dict[str, list[dict]], arms: list[dict]) -> str:
             lines.append(
                 f"| {a['micro_batch']} | {tokens} | {cell(full, 'logprob_peak_gib', 3)} | "
                 f"{cell(chunked, 'logprob_peak_gib', 3)} | "
-                f"{ratio(median(full, 'logprob_peak_gib'), median(chunked, 'logprob_peak_gib'))} |"
+                f"{ratio(median(full, 'logprob_peak_gib'), median(chunked, 'logprob_peak_gib'))} | "
+                f"{cell(full, 'with_weight_gradient_gib', 3)} | {cell(chunked, 'with_weight_gradient_gib', 3)} | "
+                f"{ratio(median(full, 'with_weight_gradient_gib'), median(chunked, 'with_weight_gradient_gib'))} |"
             )
     return "\n".join(lines)
 

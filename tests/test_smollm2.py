@@ -274,29 +274,20 @@ def gsm8k_shaped_pairs(model_dir: Path, shared_dir: Path, count: int) -> list[di
 def test_chunked_log_probs_equal_the_full_logits_on_a_49k_vocabulary(
     smollm2_dir, shared_dir, loss_name, packing, lora_and_checkpointing
 ):
-    """trainer.logprob_chunk_size in float32 on GSM8K-shaped pairs: reference log-probs, losses, logged sums and
-    every gradient (the tied embedding's included) as from the full logits, within 1e-5 relative to their size.
-    Each token's log-prob moves by ~1e-6 (the softmax's sum over 49k entries in another order), so a sequence's
-    (~-300 over ~150 tokens) by up to ~3e-4, and an entry of the output weight's gradient, a sum over ~600
-    positions, by up to ~3e-5 where the largest entry is ~3 (docs/performance_memory.md)."""
+    """trainer.logprob_chunk_size in float32 on GSM8K-shaped pairs: reference log-probs, losses and logged sums as
+    from the full logits within 1e-5 relative, and every gradient (the tied embedding's included) within 5e-5 of
+    its tensor's largest entry. Each token's log-prob moves by ~1e-6 (the softmax's sum over 49k entries in another
+    order), so a sequence's summed log-prob by up to ~3e-4; and the full logits' own gradients differ by up to
+    4.8e-5 between the two packings (docs/performance_memory.md): float32 noise of that size, not a bias."""
+    from conftest import with_lora_and_checkpointing
     from test_logprobs import assert_same, run_paths
 
-    from irpo.config import LoraConfig
-    from irpo.training import lora
-
     def prepare(model):
-        if not lora_and_checkpointing:
-            return model
-        model.gradient_checkpointing_enable()
-        model = lora.wrap(model, LoraConfig(rank=4, alpha=8.0), seed=0, gradient_checkpointing=True)
-        for name, p in model.named_parameters():  # B = 0 at the start; make the adapters do something
-            if "lora_B" in name:
-                torch.nn.init.normal_(p, std=0.01, generator=torch.Generator().manual_seed(1))
-        return model.train()
+        return with_lora_and_checkpointing(model, std=0.01) if lora_and_checkpointing else model
 
     pairs = gsm8k_shaped_pairs(smollm2_dir, shared_dir, 2)
     full, chunked = run_paths(smollm2_dir, pairs, loss_name, packing, 128, prepare)
-    assert_same(full, chunked, {"atol": 1e-5, "rtol": 1e-5})
+    assert_same(full, chunked, {"atol": 1e-5, "rtol": 1e-5}, gradient_scale=5e-5)
     assert len(chunked[3]) > 0
 
 
