@@ -261,6 +261,8 @@ def run_arm(arm: dict, max_rss_gib: float, liger_path: str | None) -> dict:
         time.sleep(0.2)
     out, err = process.communicate()
     lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+    if process.returncode < 0:  # the kernel's out-of-memory killer sends SIGKILL
+        return {"stopped": f"killed by signal {-process.returncode} at {highest:.1f} GiB"}
     if process.returncode != 0 or not lines:
         return {"stopped": f"failed: {err.strip().splitlines()[-1] if err.strip() else process.returncode}"}
     return json.loads(lines[-1].removeprefix("RESULT "))
