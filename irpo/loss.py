@@ -7,12 +7,17 @@ Equation 1 of the paper (DPO + NLL), per (winner w, loser l) pair for prompt x::
 
 where log π(y|x) is summed over the response tokens only and |w| is the winner's response length
 in tokens. α = 0 is standard DPO; the NLL term alone (no loser, no reference) is SFT.
+
+`loss.nll_normalization=token` divides the NLL term by the mean winner length of the optimizer step instead
+of each winner's own (`nll_lengths`): averaged over the step's pairs, it is the winners' summed NLL over all
+their tokens, the convention of TRL's and Liger Kernel's NLL terms.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +66,31 @@ def sft_loss(policy_chosen_logps: torch.Tensor, chosen_lengths: torch.Tensor) ->
     return LossTerms(loss=nll, dpo=zeros, nll=nll, chosen_reward=zeros, rejected_reward=zeros)
 
 
+NLL_NORMALIZATIONS = ("sequence", "token")
+
+
+def check_nll_normalization(normalization: str) -> None:
+    if normalization not in NLL_NORMALIZATIONS:
+        raise ValueError(
+            f"loss.nll_normalization must be one of {', '.join(NLL_NORMALIZATIONS)} (sequence: each winner's NLL "
+            f"over its own length, the paper's; token: over all winner tokens of the step), not {normalization!r}"
+        )
+
+
+def nll_lengths(lengths: torch.Tensor, step_lengths: list[int], normalization: str) -> torch.Tensor:
+    """What each pair's NLL is divided by, for per-pair losses that the trainer averages over the step's pairs.
+
+    lengths: the winner lengths |w| of some pairs of the step, (B,); step_lengths: those of every pair of the
+    optimizer step (all micro-batches, all ranks). sequence: |w| itself, so the step's NLL is the mean of
+    -log π(w|x)/|w|. token: the step's mean |w|, so it is Σ -log π(w|x) / Σ |w| over the step, whatever the
+    micro-batch size or the number of ranks.
+    """
+    check_nll_normalization(normalization)
+    if normalization == "sequence":
+        return lengths
+    return torch.full_like(lengths, sum(step_lengths) / len(step_lengths))
+
+
 @dataclass(frozen=True)
 class Objective:
     """A registered loss and what data it needs from the trainer."""
@@ -68,6 +98,10 @@ class Objective:
     name: str
     uses_rejected: bool
     compute: Callable[..., LossTerms]
+
+    def check(self, cfg: Any) -> None:
+        """loss.nll_normalization: sequence or token."""
+        check_nll_normalization(cfg.loss.nll_normalization)
 
 
 LOSSES: Registry[Objective] = Registry("loss")

@@ -19,8 +19,8 @@ from hydra import compose, initialize_config_dir
 
 import irpo
 from irpo.config import register_configs, temperature_for, validate
-from irpo.models.tokens import render_prompt
 from irpo.models.loading import load_tokenizer
+from irpo.models.tokens import render_prompt
 from irpo.sampling import SamplingRequest, build_sampler, sample_all
 from irpo.seed_model import prepare_seed_model
 from irpo.seeds import sampling_seed

@@ -53,8 +53,8 @@ def compose(*overrides: str):
 
 def model_and_prompts(model: str, num_prompts: int, shared: Path) -> tuple[object, str, list[str]]:
     """(config, M0's directory, prompts rendered as the loop renders them)."""
-    from irpo.models.tokens import render_prompt
     from irpo.models.loading import load_tokenizer
+    from irpo.models.tokens import render_prompt
     from irpo.seed_model import prepare_seed_model
     from irpo.tasks import build_task
 

@@ -75,9 +75,9 @@ def tiny_model_and_pairs(count: int) -> tuple[str, list[dict]]:
 
 
 def smollm2_model_and_pairs(count: int) -> tuple[str, list[dict]]:
-    from irpo.models.tokens import render_prompt
     from irpo.models.gguf import import_gguf
     from irpo.models.loading import load_tokenizer
+    from irpo.models.tokens import render_prompt
     from irpo.tasks.gsm8k import GSM8KTask, GSM8KTaskConfig
 
     shared = os.environ.get("IRPO_SHARED_DIR")

@@ -79,3 +79,35 @@ def arithmetic_pairs(count: int, seed: int = 0) -> list[dict]:
             }
         )
     return pairs
+
+
+@pytest.fixture(scope="module")
+def task_pairs(tmp_path_factory) -> list[dict]:
+    """Real pairs of the embedded task: the gold solution against another question's, so responses and
+    prompts differ in length and a micro-batch packs several pairs into a row."""
+    import itertools
+
+    from irpo.tasks import build_task
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=[f"run_dir={tmp_path_factory.mktemp('run')}"])
+    task = build_task(cfg.task)
+    examples = task.load_splits().train[:9]
+    return [
+        {"prompt": task.prompt(e), "chosen": e.gold_solution, "rejected": other.gold_solution}
+        for e, other in itertools.pairwise(examples)
+    ]
+
+
+def with_lora_and_checkpointing(model, std: float = 0.05):
+    """The model with gradient checkpointing and rank-4 LoRA adapters whose B is drawn (not 0), in train mode."""
+    from irpo.config import LoraConfig
+    from irpo.training import lora
+
+    model.gradient_checkpointing_enable()
+    model = lora.wrap(model, LoraConfig(rank=4, alpha=8.0), seed=0, gradient_checkpointing=True)
+    model.train()
+    for name, p in model.named_parameters():  # B = 0 at the start; make the adapters do something
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=std, generator=torch.Generator().manual_seed(1))
+    return model

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from irpo.loss import LOSSES, compute_loss, dpo_nll_loss, sft_loss
+from irpo.loss import LOSSES, compute_loss, dpo_nll_loss, nll_lengths, sft_loss
 
 POLICY_CHOSEN = torch.tensor([-1.0, -2.0])
 POLICY_REJECTED = torch.tensor([-3.0, -1.0])
@@ -98,3 +98,28 @@ def test_compute_loss_hands_dpo_nll_each_argument_in_its_place():
     assert_close(terms.rejected_reward, torch.tensor([-0.5]))
     assert_close(terms.nll, torch.tensor([0.25]))
     assert_close(terms.loss, torch.tensor([math.log(1 + math.exp(-2)) + 0.5]))
+
+
+def test_token_normalisation_divides_by_the_steps_mean_winner_length():
+    """A step of 3 pairs with |w| = 2, 4, 6 in micro-batches of 2 and 1: token normalisation divides every pair's
+    NLL by 12 / 3 = 4, so the mean over the step's pairs is (6 + 6 + 6) / 12 whatever the split."""
+    step = [2, 4, 6]
+    assert_close(nll_lengths(torch.tensor([2.0, 4.0]), step, "sequence"), torch.tensor([2.0, 4.0]))
+    assert_close(nll_lengths(torch.tensor([2.0, 4.0]), step, "token"), torch.tensor([4.0, 4.0]))
+    assert_close(nll_lengths(torch.tensor([6.0]), step, "token"), torch.tensor([4.0]))
+    nll = torch.cat(
+        [
+            sft_loss(torch.tensor([-6.0, -6.0]), nll_lengths(torch.tensor([2.0, 4.0]), step, "token")).nll,
+            sft_loss(torch.tensor([-6.0]), nll_lengths(torch.tensor([6.0]), step, "token")).nll,
+        ]
+    )
+    assert_close(nll.mean(), torch.tensor(18.0 / 12))
+    with pytest.raises(ValueError, match="loss.nll_normalization must be one of sequence, token"):
+        nll_lengths(LENGTHS, step, "tokens")
+
+
+def test_an_unknown_nll_normalization_fails_at_config_time(make_config):
+    from irpo.config import validate
+
+    with pytest.raises(ValueError, match=r"loss.nll_normalization must be one of sequence, token \(.*\), not .mean."):
+        validate(make_config("loss.nll_normalization=mean"))

@@ -3,39 +3,19 @@ reference log-probs and gradients as the padded path (trainer.packing=padded).""
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 import torch
+from conftest import with_lora_and_checkpointing
 from omegaconf import OmegaConf
 
-from irpo.config import LoraConfig, LossConfig, validate
+from irpo.config import LossConfig, validate
 from irpo.models.loading import load_model, load_tokenizer
 from irpo.models.tokens import encode
-from irpo.tasks import build_task
-from irpo.training import lora
 from irpo.training.logps import encode_pairs, reference_logps
 from irpo.training.packing import Group, pack, response_logps
 from irpo.training.step import micro_batch_loss
 
 TOLERANCE = {"atol": 1e-5, "rtol": 1.3e-6}  # rtol: float32 sums of ~100 token log-probs in another order
-
-
-@pytest.fixture(scope="module")
-def task_pairs(tmp_path_factory) -> list[dict]:
-    """Real pairs of the embedded task: the gold solution against another question's, so responses and
-    prompts differ in length and a micro-batch packs several pairs into a row."""
-    from conftest import CONF_DIR
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=[f"run_dir={tmp_path_factory.mktemp('run')}"])
-    task = build_task(cfg.task)
-    examples = task.load_splits().train[:9]
-    return [
-        {"prompt": task.prompt(e), "chosen": e.gold_solution, "rejected": other.gold_solution}
-        for e, other in itertools.pairwise(examples)
-    ]
 
 
 def run_both_paths(model_dir, pairs, loss_name: str, prepare=lambda model: model):
@@ -84,16 +64,7 @@ def test_sft_loss_and_monitored_rejected_log_probs_match_the_padded_path(untrain
 
 
 def test_lora_with_gradient_checkpointing_matches_the_padded_path(untrained_tiny, task_pairs):
-    def adapted(model):
-        model.gradient_checkpointing_enable()
-        model = lora.wrap(model, LoraConfig(rank=4, alpha=8.0), seed=0, gradient_checkpointing=True)
-        model.train()
-        for name, p in model.named_parameters():  # B = 0 at the start; make the adapters do something
-            if "lora_B" in name:
-                torch.nn.init.normal_(p, std=0.05, generator=torch.Generator().manual_seed(1))
-        return model
-
-    padded, packed = run_both_paths(untrained_tiny, task_pairs[:4], "dpo_nll", adapted)
+    padded, packed = run_both_paths(untrained_tiny, task_pairs[:4], "dpo_nll", with_lora_and_checkpointing)
     assert_same(padded, packed)
     assert all("lora_" in name for name in packed[4])
 

@@ -44,7 +44,13 @@ def test_sweep_dir_names_and_resume_checks_agree_on_every_key():
     # names the job's dir) but not its finished work (so a resumed run may change it).
     disagree = {key for key in keys if resumable(key) != (key in excluded)}
     assert disagree == set(tagged_keys(RESUME_MAY_CHANGE))
-    assert disagree == {"iterations", "sampler.hf.batch_size", "sampler.hf.device", "trainer.torch.device"}
+    assert disagree == {
+        "iterations",
+        "sampler.hf.batch_size",
+        "sampler.hf.device",
+        "trainer.torch.device",
+        "trainer.logprob_chunk_size",
+    }
 
 
 def test_the_keys_the_two_lists_disagreed_on_are_now_runtime_only_in_both():

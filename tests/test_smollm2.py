@@ -11,6 +11,7 @@ model generates ~10 tokens/s per sequence on a 2-core CPU.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import re
 import sys
@@ -35,10 +36,10 @@ from irpo.config import (
 )
 from irpo.files import read_json, read_jsonl
 from irpo.loop import run
-from irpo.models.tokens import render_prompt
 from irpo.models.gguf import check_gguf_source, file_sha256, import_gguf, resolve_gguf_file
 from irpo.models.loading import check_seed_source, load_model, load_tokenizer
 from irpo.models.packaged_file import FETCHABLE
+from irpo.models.tokens import render_prompt
 from irpo.rundir import RunDir
 from irpo.sampling import SamplingRequest, build_sampler, sample_all
 from irpo.sampling.hf import HFSampler
@@ -261,6 +262,58 @@ def test_one_deepspeed_step_on_two_ranks_matches_the_torch_trainer(smollm2_dir, 
     # The gathered ZeRO-3 weights are an ordinary directory that loads and moved from M0.
     moved = load_model(tmp_path / "deepspeed").model.layers[0].mlp.down_proj.weight
     assert not torch.equal(moved, load_model(smollm2_dir).model.layers[0].mlp.down_proj.weight)
+
+
+def gsm8k_shaped_pairs(model_dir: Path, shared_dir: Path, count: int) -> list[dict]:
+    """Real GSM8K questions in the chat template, the gold solution against another question's."""
+    task = GSM8KTask(GSM8KTaskConfig(data_dir=str(shared_dir / "datasets/gsm8k"), max_train=count + 1))
+    tokenizer = load_tokenizer(model_dir)
+    examples = task.load_splits().train
+    return [
+        {
+            "prompt": render_prompt(task, e, tokenizer, use_chat_template=True),
+            "chosen": e.gold_solution,
+            "rejected": other.gold_solution,
+        }
+        for e, other in itertools.pairwise(examples)
+    ]
+
+
+@needs_smol
+@pytest.mark.shared_data
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "loss_name, packing, lora_and_checkpointing",
+    [
+        ("dpo_nll", "shared_prompt", False),
+        ("dpo_nll", "padded", False),
+        ("sft", "shared_prompt", False),
+        ("sft", "padded", False),
+        ("dpo_nll", "shared_prompt", True),
+        ("dpo_nll", "padded", True),
+    ],
+)
+def test_chunked_log_probs_equal_the_full_logits_on_a_49k_vocabulary(
+    smollm2_dir, shared_dir, loss_name, packing, lora_and_checkpointing
+):
+    """trainer.logprob_chunk_size in float32 on GSM8K-shaped pairs: reference log-probs, losses and logged sums as
+    from the full logits within 1e-5 relative, and every gradient (the tied embedding's included) within 5e-4 of
+    its tensor's largest entry. A token's log-prob moves by about one float32 step of its logsumexp (~2e-6 at ~30:
+    the softmax's sum over 49k entries is added in another order), a sequence's summed log-prob by up to ~3e-4,
+    and that noise, through 30 layers of backward, moves a gradient by up to ~2e-4 of its largest entry (the full
+    logits' own two packings: 3e-5 in a log-prob sum, 3e-5 of a gradient's largest entry; measured, see
+    docs/performance_memory.md). The math is the same: on the tiny model the comparison holds within 1e-5
+    absolute (tests/test_logprobs.py)."""
+    from conftest import with_lora_and_checkpointing
+    from test_logprobs import assert_same, run_paths
+
+    def prepare(model):
+        return with_lora_and_checkpointing(model, std=0.01) if lora_and_checkpointing else model
+
+    pairs = gsm8k_shaped_pairs(smollm2_dir, shared_dir, 2)
+    full, chunked = run_paths(smollm2_dir, pairs, loss_name, packing, 128, prepare)
+    assert_same(full, chunked, {"atol": 1e-5, "rtol": 1e-5}, gradient_scale=5e-4)
+    assert len(chunked[3]) > 0
 
 
 @needs_smol

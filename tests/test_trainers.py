@@ -109,6 +109,39 @@ def test_gradient_checkpointing_changes_memory_not_results(untrained_tiny, tmp_p
         assert checkpointed["grad_norm"] == pytest.approx(plain["grad_norm"], rel=1e-4)
 
 
+def uneven_pairs() -> list[dict]:
+    """8 arithmetic pairs whose chosen responses run from ~30 to ~120 tokens, so the two NLL normalizations differ."""
+    return [{**p, "chosen": p["chosen"] + " ok" * (4 * i)} for i, p in enumerate(arithmetic_pairs(8))]
+
+
+def train_one_step(model_dir, out, normalization: str, **trainer):
+    """(train_summary.json, the step's log row, the saved weights) of one step of 8 pairs."""
+    cfg = trainer_cfg(**{"batch_size": 8, "max_steps": 1, **trainer})
+    build = build_trainer(cfg, OmegaConf.structured(ModelConfig(name="tiny")), OmegaConf.structured(ClusterConfig()))
+    loss = OmegaConf.structured(LossConfig(nll_normalization=normalization))
+    summary = build.train(model_dir, uneven_pairs(), out, loss, seed=2)
+    return summary, json.loads((out / "train_log.jsonl").read_text()), load_file(out / "model.safetensors")
+
+
+@pytest.mark.parametrize("normalization", ["sequence", "token"])
+def test_a_steps_update_does_not_depend_on_the_micro_batch_under_either_nll_normalization(
+    untrained_tiny, tmp_path, normalization
+):
+    runs = {m: train_one_step(untrained_tiny, tmp_path / str(m), normalization, micro_batch_size=m) for m in (8, 2)}
+    (summary, row, weights), (_, split_row, split_weights) = runs[8], runs[2]
+    assert summary["nll_normalization"] == normalization
+    for key in ("loss", "nll", "chosen_logps", "grad_norm"):
+        assert split_row[key] == pytest.approx(row[key], rel=1e-5), key
+    for key in weights:  # AdamW's first step moves a weight by ~lr whatever its gradient's size: 1% of lr
+        torch.testing.assert_close(split_weights[key], weights[key], atol=1e-5, rtol=1e-4)
+    tokenizer = load_tokenizer(untrained_tiny)
+    lengths = [len(tokenizer(p["chosen"], add_special_tokens=False)["input_ids"]) + 1 for p in uneven_pairs()]
+    if normalization == "token":  # the step's chosen NLL summed, over all its chosen tokens
+        assert row["nll"] == pytest.approx(-row["chosen_logps"] * 8 / sum(lengths), rel=1e-5)
+    else:
+        assert row["nll"] != pytest.approx(-row["chosen_logps"] * 8 / sum(lengths), rel=1e-3)  # 0.6% apart here
+
+
 needs_deepspeed = pytest.mark.skipif(
     importlib.util.find_spec("deepspeed") is None, reason="deepspeed is not installed (pip install -e '.[deepspeed]')"
 )
@@ -120,7 +153,9 @@ needs_deepspeed = pytest.mark.skipif(
 @pytest.mark.parametrize("zero_stage", [2, 3])
 def test_two_rank_deepspeed_matches_torch_trainer(untrained_tiny, tmp_path, zero_stage, lora_rank):
     """Full fine-tuning, and LoRA (trainer.lora.rank=4: the ranks train and save adapters, the launcher
-    merges them into the weights) under the same tolerances."""
+    merges them into the weights) under the same tolerances. The ranks take log-probs in chunks of 16 positions
+    (the output weight gathered by ZeRO-3 inside the layer's forward and backward), the torch trainer from the
+    full logits."""
     if lora_rank:
         pytest.importorskip("peft", reason="peft is not installed (pip install -e '.[lora]')")
     pairs = arithmetic_pairs(48)
@@ -131,6 +166,7 @@ def test_two_rank_deepspeed_matches_torch_trainer(untrained_tiny, tmp_path, zero
     for name in ("torch", "deepspeed"):
         cfg = trainer_cfg(
             name=name,
+            logprob_chunk_size=16 if name == "deepspeed" else 0,  # chunked under ZeRO against full logits
             num_processes=2,
             zero_stage=zero_stage,
             epochs=1.0,
@@ -258,3 +294,26 @@ def test_the_retrain_reuses_the_selection_runs_reference_log_probs(untrained_tin
     other = reusing.reference(model, padded, tokenizer.pad_token_id, "cpu", None, untrained_tiny, "t")
     assert torch.allclose(other["chosen"], fresh["chosen"], atol=1e-5)
     assert len(reusing.reference_memo[1]) == 24 and reusing.reference_memo[0][1] == "padded"
+
+
+@needs_deepspeed
+@pytest.mark.distributed
+@pytest.mark.parametrize("normalization", ["sequence", "token"])
+def test_two_ranks_take_the_torch_trainers_step_under_either_nll_normalization(untrained_tiny, tmp_path, normalization):
+    """One step of 8 pairs: the torch trainer in one micro-batch; two ZeRO-3 ranks of 4 pairs each, in micro-batches
+    of 2 (so 4 micro-batches of unequal chosen lengths), with chunked log-probs."""
+    _, row, weights = train_one_step(untrained_tiny, tmp_path / "torch", normalization, micro_batch_size=8)
+    _, ds_row, ds_weights = train_one_step(
+        untrained_tiny,
+        tmp_path / "ds",
+        normalization,
+        name="deepspeed",
+        num_processes=2,
+        zero_stage=3,
+        micro_batch_size=2,
+        logprob_chunk_size=16,
+    )
+    for key in ("loss", "nll", "dpo", "chosen_logps", "grad_norm"):
+        assert ds_row[key] == pytest.approx(row[key], rel=1e-4, abs=1e-6), key
+    for key in weights:
+        torch.testing.assert_close(ds_weights[key], weights[key], atol=1e-5, rtol=1e-4)

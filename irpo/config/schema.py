@@ -89,6 +89,12 @@ class LossConfig:
         1.0, help="Weight of the length-normalised NLL term on the winner (the paper's 1); 0 is standard DPO."
     )
     beta: float = setting(0.1, help="DPO's temperature (the paper's 0.1).")
+    nll_normalization: str = setting(
+        "sequence",
+        help="What the NLL term is divided by: sequence = each winner's own length, -log pi(w|x)/|w| averaged over "
+        "the step's pairs (the paper's); token = all winner tokens of the optimizer step, sum -log pi(w|x) / sum |w| "
+        "(TRL's and Liger Kernel's). Neither changes with the micro-batch size or the number of ranks.",
+    )
 
 
 @dataclass
@@ -279,6 +285,14 @@ class TrainerConfig:
         help="How forward passes lay out a micro-batch (irpo/training/packing.py): shared_prompt = each pair's "
         "prompt once, then its chosen and rejected responses under a block attention mask, packed without "
         "padding; padded = each sequence in its own right-padded row. Same losses and gradients.",
+    )
+    logprob_chunk_size: int = setting(
+        1024,
+        resume_may_change=True,
+        help="Response positions whose output-layer logits exist at once (irpo/training/logprobs.py): the log-probs "
+        "are taken a chunk at a time and the chunk's logits recomputed in backward, so the [positions x vocabulary] "
+        "matrix never exists whole (docs/performance.md); 0 = the full logits (the plain path). Same values to "
+        "float rounding.",
     )
     save_every: int = setting(
         250,

@@ -12,6 +12,7 @@ from irpo.sampling import SAMPLERS
 from irpo.tasks import task_config
 from irpo.tracking import TRACKERS
 from irpo.training import TRAINERS, lora
+from irpo.training.logprobs import check_chunking
 from irpo.training.optim import check_lr_schedule
 from irpo.training.packing import check_packing
 
@@ -81,3 +82,4 @@ def _check_trainer(cfg: DictConfig) -> None:
         lora.check_target_modules_of(cfg.model, trainer.lora)
     check_lr_schedule(trainer.lr_schedule)  # fails here, not after a generation stage
     check_packing(trainer.packing)
+    check_chunking(trainer)

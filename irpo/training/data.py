@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from irpo.models.tokens import EncodedSequence
+from irpo.training import logprobs
 
 
 def collate(sequences: list[EncodedSequence], pad_id: int) -> dict[str, torch.Tensor]:
@@ -21,8 +22,17 @@ def collate(sequences: list[EncodedSequence], pad_id: int) -> dict[str, torch.Te
     return {"input_ids": input_ids, "attention_mask": attention_mask, "response_mask": response_mask}
 
 
-def sequence_logps(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Sum of log πθ(y_i | x, y_<i) over response tokens, shape (B,). Prompt and padding are masked."""
+def sequence_logps(model, batch: dict[str, torch.Tensor], chunk_size: int = 0) -> torch.Tensor:
+    """Sum of log πθ(y_i | x, y_<i) over response tokens, shape (B,). Prompt and padding are masked.
+    chunk_size > 0: the output layer only at the positions that predict a response token, that many positions
+    at a time, without the full logits (irpo/training/logprobs.py); 0: full logits at every position."""
+    if chunk_size:
+        scored = batch["response_mask"][:, 1:]
+        row, col = scored.nonzero(as_tuple=True)
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        targets = batch["input_ids"][:, 1:][scored]
+        logps = logprobs.token_logps(model, inputs, row * batch["input_ids"].shape[1] + col, targets, chunk_size)
+        return torch.zeros(len(scored), dtype=torch.float32, device=logps.device).index_add(0, row, logps)
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
     targets = batch["input_ids"][:, 1:]
     token_logps = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)

@@ -49,7 +49,7 @@ def main(spec_path: str) -> None:
     torch.manual_seed(seed)
     tokenizer = load_tokenizer(spec["init_model_dir"])
     pairs = read_jsonl(Path(spec["pairs"]))
-    data = encode_pairs(tokenizer, pairs, loss_cfg.name, cfg.packing)
+    data = encode_pairs(tokenizer, pairs, loss_cfg.name, cfg.packing, cfg.logprob_chunk_size)
     steps = total_steps(cfg, len(pairs), spec["max_steps"])
     # Under ZeRO-3, HfDeepSpeedConfig (kept alive here) makes from_pretrained load each parameter into its shard.
     engine, schedule, parameters, keep_alive = start_engine(spec, cfg, ds_config, steps)  # noqa: RUF059

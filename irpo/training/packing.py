@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from irpo.models.tokens import EncodedSequence
+from irpo.training.logprobs import token_logps
 
 PACKINGS = ("shared_prompt", "padded")
 
@@ -161,29 +162,39 @@ def model_dtype(model) -> torch.dtype:
     return next(p.dtype for p in model.parameters() if p.is_floating_point())
 
 
-def response_logps(model, groups: list[Group], pad_id: int, device) -> torch.Tensor:
+def response_logps(model, groups: list[Group], pad_id: int, device, chunk_size: int = 0) -> torch.Tensor:
     """Summed log πθ(response | prompt) of every response of every group, in group order: shape (R,).
 
     One forward over the packed rows. The output layer and log-softmax run only at the positions that
-    predict a response token (transformers' boolean `logits_to_keep`), not at the prompt's or padding's.
+    predict a response token: `chunk_size` of them at a time without the full logits (irpo/training/logprobs.py),
+    or with chunk_size=0 all at once through transformers' boolean `logits_to_keep`.
     """
     batch = pack(groups, pad_id, model_dtype(model))
+    inputs = {
+        "input_ids": batch.input_ids.to(device),
+        "attention_mask": batch.attention_mask.to(device),
+        "position_ids": batch.position_ids.to(device),
+    }
+    if chunk_size:
+        rows = batch.source_row * batch.input_ids.shape[1] + batch.source_col
+        logps = token_logps(model, inputs, rows, batch.targets, chunk_size)
+    else:
+        logps = full_logits_logps(model, inputs, batch, device)
+    sums = torch.zeros(batch.num_responses, dtype=torch.float32, device=device)
+    return sums.index_add(0, batch.response_index.to(device), logps)
+
+
+def full_logits_logps(model, inputs: dict[str, torch.Tensor], batch: PackedBatch, device) -> torch.Tensor:
+    """Each response token's log-prob from the logits at the positions that predict one (boolean logits_to_keep)."""
     keep = torch.zeros(batch.input_ids.shape, dtype=torch.bool)
     keep[batch.source_row, batch.source_col] = True
     # the kept positions come back flattened in row-major order; a prompt's last one serves both responses
     kept_index = keep.flatten().cumsum(0) - 1
     source = kept_index[batch.source_row * keep.shape[1] + batch.source_col]
-    logits = model(
-        input_ids=batch.input_ids.to(device),
-        attention_mask=batch.attention_mask.to(device),
-        position_ids=batch.position_ids.to(device),
-        logits_to_keep=keep.to(device),
-    ).logits
+    logits = model(**inputs, logits_to_keep=keep.to(device)).logits
     if logits.dim() != 2:
         raise RuntimeError(
             f"{type(model).__name__} ignored a boolean logits_to_keep (returned logits of shape "
             f"{tuple(logits.shape)}); shared-prompt packing needs transformers >= 5: use trainer.packing=padded"
         )
-    token_logps = torch.log_softmax(logits.float(), dim=-1)[source.to(device), batch.targets.to(device)]
-    sums = torch.zeros(batch.num_responses, dtype=torch.float32, device=device)
-    return sums.index_add(0, batch.response_index.to(device), token_logps)
+    return torch.log_softmax(logits.float(), dim=-1)[source.to(device), batch.targets.to(device)]

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from irpo.files import append_jsonl
-from irpo.loss import compute_loss
+from irpo.loss import compute_loss, nll_lengths
 from irpo.models.precision import autocast
 from irpo.protocols import Scorer
 from irpo.training import lora
@@ -34,11 +34,18 @@ def check_trainable(pairs: list[dict], scorer: Scorer | None, cfg, desc: str) ->
         raise ValueError(f"{desc}: checkpoint selection (a scorer) needs trainer.eval_every > 0")
 
 
-def micro_batch_loss(model, idx: list[int], data: PairData, loss_cfg, pad_id: int, device):
+def micro_batch_loss(
+    model, idx: list[int], data: PairData, loss_cfg, pad_id: int, device, step: list[int] | None = None
+):
     """Per-pair losses of the pairs `idx` (shape (len(idx),), with grad), their summed log stats, and tokens
-    (the tokens of the sequences the loss reads, prompts counted once per sequence whatever the packing)."""
+    (the tokens of the sequences the loss reads, prompts counted once per sequence whatever the packing).
+    step: every pair of the optimizer step `idx` is part of (None: idx alone), for loss.nll_normalization=token."""
     chosen_logps, rejected_logps = policy_logps(model, idx, data, pad_id, device)
-    lengths = torch.tensor([data.chosen[i].response_length for i in idx], dtype=torch.float32, device=device)
+    lengths = nll_lengths(
+        torch.tensor([data.chosen[i].response_length for i in idx], dtype=torch.float32, device=device),
+        [data.chosen[i].response_length for i in (idx if step is None else step)],
+        loss_cfg.nll_normalization,
+    )
     reference = data.reference if data.uses_rejected else None
     terms = compute_loss(
         loss_cfg.name,
@@ -154,6 +161,7 @@ def one_step(model, data: PairData, step: int, batch: list[int], backend: StepBa
                 settings.loss,
                 settings.pad_id,
                 settings.device,
+                step=batch,
             )
         backend.backward(losses, len(batch))
         tokens += micro_tokens
@@ -179,8 +187,10 @@ def common_summary(cfg, loss_cfg, steps: int, num_pairs: int, seconds: float, in
         "loss": loss_cfg.name,
         "alpha": loss_cfg.alpha,
         "beta": loss_cfg.beta,
+        "nll_normalization": loss_cfg.nll_normalization,
         "lr": cfg.lr,
         "batch_size": cfg.batch_size,
+        "logprob_chunk_size": cfg.logprob_chunk_size,
         "trainer": cfg.name,
         "seconds": round(seconds, 2),
         "init_model": str(init_model_dir),

@@ -84,7 +84,7 @@ class TorchTrainer:
         torch.manual_seed(seed)
         tokenizer = load_tokenizer(init_model_dir)
         model = prepare_model(load_model(init_model_dir, self.model_cfg.dtype, str(device)), cfg, seed)
-        data = encode_pairs(tokenizer, pairs, loss_cfg.name, cfg.packing)
+        data = encode_pairs(tokenizer, pairs, loss_cfg.name, cfg.packing, cfg.logprob_chunk_size)
         steps = total_steps(cfg, len(pairs), max_steps)
         tmp_dir = work_dir(output_dir)
         identity = job_identity(init_model_dir, len(pairs), steps, seed, desc)
