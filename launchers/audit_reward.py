@@ -5,12 +5,14 @@
     python launchers/audit_reward.py score audit.jsonl
 
 `sample` composes the config as `python -m irpo <overrides>` would (the task, the model and its chat template), draws
-greedy and sampled answers to the first test questions from M0 (or from --model-dir, e.g. a run's last iteration),
-and writes one row per answer: the question, the gold answer, the completion as the loop keeps it, the answer the task
+greedy and sampled answers to the first test questions from M0 (or from --model-dir, e.g. a run's last iteration), and
+writes one row per answer: the question, the gold answer, the completion as the loop keeps it, the answer the task
 extracts and the reward. A person then reads each row and adds `"label": true` where the completion's final answer is
 right (the value it commits to as its answer matches the gold answer) and `false` where it is not, and may add a
-`"note"`. `score` recomputes every reward with the current answer checker and prints the confusion counts against the
-labels: false positives (rewarded, wrong) and false negatives (right, not rewarded), each listed.
+`"note"` and a `"form"`: requested (on the "Final answer:" line), other (committed some other way) or none. `score`
+recomputes every reward with the current answer checker and prints the confusion counts against the labels, by form:
+false positives (rewarded, wrong) and false negatives (right, not rewarded), each listed. tests/fixtures/reward_audit/
+holds the labelled answers of issue 23's audit.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -32,6 +35,7 @@ from irpo.seed_model import prepare_seed_model
 from irpo.tasks import build_task
 
 CONF_DIR = Path(irpo.__file__).resolve().parents[1] / "conf"
+FORMS = ["requested", "other", "none", "-"]  # how an answer was committed to ("-": the row does not say)
 
 
 def sample(args: argparse.Namespace, overrides: list[str]) -> None:
@@ -78,24 +82,30 @@ def sample(args: argparse.Namespace, overrides: list[str]) -> None:
 
 
 def score(args: argparse.Namespace, overrides: list[str]) -> None:
-    """Confusion counts of the current checker against the labels (the task of each row, as configured)."""
+    """Confusion counts of the current checker against the labels (the task of each row, as configured), by form."""
     register_configs()
     rows = [json.loads(line) for line in Path(args.labelled).read_text().splitlines() if line.strip()]
     unlabelled = [row["id"] for row in rows if not isinstance(row.get("label"), bool)]
     if unlabelled:
         sys.exit(f"{len(unlabelled)} rows have no true/false label, e.g. {unlabelled[:3]}")
     tasks = {}
-    counts = {"true positive": 0, "false positive": 0, "false negative": 0, "true negative": 0}
+    counts: dict[str, Counter[str]] = {}
     for row in rows:
         if row["task"] not in tasks:
             with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
                 tasks[row["task"]] = build_task(compose("config", overrides=[f"task={row['task']}", *overrides]).task)
         rewarded = reward_of(tasks[row["task"]], row)
-        kind = f"{'true' if rewarded == row['label'] else 'false'} {'positive' if rewarded else 'negative'}"
-        counts[kind] += 1
-        if kind.startswith("false"):
-            print(f"{kind}: {row['id']}: gold {row['gold_answer']!r}, answer line {row['extracted']!r}")
-    print(", ".join(f"{kind} {n}" for kind, n in counts.items()), f"({len(rows)} labelled answers)")
+        kind = f"{'T' if rewarded == row['label'] else 'F'}{'P' if rewarded else 'N'}"
+        form = row.get("form", "-")
+        counts.setdefault(form, Counter())[kind] += 1
+        if kind[0] == "F":
+            print(f"{kind} ({form}): {row['id']}: gold {row['gold_answer']!r}, answer line {row['extracted']!r}")
+    counts = {form: counts[form] for form in sorted(counts, key=FORMS.index)}
+    counts["all"] = sum(counts.values(), Counter())
+    print(f"{'form':<10} {'TP':>4} {'FP':>4} {'FN':>4} {'TN':>4} {'total':>6}")
+    for form, count in counts.items():
+        cells = " ".join(f"{count[kind]:>4}" for kind in ("TP", "FP", "FN", "TN"))
+        print(f"{form:<10} {cells} {count.total():>6}")
 
 
 def reward_of(task, row: dict) -> bool:
