@@ -482,6 +482,83 @@ def test_arc_accepts_the_ways_models_write_one_letter(answer_line):
     assert arc_answer(answer_line) == "A"
 
 
+# A first-person choice, and an explanation naming other options to rule them out (issue 23's audit).
+
+
+@pytest.mark.parametrize(
+    "answer_line",
+    [
+        "I choose A",
+        "I choose (A).",
+        "I'd choose A",
+        "I would choose (A)",
+        "I’ll go with (A)",
+        "I will pick option A",
+        "I select A",
+        "I opt for A",
+        "My answer is (A)",
+        "My final answer is A.",
+        "my choice is A",
+        "**I choose (A)**",
+        "I choose \\boxed{A}",
+        "(A) because (B) and (C) are not plants",
+        "(A). Options B, C and D are wrong.",
+        "(A); (B), (C) and (D) are incorrect.",
+        "(A) since (B) isn't a plant",
+        "(A). (C) is not the correct answer.",
+        "(A) because (D) is not correct",
+        "(A). Neither (B) nor (C) is a plant.",
+        "I choose (A) because (B) is not a plant",
+    ],
+)
+def test_arc_accepts_a_first_person_choice_and_an_explanation_that_rules_others_out(answer_line):
+    assert arc_answer(answer_line) == "A"
+
+
+@pytest.mark.parametrize(
+    "answer_line",
+    [
+        "I choose A or B",  # a first-person choice that doubts or names two
+        "I choose A and B",
+        "I choose A, maybe",
+        "I choose A?",
+        "I choose not A",
+        "I would choose A if it were green",
+        "(A) if it is green",  # a condition is a doubt (the old reader took it)
+        "(A) unless it is dark",
+        "I think I choose A",
+        "I'd say A",
+        "I guess A",
+        "I believe A",
+        "I choose (A). (B) is also right.",
+        "(A). (B) is also correct.",  # an explanation that endorses or offers another option
+        "(A). (B) is correct.",
+        "(A). (B) is correct, not (C).",
+        "(A) because (B) is right and (C) is not",
+        "(A). Not (B), which could also be right",
+        "(A). Or (B).",
+        "(A). Not (B) but (C).",
+        "(A). Not (B); (C).",
+        "(A). Not (B), (C).",
+        "(A). (B) is not the answer, (C) is.",
+        "(A). (B) is, (C) isn't.",
+        "(A). (B) is not wrong.",
+        "(A). (B) is not incorrect either.",
+        "(A) because (B) might be wrong",
+        "(A). Actually (B), since (A) is not a process.",
+        "(A). The answer is (B), not (C).",
+        "(A). (B)?",
+        "(A). (B) works too, not (C).",
+        "(A). I choose (B) since (C) is not",
+        "(A). Wait, (B); (C) is not.",
+        "(A). (B) if (C) is not",
+        "(A). (B) is a process, (C) is respiration.",  # names others without ruling them out
+    ],
+)
+def test_arc_rejects_a_choice_doubted_or_an_explanation_that_offers_another(answer_line):
+    assert arc_answer(answer_line) is None
+
+
 def test_arc_an_option_whose_text_names_letters():
     options = [("A", "the Sun"), ("B", "the Moon"), ("C", "A and B"), ("D", "neither")]
     example = Example(id="x", question="q", gold_answer="C", meta={"options": options})
