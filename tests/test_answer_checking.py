@@ -598,6 +598,17 @@ def math_reward(gold: str, completion: str) -> float:
         "the answer is 5",
         "Final answer: \\boxed{5} or \\boxed{6}",
         "Final answer: \\boxed{6} or \\boxed{5}",
+        # A remark after an unboxed answer never supplies it (math-verify reads a line's last value).
+        "Final answer: 4 (or 5)",
+        "Final answer: 4. 5",
+        "Final answer: 4 because 2 + 3 = 5",
+        "Final answer: 4 (2 + 3 = 5)",
+        "Final answer: $4$ (since 2 + 3 = 5)",
+        "Final answer: x = 4, so y = 5",
+        "Final answer: 5 (or 6)",  # and one that hedges leaves no answer
+        "Final answer: 5 (maybe)",
+        "Final answer: 5. Wait, it is 6.",
+        "Final answer: 5?",
     ],
 )
 def test_math_false_positives(completion):
@@ -615,10 +626,19 @@ def test_math_false_positives(completion):
         "Final answer: $\\boxed{5}$ (the count of pairs)",
         "so the answer is $\\boxed{5}$",
         "Final answer: 5.0",
+        "Final answer: 5 (the count of pairs)",  # a remark after an unboxed answer
+        "Final answer: 5. There are five pairs.",
+        "Final answer: 5 because 2 + 3 = 5",
+        "Final answer: $5$ (since 2 + 3 = 5)",
     ],
 )
 def test_math_forms_that_pass(completion):
     assert math_reward("5", completion) == 1.0
+
+
+def test_math_a_sentence_inside_text_is_part_of_the_answer():
+    assert math_reward("34\\text{ sq. units}", "Final answer: 34\\text{ sq. units}") == 1.0
+    assert MATH.extract_answer(Example("x", "q", "34"), "Final answer: 34\\text{ sq. units}") == "34\\text{ sq. units}"
 
 
 def test_math_majority_vote_groups_equivalent_answers():
