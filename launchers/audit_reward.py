@@ -100,7 +100,7 @@ def score(args: argparse.Namespace, overrides: list[str]) -> None:
         counts.setdefault(form, Counter())[kind] += 1
         if kind[0] == "F":
             print(f"{kind} ({form}): {row['id']}: gold {row['gold_answer']!r}, answer line {row['extracted']!r}")
-    counts = {form: counts[form] for form in sorted(counts, key=FORMS.index)}
+    counts = {form: counts[form] for form in sorted(counts, key=lambda f: [*FORMS, f].index(f))}  # unknown forms last
     counts["all"] = sum(counts.values(), Counter())
     print(f"{'form':<10} {'TP':>4} {'FP':>4} {'FN':>4} {'TN':>4} {'total':>6}")
     for form, count in counts.items():
