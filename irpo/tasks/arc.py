@@ -48,10 +48,12 @@ def letter_key(choices: list[dict[str, Any]], answer_key: str) -> str | None:
 
 
 # How models write one option letter: "(B)", "B", "b)", "[B]", "B." or "B: text", after an optional
-# "the answer is" / "option"; markdown and \boxed{} are taken off first.
+# "the answer is" / "option", or a first-person choice ("I choose", "I'll go with", "my answer is"; not
+# "I think", which doubts); markdown and \boxed{} are taken off first.
 _LEAD_IN = re.compile(
-    r"^(?:the\s+)?(?:correct\s+|final\s+|best\s+|right\s+)?(?:answer|option|choice|letter)"
-    r"(?:\s+is)?\s*[:\-]?\s*",
+    r"^(?:(?:i\s*(?:['’]ll|will|would|['’]d|am going to)?\s*(?:choose|pick|select|go\s+with|opt\s+for)|"
+    r"my\s+(?:final\s+)?(?:answer|choice|pick)\s+is)\s*[:\-]?\s*(?:the\s+)?(?:answer|option|choice|letter)?\s*|"
+    r"(?:the\s+)?(?:correct\s+|final\s+|best\s+|right\s+)?(?:answer|option|choice|letter)(?:\s+is)?\s*[:\-]?\s*)",
     re.IGNORECASE,
 )
 _WRAPPED_LETTER = re.compile(r"^[(\[{]\s*([A-Za-z])\s*[)\]}]")
@@ -68,7 +70,29 @@ _OTHER_BARE = re.compile(r"(?<![\w'])([A-Z])(?![\w'])(?!\s+[a-z])")
 _FIRST_CLAUSE = re.compile(r"\bbecause\b|\bsince\b|\bas\b|[.;:!]\s")
 _DOUBT = re.compile(
     r"\?|\b(?:wrong|incorrect|not|no|false|maybe|perhaps|possibly|probably|unsure|guess|unlikely|"
-    r"or|wait)\b|n't\b",
+    r"or|wait|if|unless)\b|n't\b",
+    re.IGNORECASE,
+)
+# After that first clause, an explanation may name other options only to rule them out ("(B) because (A) and
+# (C) are not processes", "(B). Options A, C and D are wrong"): each one named is negated before the next
+# (or in a list, "A, C and D are wrong", or right after a negation, "neither (A) nor (C)"), and nothing is
+# endorsed or offered ("(C) is also right", "or (C)", "but (C)"; "not correct" rules out, "not wrong" endorses).
+_RULES_OUT = re.compile(
+    r"\b(?:not|no|never|neither|nor|none|wrong|incorrect|false|cannot|unrelated|irrelevant|eliminat\w*|"
+    r"exclud\w*|rules? out|ruled out)\b|n't\b",
+    re.IGNORECASE,
+)
+_LIST_JOINER = re.compile(r"[\s,()\[\]{}]*(?:(?:and|nor|&)[\s,()\[\]{}]*)?", re.IGNORECASE)  # "A, C and D"
+_RULED_OUT_NEXT = re.compile(r"\b(?:not|nor|neither|never|except)\s*[(\[{]?\s*$", re.IGNORECASE)  # "nor (C)"
+_NEGATED_ENDORSEMENT = re.compile(
+    r"(?:\bnot|n't|\bnever)\s+(?:(?:the|a|an)\s+)?(?:correct|right|true|best|valid|possible|likely)\b"
+    r"(?:\s+(?:answer|option|choice))?|(?:\bnot|n't)\s+(?:the\s+)?answer\b",
+    re.IGNORECASE,
+)
+_ENDORSES = re.compile(
+    r"\?|\b(?:correct|right|true|answer|best|valid|possible|plausible|likely|works?|fits?|also|too|either|or|"
+    r"could|might|may|maybe|perhaps|possibly|probably|instead|actually|rather|wait|alternatively|otherwise|"
+    r"but|however|though|although|choose|pick|select|if|unless)\b|(?:\bnot|n't)\s+(?:in\w+|wrong|false)\b",
     re.IGNORECASE,
 )
 
@@ -87,8 +111,9 @@ def _words(text: str) -> str:
 def read_letter(answer: str, options: list[tuple[str, str]]) -> str | None:
     """The one option letter an answer names (upper case), or None when it names none or several.
 
-    Several: another option letter in letter form after the first ("A or B", "(A), (C)"), or a first
-    letter followed by another option's text ("(B) photosynthesis" where (C) is photosynthesis).
+    Several: another option letter in letter form after the first ("A or B", "(A), (C)"), unless an
+    explanation after it names the others only to rule them out ("(A) because (B) and (C) are not plants"),
+    or a first letter followed by another option's text ("(B) photosynthesis" where (C) is photosynthesis).
     """
     text = _LEAD_IN.sub("", _plain(answer), count=1)
     match = _WRAPPED_LETTER.match(text) or _BARE_LETTER.match(text)
@@ -98,15 +123,39 @@ def read_letter(answer: str, options: list[tuple[str, str]]) -> str | None:
     stated, texts = _words(tail), dict(options)
     if stated and stated == _words(texts.get(letter, "")):  # "(C) A and B": the option's own text
         return letter
-    if _DOUBT.search(_FIRST_CLAUSE.split(tail, maxsplit=1)[0]):
+    first_clause, *explanation = _FIRST_CLAUSE.split(tail, maxsplit=1)
+    if _DOUBT.search(first_clause):
         return None
-    labels = set(texts)
-    others = {m.upper() for m in _OTHER_WRAPPED.findall(tail)} | set(_OTHER_BARE.findall(tail))
-    if (others & labels) - {letter}:
+    if _other_letters(first_clause, texts, letter):
+        return None
+    if explanation and not _rules_out_others(explanation[0], texts, letter):
         return None
     if stated and any(stated == _words(option) for label, option in options if label != letter):
         return None
     return letter
+
+
+def _other_letters(text: str, options: dict[str, str], letter: str) -> list[re.Match[str]]:
+    """Where text names an option letter other than `letter` in letter form ("(C)" or "C"), in order."""
+    named = {m.start(1): m for m in [*_OTHER_WRAPPED.finditer(text), *_OTHER_BARE.finditer(text)]}
+    return [m for _, m in sorted(named.items()) if m.group(1).upper() in set(options) - {letter}]
+
+
+def _rules_out_others(explanation: str, options: dict[str, str], letter: str) -> bool:
+    """Whether an explanation names other options, if at all, only to rule them out (see _RULES_OUT)."""
+    if not _other_letters(explanation, options, letter):
+        return True
+    if _ENDORSES.search(_NEGATED_ENDORSEMENT.sub(" ", explanation)):
+        return False
+    for sentence in re.split(r"[.;:!](?:\s+|$)", explanation):
+        named = _other_letters(sentence, options, letter)
+        for i, this in enumerate(named):
+            following = named[i + 1] if i + 1 < len(named) else None
+            after = sentence[this.end(1) : following.start(1) if following else len(sentence)]
+            listed = following is not None and _LIST_JOINER.fullmatch(after)
+            if not (listed or _RULES_OUT.search(after) or _RULED_OUT_NEXT.search(sentence[: this.start(1)])):
+                return False
+    return True
 
 
 class ARCTask(Task):

@@ -114,6 +114,36 @@ def last_boxed(text: str) -> str | None:
     return boxed[-1] if boxed else None
 
 
+# A remark after an answer written without a box ("5 (the count of pairs)", "5. There are ...", "5 because
+# ..."): the answer is what comes before it. math-verify reads the last value of a line, so without this
+# "4 (or 5)", "4. 5" and "4 because 2 + 3 = 5" would all state 5. A remark that hedges, concludes again ("x = 4,
+# so y = 5") or is a second bare answer ("4. 5") leaves no answer.
+_REMARK = re.compile(
+    r"\s+\((?=[^()]*(?:=|(?<![\\A-Za-z])[A-Za-z]{2}))|\.\s+|,?\s+(?:because|since|as|so|therefore|thus|hence)\b"
+)
+_REMARK_DOUBT = re.compile(
+    r"\?|≈|\\approx|\b(?:or|maybe|perhaps|probably|possibly|about|approximately|roughly|nearly|around|not|wrong|"
+    r"incorrect|wait|actually|instead|rather|unsure|guess|think|if|unless|also|alternatively|otherwise|could|"
+    r"might|so|therefore|thus|hence|answer|result|final|total|equals?)\b|n't\b",
+    re.IGNORECASE,
+)
+
+
+def answer_before_remark(line: str) -> str | None:
+    """An unboxed answer line without the remark after its answer (see _REMARK), or None if the remark doubts it."""
+    if "?" in line:
+        return None
+    masked = re.sub(r"\\(?:text|mbox)\s*\{[^{}]*\}", lambda m: "_" * len(m.group()), line)  # "34\text{ sq. units}"
+    remark = _REMARK.search(masked)
+    if remark is None:
+        return line
+    if _REMARK_DOUBT.search(masked[remark.start() :]):
+        return None
+    if remark.group().strip() == "." and not re.match(r"[A-Za-z]", line[remark.end() :]):
+        return None  # "4. 5": a second answer, not a sentence
+    return line[: remark.start()]
+
+
 def normalize(answer: str) -> str:
     """A string form for the fallback comparison and for majority-vote keys."""
     text = answer.strip().strip("$").strip()
@@ -236,7 +266,8 @@ class MATHTask(Task):
     def extract_answer(self, example: Example, completion: str) -> str | None:
         final = extract_after_final_answer(completion)
         if final is not None and "\\boxed" not in final:
-            return final.strip().rstrip(".").strip().strip("$").strip().rstrip(".").strip() or None
+            answer = answer_before_remark(final.strip().rstrip(".").strip())
+            return (answer or "").strip().strip("$").strip().rstrip(".").strip() or None
         if final is not None and len({normalize(b) for b in all_boxed(final)}) > 1:
             return None  # "\boxed{5} or \boxed{6}" names no one answer
         # A \boxed{...} may run past the answer line's end; read it from the whole completion.
