@@ -13,7 +13,9 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -223,6 +225,29 @@ def test_gsm8k_with_smollm2_runs_every_stage(smollm2_dir, shared_dir, make_confi
 
 
 @needs_smol
+@needs_smol
+@pytest.mark.slow
+def test_the_smollm2_table_preset_runs_every_row_at_smoke_sizes(smollm2_dir, model_cache, tmp_path):
+    """experiment=smollm2_arithmetic_smoke, as CI runs it: a 2-step seed SFT makes M0 (cached for every job), then
+    every row of the small Table 1 (zero-shot before and after it, SFT on gold, STaR and DPO on D0, Iterative RPO);
+    the sweep's report tests each row against Iterative RPO."""
+    sweep = tmp_path / "seed0"
+    command = [sys.executable, "-m", "irpo", "experiment=smollm2_arithmetic_smoke", f"hydra.sweep.dir={sweep}"]
+    env = {**os.environ, "IRPO_CACHE": str(model_cache)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    methods = ["zero_shot_pretrained", "zero_shot", "sft_gold", "irpo", "star", "dpo"]
+    assert sorted(p.name for p in sweep.iterdir() if (p / "config.yaml").exists()) == sorted(methods)
+    pretrained = read_json(sweep / "zero_shot_pretrained/iter_0/metrics.json")["model"]
+    m0 = read_json(sweep / "zero_shot/iter_0/metrics.json")["model"]
+    assert Path(pretrained) == smollm2_dir and Path(m0).name.startswith("sft-smollm2_135m_instruct-arithmetic-")
+    assert read_json(Path(m0) / "train_summary.json")["steps"] == 2  # the seed SFT
+    assert read_json(sweep / "irpo/iter_0/metrics.json")["model"] == m0  # every row starts from that M0
+    assert (sweep / "star/iter_1/pairs.jsonl").read_bytes() == (sweep / "irpo/iter_1/pairs.jsonl").read_bytes()
+    report = (sweep / "report.md").read_text()
+    assert "Zero-shot CoT, the pretrained model before the seed SFT" in report and "## Paired tests" in report
+
+
 @pytest.mark.shared_data
 @pytest.mark.distributed
 @pytest.mark.slow
