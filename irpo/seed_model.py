@@ -32,7 +32,11 @@ def prepare_seed_model(cfg, task) -> str:
     check_seed_source(cfg.model)
     if cfg.model.gguf_file is not None or cfg.model.name_or_path is not None:
         pretrained = import_gguf(cfg.model.gguf_file) if cfg.model.gguf_file is not None else cfg.model.name_or_path
-        return seed_sft_model(cfg, task, pretrained) if cfg.model.seed_sft.steps > 0 else pretrained
+        return (
+            seed_sft_model(cfg, task, pretrained)
+            if cfg.model.seed_sft.steps > 0 and not cfg.skip_seed_sft
+            else pretrained
+        )
     seed_examples = task.seed_examples()
     if not seed_examples:
         raise ValueError(

@@ -90,6 +90,9 @@ def test_a_pretrained_model_becomes_m0_by_a_cached_seed_sft(shared_dir, make_con
     assert other != m0 and other.parent == m0.parent
     # Off (steps 0): M0 is the pretrained model as given.
     assert prepare_seed_model(make_config(*overrides[:2]), task) == f"{shared_dir}/models/stories260K"
+    # method=zero_shot_pretrained skips it even where the model's options (a preset's) set it.
+    skipped = make_config(*overrides, "method=zero_shot_pretrained")
+    assert prepare_seed_model(skipped, task) == f"{shared_dir}/models/stories260K"
 
 
 def test_the_seed_sft_is_for_pretrained_models(make_config):
@@ -99,3 +102,5 @@ def test_the_seed_sft_is_for_pretrained_models(make_config):
         validate(make_config("model.seed_sft.steps=2"))
     with pytest.raises(ValueError, match="model.seed_sft needs steps >= 0"):
         validate(make_config("model=stories260k", "model.seed_sft.batch_size=0"))
+    with pytest.raises(ValueError, match="skip_seed_sft .* needs a pretrained model"):
+        validate(make_config("method=zero_shot_pretrained"))

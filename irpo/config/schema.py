@@ -418,6 +418,11 @@ class Config:
         help="The model iteration 1 starts from: null = the seed model M0; a model dir; a run dir (its last "
         "finished iteration); or run:<name>, the run dir <name> beside this one.",
     )
+    skip_seed_sft: bool = setting(
+        False,
+        help="M0 is the pretrained model as published, without model.seed_sft: the zero_shot_pretrained row. A "
+        "method's key, so a preset that sets model.seed_sft cannot switch it back on.",
+    )
     iterations: int = setting(3, resume_may_change=True, help="T: iterations of Figure 1's loop.")
     seed: int = setting(
         0, seeding=True, help="Seeds sampling, training and evaluation (each stage derives its own: irpo/seeds.py)."

@@ -35,6 +35,11 @@ def validate(cfg: DictConfig) -> None:
         registry.check(name, cfg)
     check_seed_source(cfg.model)
     _check_seed_sft(cfg.model)
+    if cfg.skip_seed_sft and cfg.model.gguf_file is None and cfg.model.name_or_path is None:
+        raise ValueError(
+            "skip_seed_sft (method=zero_shot_pretrained) needs a pretrained model; the tiny model has no "
+            "published weights to evaluate"
+        )
     _check_trainer(cfg)
     if cfg.pairs.data_multiplier < 1 or cfg.pairs.pairs_per_prompt < 1:
         raise ValueError("pairs.pairs_per_prompt and pairs.data_multiplier must be >= 1")
