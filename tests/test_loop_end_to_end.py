@@ -19,7 +19,7 @@ def weights(model_dir):
 
 
 def test_default_pipeline_writes_every_artifact(make_config, tmp_path):
-    cfg = make_config(*SMOKE, "iterations=2")
+    cfg = make_config(*SMOKE, "iterations=2", "generation.temperatures=[0.8,1.0]")
     rows = run(cfg)
     root = tmp_path / "run"
     assert (root / "config.yaml").exists() and (root / "results.md").exists()
@@ -56,7 +56,8 @@ def test_default_pipeline_writes_every_artifact(make_config, tmp_path):
         for a, b in zip(weights(root / "iter_1/model").values(), weights(root / "iter_2/model").values(), strict=True)
     )
     # Temperature follows the per-iteration schedule.
-    assert read_jsonl(RunDir(root).iteration(2).generations)[0]["temperature"] == cfg.generation.temperatures[1]
+    temperatures = [read_jsonl(RunDir(root).iteration(t).generations)[0]["temperature"] for t in (1, 2)]
+    assert temperatures == [0.8, 1.0]
 
 
 def test_a_run_killed_after_generation_resumes_without_regenerating(make_config, tmp_path):
