@@ -1,6 +1,6 @@
 """The reward against hand labels of a real model's answers (issue 23's audit; tests/fixtures/reward_audit/README.md).
 
-Each row is one answer of SmolLM2-135M-Instruct (zero-shot, after a seed SFT or after one iteration of the loop),
+Each row is one answer of SmolLM2-135M-Instruct (zero-shot, after a seed SFT, after one or after three iterations),
 read by a person and labelled: `label` (its committed final answer equals the gold answer), `form` (requested: on
 the "Final answer:" line; other: committed some other way; none: no answer committed) and a `note`. The current
 checkers re-score every row: no wrong answer may be rewarded, and no right answer given on the answer line may go
