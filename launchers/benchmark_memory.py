@@ -12,6 +12,8 @@ Every arm runs in a child process of its own, one at a time, each repeat in a ro
   included); tokens/s counts the tokens of both sequences of each pair over the wall seconds of the steps after
   the warm-up. The parent polls each child's RSS and stops it above --max-rss-gb (the machine is shared),
   reporting the arm as stopped.
+  The path `chunked+released` is `chunked` with trainer.release_freed_memory=true (glibc's trim threshold fixed:
+  irpo/training/malloc.py); the other train arms leave glibc's thresholds dynamic, the trainer's default.
 - log-prob arms: the log-prob computation's own peak. The same micro-batch and loss through the same model with
   its decoder layers removed (embedding, final norm, output layer, log-probs, loss, backward), with gradient
   buffers allocated beforehand and glibc returning freed blocks at once (MALLOC_MMAP_THRESHOLD_), so the rise of
@@ -55,6 +57,8 @@ VOCAB152K = {
     "tie_word_embeddings": True,
 }
 PROMPT_TOKENS, RESPONSE_TOKENS = 256, 768  # vocab152k pairs: two 1k-token sequences
+# chunked, with trainer.release_freed_memory=true: glibc's trim threshold fixed (the other arms leave it dynamic)
+RELEASED = "chunked+released"
 
 
 # ---- the child: one arm ----
@@ -114,6 +118,10 @@ def train_arm(arm: dict) -> dict:
     from irpo.models.precision import autocast, autocast_dtype
     from irpo.training.step import micro_batch_loss
 
+    if arm["path"] == RELEASED:
+        from irpo.training.malloc import release_freed_memory
+
+        release_freed_memory()
     cpu = torch.device("cpu")
     mixed = autocast_dtype("auto", cpu)
     model, data, pad_id = load_arm_model(arm)
@@ -286,7 +294,8 @@ def arms_of(args) -> list[dict]:
                 arms.append(arm(model, "logprobs", path, chunk, micro_batch, False, args))
         for checkpointing in (True, False):
             for micro_batch in batches:
-                for path, chunk in (("full", 0), ("chunked", args.chunk_size), *([("liger", 0)] if args.liger else [])):
+                liger = [("liger", 0)] if args.liger else []
+                for path, chunk in (("full", 0), ("chunked", args.chunk_size), (RELEASED, args.chunk_size), *liger):
                     kind = "liger" if path == "liger" else "train"
                     arms.append(arm(model, kind, path, chunk, micro_batch, checkpointing, args))
     return arms

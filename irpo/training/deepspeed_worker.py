@@ -25,6 +25,7 @@ from irpo.training import lora
 from irpo.training.batches import step_batches, total_steps
 from irpo.training.deepspeed_trainer import deepspeed_config, use_bf16
 from irpo.training.logps import PairData, encode_pairs, reference_logps
+from irpo.training.malloc import release_freed_memory
 from irpo.training.optim import make_optimizer, prepare_model
 from irpo.training.resume import (
     ResumeError,
@@ -42,6 +43,8 @@ from irpo.training.workdir import TRAIN_LOG
 def main(spec_path: str) -> None:
     spec = read_json(Path(spec_path))
     cfg, loss_cfg = OmegaConf.create(spec["trainer"]), OmegaConf.create(spec["loss"])
+    if cfg.release_freed_memory:
+        release_freed_memory()
     device, bf16 = start_rank(cfg)
     rank, world = dist.get_rank(), dist.get_world_size()
     ds_config = deepspeed_config(cfg, world, bf16)

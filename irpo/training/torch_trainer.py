@@ -21,6 +21,7 @@ from irpo.protocols import Checkpoint, Scorer
 from irpo.training import lora
 from irpo.training.batches import step_batches, total_steps
 from irpo.training.logps import encode_pairs, reference_logps
+from irpo.training.malloc import release_freed_memory
 from irpo.training.optim import make_optimizer, prepare_model
 from irpo.training.resume import (
     due,
@@ -44,6 +45,8 @@ class TorchTrainer:
         self.model_cfg = model_cfg
         # Reference log-probs this trainer computed, per pair, for one reference model (see `reference`).
         self.reference_memo: tuple[tuple, dict[bytes, tuple[torch.Tensor, torch.Tensor]]] = ((), {})
+        if trainer_cfg.release_freed_memory:  # before the model's first allocations
+            release_freed_memory()
 
     @staticmethod
     def check(cfg) -> None:
