@@ -35,7 +35,7 @@ def validate(cfg: DictConfig) -> None:
         registry.check(name, cfg)
     check_seed_source(cfg.model)
     _check_seed_sft(cfg.model)
-    if cfg.skip_seed_sft and cfg.model.gguf_file is None and cfg.model.name_or_path is None:
+    if cfg.skip_seed_sft and not _is_pretrained(cfg.model):
         raise ValueError(
             "skip_seed_sft (method=zero_shot_pretrained) needs a pretrained model; the tiny model has no "
             "published weights to evaluate"
@@ -51,6 +51,11 @@ def validate(cfg: DictConfig) -> None:
         raise ValueError(f"sampler.shard_prompts must be >= 1, not {cfg.sampler.shard_prompts}")
 
 
+def _is_pretrained(model) -> bool:
+    """A pretrained model (a GGUF file or a hub id / directory), not the tiny model built here."""
+    return model.gguf_file is not None or model.name_or_path is not None
+
+
 def _check_seed_sft(model) -> None:
     sft = model.seed_sft
     if sft.steps < 0 or sft.batch_size < 1 or sft.lr <= 0 or sft.warmup_steps < 0:
@@ -58,7 +63,7 @@ def _check_seed_sft(model) -> None:
             "model.seed_sft needs steps >= 0, batch_size >= 1, lr > 0 and warmup_steps >= 0, not "
             f"steps={sft.steps}, batch_size={sft.batch_size}, lr={sft.lr}, warmup_steps={sft.warmup_steps}"
         )
-    if sft.steps and model.gguf_file is None and model.name_or_path is None:
+    if sft.steps and not _is_pretrained(model):
         raise ValueError(
             "model.seed_sft is a pretrained model's seed SFT; the tiny model's own is model.tiny.seed_sft_steps"
         )
