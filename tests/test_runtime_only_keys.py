@@ -75,15 +75,18 @@ def test_resume_accepts_runtime_only_changes_and_refuses_the_rest(make_config, t
         record_config(run_dir, make_config("loss.beta=0.5", "trainer.deepspeed.zero_stage=2"))
 
 
-def test_a_run_recorded_before_an_optional_key_existed_resumes_with_it_unset(make_config, tmp_path):
+def test_a_run_recorded_before_a_key_existed_resumes_with_it_at_its_default(make_config, tmp_path):
     run_dir = RunDir(tmp_path / "run").create()
     record_config(run_dir, make_config())
     recorded = OmegaConf.load(run_dir.config)
-    del recorded.pairs["max_pairs"]  # as an older release wrote it
+    del recorded.pairs["max_pairs"]  # as an older release wrote it: an optional key (default null)...
+    del recorded["skip_seed_sft"]  # ...and a flag (default false)
     OmegaConf.save(recorded, run_dir.config)
-    record_config(run_dir, make_config())  # null now, absent then: the same
+    record_config(run_dir, make_config())  # at the default now, absent then: the same
     with pytest.raises(ValueError, match=r"\(pairs.max_pairs changed\)"):
         record_config(run_dir, make_config("pairs.max_pairs=8"))
+    with pytest.raises(ValueError, match=r"\(skip_seed_sft changed\)"):
+        record_config(run_dir, make_config("skip_seed_sft=true"))
 
 
 @pytest.mark.slow

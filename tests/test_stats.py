@@ -345,6 +345,19 @@ def test_reruns_of_one_seed_are_flagged_and_groups_alike_in_every_shown_setting_
     ]
 
 
+def test_a_run_recorded_before_a_key_existed_repeats_the_experiment_at_that_keys_default(tmp_path):
+    sweep = tmp_path / "sweep"
+    write_run(sweep / "old", "irpo", {0: M0, 1: M1}, seed=0)  # no skip_seed_sft: recorded before it existed
+    write_run(sweep / "new", "irpo", {0: M0, 1: MID}, seed=1, extra={"skip_seed_sft": False})
+    for seed in (2, 3):
+        write_run(sweep / f"other{seed}", "irpo", {0: M0, 1: M0}, seed=seed, extra={"skip_seed_sft": True})
+    rows = build_report(sweep, quiet=True)["across_seeds"]
+    assert [(row["method"], row["seeds"]) for row in rows if row["iteration"] == 1] == [
+        ("Iterative RPO [skip_seed_sft=False]", "0 1"),
+        ("Iterative RPO [skip_seed_sft=True]", "2 3"),
+    ]
+
+
 def test_orderings_are_summed_up_over_the_sweeps_of_several_seeds(tmp_path):
     """One sweep a seed (irpo and star, as experiment=smollm2_arithmetic seed=S writes them): each comparison is
     tested per seed, then its differences averaged and its discordant questions pooled over the seeds."""

@@ -76,10 +76,19 @@ def flat_config(config: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): config} if prefix else {}
 
 
+def with_defaults(flat: dict[str, Any]) -> dict[str, Any]:
+    """A flat config with each key it lacks at the schema's default (None for an optional key): a run recorded
+    before a key existed ran as that key's default does, since a new key's default keeps the old behaviour. Keys
+    under a section the config set to a value (`model.tiny: null`) stay out."""
+    left_out = tuple(key + "." for key in flat)
+    missing = {key: value for key, value in _value_defaults(Config, "").items() if key not in flat}
+    return {**{key: value for key, value in missing.items() if not key.startswith(left_out)}, **flat}
+
+
 def changed_keys(before: Any, after: Any) -> list[str]:
-    """The dotted keys whose values differ between two resolved configs. A key one of them lacks counts as
-    None there, so a run recorded before an optional key existed still matches a config that leaves it unset."""
-    a, b = flat_config(before), flat_config(after)
+    """The dotted keys whose values differ between two resolved configs, each key one of them lacks at its
+    default (`with_defaults`), so a run recorded before a key existed matches a config that leaves it there."""
+    a, b = with_defaults(flat_config(before)), with_defaults(flat_config(after))
     return sorted(key for key in a.keys() | b.keys() if a.get(key) != b.get(key))
 
 
@@ -87,9 +96,9 @@ def experiment_identity(config: Any, resolved: dict[str, Any] | None = None) -> 
     """What runs of one experiment share, as {dotted key: value}: the resolved config, each `auto` as the run's
     machine resolved it (`resolved`, from its resolved.json: `auto` and an explicit value that it resolved to
     compute the same), less its seeds, the keys a resumed run may change (where and how fast it runs, how many
-    iterations) and unset keys (a key an older run did not record is unset, as in `changed_keys`)."""
+    iterations) and unset keys; a key an older run did not record is at its default, as in `changed_keys`."""
     left_out = set(tagged_keys(SEEDING)) | set(MACHINE_LOCAL_KEYS)
-    flat = {**flat_config(config), **(resolved or {})}.items()
+    flat = {**with_defaults(flat_config(config)), **(resolved or {})}.items()
     return {key: value for key, value in flat if value is not None and key not in left_out and not resumable(key)}
 
 
@@ -107,6 +116,19 @@ def _tagged_fields(tag: str, schema: type, prefix: str) -> list[tuple[str, datac
         elif section is not None:
             found += _tagged_fields(tag, section, f"{prefix}{f.name}.")
     return found
+
+
+def _value_defaults(schema: type, prefix: str) -> dict[str, Any]:
+    """{dotted key: default} of each value key under `schema` that has a default to fill in: not a required
+    key (`???`) and not a mapping (whose recorded entries are keys of their own)."""
+    defaults: dict[str, Any] = {}
+    for f in dataclasses.fields(schema):
+        section, value = _section(f), _default(f)
+        if section is not None:
+            defaults.update(_value_defaults(section, f"{prefix}{f.name}."))
+        elif value is not dataclasses.MISSING and value != "???" and not isinstance(value, dict):
+            defaults[prefix + f.name] = value
+    return defaults
 
 
 def _section(f: dataclasses.Field) -> type | None:

@@ -26,7 +26,7 @@ def repeat_groups(runs: list[Run]) -> list[list[Run]]:
 
 def group_labels(groups: list[list[Run]]) -> list[str]:
     """Each group's method label, with the settings that tell it from the other groups of the same method
-    (still alike, as for runs recorded before a key existed: numbered)."""
+    (still alike in every key a label shows: numbered)."""
     identities = [experiment_identity(group[0].config, group[0].resolved) for group in groups]
     labels = [group[0].config.get("label") or group[0].method for group in groups]
     named = []
