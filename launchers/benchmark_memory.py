@@ -6,11 +6,13 @@
 Every arm runs in a child process of its own, one at a time, each repeat in a rotating order:
 - train arms: DPO+NLL training steps of the trainer (irpo/training/step.py's micro_batch_loss, backward, gradient
   clipping, AdamW; trainer.torch.mixed_precision=auto, so bf16 autocast on a CPU with bf16 instructions;
-  trainer.packing=shared_prompt), one micro-batch a step, with and without gradient checkpointing: a warm-up step
-  of one pair, then --steps steps of a micro-batch. The reference log-probs are zeros (constants of the loss, they
-  change neither memory nor speed). Peak RSS is the child's ru_maxrss (model, AdamW state, Python runtime
-  included); tokens/s counts the tokens of both sequences of each pair over the wall seconds of the steps after
-  the warm-up. The parent polls each child's RSS and stops it above --max-rss-gb (the machine is shared),
+  trainer.packing=shared_prompt), one micro-batch a step, under each gradient checkpointing policy (off, full,
+  matmuls: trainer.checkpoint_policy, irpo/training/checkpointing.py): a warm-up step of one pair, then --steps
+  steps of a micro-batch. The reference log-probs are zeros (constants of the loss, they change neither memory
+  nor speed). Peak RSS is the child's ru_maxrss (model, AdamW state, Python runtime included); tokens/s counts
+  the tokens of both sequences of each pair over the wall seconds of the steps after the warm-up, tokens/CPU-s
+  over their CPU seconds (steadier than wall time on a shared machine). The parent polls each child's RSS and
+  stops it above --max-rss-gb (the machine is shared),
   reporting the arm as stopped.
   The path `chunked+released` is `chunked` with trainer.release_freed_memory=true (glibc's trim threshold fixed:
   irpo/training/malloc.py); the other train arms leave glibc's thresholds dynamic, the trainer's default.
@@ -116,6 +118,7 @@ def train_arm(arm: dict) -> dict:
 
     from irpo.config import LossConfig
     from irpo.models.precision import autocast, autocast_dtype
+    from irpo.training.checkpointing import enable_checkpointing
     from irpo.training.step import micro_batch_loss
 
     if arm["path"] == RELEASED:
@@ -125,8 +128,8 @@ def train_arm(arm: dict) -> dict:
     cpu = torch.device("cpu")
     mixed = autocast_dtype("auto", cpu)
     model, data, pad_id = load_arm_model(arm)
-    if arm["gradient_checkpointing"]:
-        model.gradient_checkpointing_enable()
+    if arm["gradient_checkpointing"] != "off":
+        enable_checkpointing(model, arm["gradient_checkpointing"])
     if arm["kind"] == "liger":  # it scores no reference (see the module's docstring)
         return liger_arm(arm, model, data, pad_id, mixed)
     # the reference log-probs are constants of the loss: their values change neither memory nor speed
@@ -134,9 +137,9 @@ def train_arm(arm: dict) -> dict:
     loss_cfg = OmegaConf.structured(LossConfig(name="dpo_nll", alpha=ALPHA, beta=BETA))
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
     model.train()
-    seconds, tokens = [], []
+    seconds, cpu_seconds, tokens = [], [], []
     for idx in warm_up_then_steps(arm):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         with autocast(mixed, cpu):
             losses, _, count = micro_batch_loss(model, idx, data, loss_cfg, pad_id, "cpu")
         (losses.sum() / len(idx)).backward()
@@ -144,10 +147,12 @@ def train_arm(arm: dict) -> dict:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         seconds.append(time.perf_counter() - started)
+        cpu_seconds.append(time.process_time() - cpu_started)
         tokens.append(count)
     return {
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB,
         "tokens_per_s": sum(tokens[1:]) / sum(seconds[1:]),
+        "tokens_per_cpu_s": sum(tokens[1:]) / sum(cpu_seconds[1:]),
         "mixed_precision": str(mixed),
     }
 
@@ -174,9 +179,9 @@ def liger_arm(arm: dict, model, data, pad_id: int, mixed) -> dict:
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
     model.train()
-    seconds, tokens = [], []
+    seconds, cpu_seconds, tokens = [], [], []
     for idx in warm_up_then_steps(arm):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         sequences = [data.chosen[i] for i in idx] + [data.rejected[i] for i in idx]
         batch = collate(sequences, pad_id)
         with autocast(mixed, cpu):
@@ -188,10 +193,12 @@ def liger_arm(arm: dict, model, data, pad_id: int, mixed) -> dict:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         seconds.append(time.perf_counter() - started)
+        cpu_seconds.append(time.process_time() - cpu_started)
         tokens.append(sum(len(s.input_ids) for s in sequences))
     return {
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB,
         "tokens_per_s": sum(tokens[1:]) / sum(seconds[1:]),
+        "tokens_per_cpu_s": sum(tokens[1:]) / sum(cpu_seconds[1:]),
         "mixed_precision": str(mixed),
     }
 
@@ -292,10 +299,11 @@ def arms_of(args) -> list[dict]:
         for micro_batch in batches:
             for path, chunk in (("full", 0), ("chunked", args.chunk_size)):
                 arms.append(arm(model, "logprobs", path, chunk, micro_batch, False, args))
-        for checkpointing in (True, False):
+        for checkpointing in ("full", "matmuls", "off"):
             for micro_batch in batches:
-                liger = [("liger", 0)] if args.liger else []
-                for path, chunk in (("full", 0), ("chunked", args.chunk_size), (RELEASED, args.chunk_size), *liger):
+                liger = [("liger", 0)] if args.liger and checkpointing != "matmuls" else []
+                full = [("full", 0)] if checkpointing != "matmuls" else []
+                for path, chunk in (*full, ("chunked", args.chunk_size), (RELEASED, args.chunk_size), *liger):
                     kind = "liger" if path == "liger" else "train"
                     arms.append(arm(model, kind, path, chunk, micro_batch, checkpointing, args))
     return arms
@@ -336,8 +344,9 @@ def tables(results: dict[str, list[dict]], arms: list[dict]) -> str:
     for model in dict.fromkeys(a["model"] for a in arms):
         lines += [
             f"\n{model}: training steps (DPO+NLL, one micro-batch a step; each run's value, run 1 / run 2 ...)",
-            "| micro-batch | grad. ckpt | path | peak RSS GiB | tokens/s | peak: full / this | tokens/s: this / full |",
-            "|---|---|---|---|---|---|---|",
+            "| micro-batch | grad. ckpt | path | peak RSS GiB | tokens/s | tokens/CPU-s | peak: full / this "
+            "| tokens/s: this / full |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for a in arms:
             if a["model"] != model or a["kind"] == "logprobs":
@@ -345,8 +354,9 @@ def tables(results: dict[str, list[dict]], arms: list[dict]) -> str:
             full = results.get(key({**a, "path": "full", "kind": "train", "chunk_size": 0}), [])
             mine = results[key(a)]
             lines.append(
-                f"| {a['micro_batch']} | {'on' if a['gradient_checkpointing'] else 'off'} | {a['path']} | "
+                f"| {a['micro_batch']} | {a['gradient_checkpointing']} | {a['path']} | "
                 f"{cell(mine, 'peak_rss_gib', 2)} | {cell(mine, 'tokens_per_s', 0)} | "
+                f"{cell(mine, 'tokens_per_cpu_s', 0)} | "
                 f"{ratio(median(full, 'peak_rss_gib'), median(mine, 'peak_rss_gib'))} | "
                 f"{ratio(median(mine, 'tokens_per_s'), median(full, 'tokens_per_s'))} |"
             )

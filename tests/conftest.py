@@ -103,8 +103,9 @@ def with_lora_and_checkpointing(model, std: float = 0.05):
     """The model with gradient checkpointing and rank-4 LoRA adapters whose B is drawn (not 0), in train mode."""
     from irpo.config import LoraConfig
     from irpo.training import lora
+    from irpo.training.checkpointing import enable_checkpointing
 
-    model.gradient_checkpointing_enable()
+    enable_checkpointing(model, "full")
     model = lora.wrap(model, LoraConfig(rank=4, alpha=8.0), seed=0, gradient_checkpointing=True)
     model.train()
     for name, p in model.named_parameters():  # B = 0 at the start; make the adapters do something

@@ -278,7 +278,15 @@ class TrainerConfig:
     )
     lora: LoraConfig = setting(factory=LoraConfig, help="LoRA adapters instead of full fine-tuning.")
     gradient_checkpointing: bool = setting(
-        False, help="Recompute activations in backward: less memory, about 30% more compute."
+        False, help="Recompute activations in backward: less memory, more compute (checkpoint_policy says how much)."
+    )
+    checkpoint_policy: str = setting(
+        "full",
+        resume_may_change=True,
+        help="What gradient checkpointing recomputes (irpo/training/checkpointing.py): full = each decoder layer "
+        "whole, keeping only its input (least memory, about 30% more compute); matmuls = only the elementwise ops "
+        "between the matmuls and the attention, keeping their outputs (about half a layer's activations, a few % "
+        "more compute). The same gradients, bit for bit.",
     )
     packing: str = setting(
         "shared_prompt",

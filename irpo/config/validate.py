@@ -12,6 +12,7 @@ from irpo.sampling import SAMPLERS
 from irpo.tasks import task_config
 from irpo.tracking import TRACKERS
 from irpo.training import TRAINERS, lora
+from irpo.training.checkpointing import check_checkpointing
 from irpo.training.logprobs import check_chunking
 from irpo.training.optim import check_lr_schedule
 from irpo.training.packing import check_packing
@@ -92,4 +93,5 @@ def _check_trainer(cfg: DictConfig) -> None:
         lora.check_target_modules_of(cfg.model, trainer.lora)
     check_lr_schedule(trainer.lr_schedule)  # fails here, not after a generation stage
     check_packing(trainer.packing)
+    check_checkpointing(trainer)
     check_chunking(trainer)

@@ -7,6 +7,7 @@ import math
 import torch
 
 from irpo.training import lora
+from irpo.training.checkpointing import enable_checkpointing
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -32,10 +33,10 @@ def lr_multiplier(cfg, total_steps: int):
 
 
 def prepare_model(model, cfg, seed: int):
-    """The model as trained: gradient checkpointing, and LoRA adapters (starting as the model itself, B = 0,
-    so the reference log-probs are M_{t-1}'s) when trainer.lora is on."""
+    """The model as trained: gradient checkpointing (under trainer.checkpoint_policy), and LoRA adapters (starting
+    as the model itself, B = 0, so the reference log-probs are M_{t-1}'s) when trainer.lora is on."""
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        enable_checkpointing(model, cfg.checkpoint_policy)
     if lora.enabled(cfg.lora):
         model = lora.wrap(model, cfg.lora, seed, cfg.gradient_checkpointing)
     return model
