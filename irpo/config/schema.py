@@ -282,7 +282,7 @@ class TrainerConfig:
     )
     checkpoint_policy: str = setting(
         "full",
-        resume_may_change=True,
+        runtime_only=True,
         help="What gradient checkpointing recomputes (irpo/training/checkpointing.py): full = each decoder layer "
         "whole, keeping only its input (least memory, about 30% more compute); matmuls = only the elementwise ops "
         "between the matmuls and the attention, keeping their outputs (about half a layer's activations, a few % "
