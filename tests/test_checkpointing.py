@@ -94,6 +94,10 @@ def test_matmuls_policy_under_lora_matches_no_checkpointing(untrained_tiny, task
 def test_an_unknown_policy_or_one_without_checkpointing_fails_at_config_time(make_config):
     with pytest.raises(ValueError, match="unknown trainer.checkpoint_policy 'matmul'; valid policies: full, matmuls"):
         validate(make_config("trainer.gradient_checkpointing=true", "trainer.checkpoint_policy=matmul"))
-    with pytest.raises(ValueError, match="takes effect only with trainer.gradient_checkpointing=true"):
+    with pytest.raises(ValueError, match="takes effect only with gradient_checkpointing=true"):
         validate(make_config("trainer.checkpoint_policy=matmuls"))
     validate(make_config("trainer.gradient_checkpointing=true", "trainer.checkpoint_policy=matmuls"))
+    zero3 = ("trainer=deepspeed", "trainer.gradient_checkpointing=true", "trainer.checkpoint_policy=matmuls")
+    with pytest.raises(ValueError, match=r"does not run under ZeRO-3 \(trainer.deepspeed.zero_stage=3\)"):
+        validate(make_config(*zero3))
+    validate(make_config(*zero3, "trainer.deepspeed.zero_stage=2"))

@@ -38,12 +38,17 @@ def check_checkpoint_policy(policy: str) -> None:
 
 
 def check_checkpointing(trainer) -> None:
-    """A known policy, and none but the default without checkpointing, where it would silently do nothing."""
-    check_checkpoint_policy(trainer.checkpoint_policy)
-    if trainer.checkpoint_policy != "full" and not trainer.gradient_checkpointing:
+    """A known policy, none but the default without checkpointing (where it would silently do nothing), and
+    `matmuls` not under ZeRO-3."""
+    policy = trainer.checkpoint_policy
+    check_checkpoint_policy(policy)
+    if policy != "full" and not trainer.gradient_checkpointing:
+        raise ValueError(f"trainer.checkpoint_policy={policy} takes effect only with gradient_checkpointing=true")
+    if policy == "matmuls" and trainer.name == "deepspeed" and trainer.deepspeed.zero_stage == 3:
+        # ZeRO-3 gathers each weight again to recompute, ops torch's selective checkpointing did not see in forward
         raise ValueError(
-            f"trainer.checkpoint_policy={trainer.checkpoint_policy} takes effect only with "
-            "trainer.gradient_checkpointing=true"
+            "trainer.checkpoint_policy=matmuls does not run under ZeRO-3 (trainer.deepspeed.zero_stage=3): use "
+            "checkpoint_policy=full there, or zero_stage=2"
         )
 
 
