@@ -284,9 +284,9 @@ class TrainerConfig:
         "full",
         runtime_only=True,
         help="What gradient checkpointing recomputes (irpo/training/checkpointing.py): full = each decoder layer "
-        "whole, keeping only its input (least memory, about 30% more compute); matmuls = only the elementwise ops "
-        "between the matmuls and the attention, keeping their outputs (about half a layer's activations, a few % "
-        "more compute). The same gradients, bit for bit.",
+        "whole, keeping only its input (least memory, one more forward of every layer); matmuls = only the "
+        "elementwise ops between the matmuls and the attention, keeping their outputs (under half the activations "
+        "of no checkpointing; not under ZeRO-3). The same gradients, bit for bit (docs/performance_memory.md).",
     )
     packing: str = setting(
         "shared_prompt",
