@@ -111,8 +111,6 @@ def smollm2_model_and_pairs(count: int):
 
 def train_arm(arm: dict) -> dict:
     """Peak RSS and tokens/s of `steps` + 1 training steps of one micro-batch each (the first untimed)."""
-    import resource
-
     import torch
     from omegaconf import OmegaConf
 
@@ -135,14 +133,29 @@ def train_arm(arm: dict) -> dict:
     # the reference log-probs are constants of the loss: their values change neither memory nor speed
     data.reference = {side: torch.zeros(len(data.chosen)) for side in ("chosen", "rejected")}
     loss_cfg = OmegaConf.structured(LossConfig(name="dpo_nll", alpha=ALPHA, beta=BETA))
+
+    def loss_and_tokens(idx: list[int]):
+        with autocast(mixed, cpu):
+            losses, _, count = micro_batch_loss(model, idx, data, loss_cfg, pad_id, "cpu")
+        return losses.sum() / len(idx), count
+
+    return {**timed_steps(arm, model, loss_and_tokens), "mixed_precision": str(mixed)}
+
+
+def timed_steps(arm: dict, model, loss_and_tokens) -> dict:
+    """Peak RSS, tokens/s and tokens per CPU-second of the arm's training steps (AdamW, gradients clipped), each
+    step's loss and token count from `loss_and_tokens(pair indices)`; the warm-up step is not timed."""
+    import resource
+
+    import torch
+
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
     model.train()
     seconds, cpu_seconds, tokens = [], [], []
     for idx in warm_up_then_steps(arm):
         started, cpu_started = time.perf_counter(), time.process_time()
-        with autocast(mixed, cpu):
-            losses, _, count = micro_batch_loss(model, idx, data, loss_cfg, pad_id, "cpu")
-        (losses.sum() / len(idx)).backward()
+        loss, count = loss_and_tokens(idx)
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -153,7 +166,6 @@ def train_arm(arm: dict) -> dict:
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB,
         "tokens_per_s": sum(tokens[1:]) / sum(seconds[1:]),
         "tokens_per_cpu_s": sum(tokens[1:]) / sum(cpu_seconds[1:]),
-        "mixed_precision": str(mixed),
     }
 
 
@@ -165,8 +177,6 @@ def warm_up_then_steps(arm: dict) -> list[list[int]]:
 
 def liger_arm(arm: dict, model, data, pad_id: int, mixed) -> dict:
     """Liger's LigerFusedLinearDPOLoss over the decoder's hidden states of [chosen; rejected], right-padded."""
-    import resource
-
     import torch
     from liger_kernel.chunked_loss import LigerFusedLinearDPOLoss
 
@@ -177,30 +187,16 @@ def liger_arm(arm: dict, model, data, pad_id: int, mixed) -> dict:
     loss_fn = LigerFusedLinearDPOLoss(
         beta=BETA, alpha=ALPHA, compute_nll_loss=True, compiled=False, use_ref_model=False
     )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
-    model.train()
-    seconds, cpu_seconds, tokens = [], [], []
-    for idx in warm_up_then_steps(arm):
-        started, cpu_started = time.perf_counter(), time.process_time()
+
+    def loss_and_tokens(idx: list[int]):
         sequences = [data.chosen[i] for i in idx] + [data.rejected[i] for i in idx]
         batch = collate(sequences, pad_id)
         with autocast(mixed, cpu):
             hidden = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
             target = batch["input_ids"][:, 1:].masked_fill(~batch["response_mask"][:, 1:], -100)
-            loss = loss_fn(model.lm_head.weight, hidden[:, :-1], target)[0]
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        seconds.append(time.perf_counter() - started)
-        cpu_seconds.append(time.process_time() - cpu_started)
-        tokens.append(sum(len(s.input_ids) for s in sequences))
-    return {
-        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB,
-        "tokens_per_s": sum(tokens[1:]) / sum(seconds[1:]),
-        "tokens_per_cpu_s": sum(tokens[1:]) / sum(cpu_seconds[1:]),
-        "mixed_precision": str(mixed),
-    }
+            return loss_fn(model.lm_head.weight, hidden[:, :-1], target)[0], sum(len(s.input_ids) for s in sequences)
+
+    return {**timed_steps(arm, model, loss_and_tokens), "mixed_precision": str(mixed)}
 
 
 def logprob_arm(arm: dict) -> dict:

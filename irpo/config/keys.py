@@ -4,6 +4,7 @@ over a resolved config that the resume check, sweep dir names and the report's g
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from typing import Any, NamedTuple
 
@@ -81,7 +82,7 @@ def with_defaults(flat: dict[str, Any]) -> dict[str, Any]:
     before a key existed ran as that key's default does, since a new key's default keeps the old behaviour. Keys
     under a section the config set to a value (`model.tiny: null`) stay out."""
     left_out = tuple(key + "." for key in flat)
-    missing = {key: value for key, value in _value_defaults(Config, "").items() if key not in flat}
+    missing = {key: value for key, value in _schema_defaults().items() if key not in flat}
     return {**{key: value for key, value in missing.items() if not key.startswith(left_out)}, **flat}
 
 
@@ -116,6 +117,12 @@ def _tagged_fields(tag: str, schema: type, prefix: str) -> list[tuple[str, datac
         elif section is not None:
             found += _tagged_fields(tag, section, f"{prefix}{f.name}.")
     return found
+
+
+@functools.cache
+def _schema_defaults() -> dict[str, Any]:
+    """The root config's `_value_defaults`, walked once (read-only: callers copy what they keep)."""
+    return _value_defaults(Config, "")
 
 
 def _value_defaults(schema: type, prefix: str) -> dict[str, Any]:
